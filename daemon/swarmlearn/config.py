@@ -1,0 +1,147 @@
+"""Settings of the daemon: one frozen dataclass, loaded from TOML, environment and flags.
+
+Precedence, lowest first: the defaults below, a TOML file (``--config`` or ``SWARMLEARN_CONFIG``),
+``SWARMLEARN_<FIELD>`` environment variables, then command-line flags. Every field is documented
+here once; README's configuration table is generated from the same docstrings' wording.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SWARMLEARN_"
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the daemon can be told. Units are in the names."""
+
+    listen: str = "127.0.0.1:50051"
+    """gRPC address: ``host:port`` or ``unix:PATH``."""
+    data_dir: Path = field(default_factory=lambda: Path("var/swarmlearn"))
+    """Directory holding the SQLite event log and everything else the daemon writes."""
+    log_level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR."""
+    grace_period_s: float = 5.0
+    """On SIGTERM/SIGINT: how long in-flight RPCs get to finish before they are cancelled."""
+    max_batch_events: int = 10_000
+    """Events per EventBatch; events past this index are rejected (field ``events``)."""
+    max_message_bytes: int = 32 * 1024 * 1024
+    """Largest gRPC message the daemon receives or sends."""
+    max_stream_inflight_events: int = 20_000
+    """Events of one Ingest stream read ahead of their acks (server-side backpressure); one
+    batch is always admitted, however large."""
+    sqlite_synchronous: str = "FULL"
+    """SQLite ``synchronous`` pragma: FULL survives power loss; NORMAL only process crashes."""
+    group_commit_max_events: int = 50_000
+    """Most events written in one transaction when several streams commit together."""
+
+    def __post_init__(self) -> None:
+        _check(self.listen.strip() != "", "listen", "must not be empty")
+        _check(self.log_level in _LOG_LEVELS, "log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
+        _check(self.grace_period_s >= 0, "grace_period_s", "must be >= 0")
+        _check(1 <= self.max_batch_events <= 1_000_000, "max_batch_events", "must be in [1, 1000000]")
+        _check(self.max_message_bytes >= 1024 * 1024, "max_message_bytes", "must be >= 1 MiB")
+        _check(self.max_stream_inflight_events >= 1, "max_stream_inflight_events", "must be >= 1")
+        _check(
+            self.sqlite_synchronous in _SYNCHRONOUS, "sqlite_synchronous", f"must be one of {', '.join(_SYNCHRONOUS)}"
+        )
+        _check(self.group_commit_max_events >= 1, "group_commit_max_events", "must be >= 1")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "events.sqlite3"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _check(ok: bool, name: str, reason: str) -> None:
+    if not ok:
+        raise SettingsError(f"setting {name}: {reason}")
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(Settings))
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """Turn a TOML or environment value into the field's type."""
+    default = getattr(Settings(), name)
+    try:
+        if isinstance(default, bool):
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return lowered in ("1", "true", "yes")
+        if isinstance(default, Path):
+            return Path(os.path.expanduser(str(raw)))
+        if isinstance(default, int):
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if name in ("log_level", "sqlite_synchronous"):
+            return str(raw).upper()
+        return str(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting {name}: cannot use {raw!r} as {type(default).__name__}") from None
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults < TOML file < ``SWARMLEARN_*`` environment < ``overrides`` (flags).
+
+    ``overrides`` entries that are None are ignored, so unset flags do not mask lower layers.
+    Unknown keys in the file or the environment are errors, not silently dropped typos.
+    """
+    environ = os.environ if environ is None else environ
+    names = set(field_names())
+    values: dict[str, Any] = {}
+    if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(environ[ENV_PREFIX + "CONFIG"])
+    if config_file is not None:
+        try:
+            document = tomllib.loads(Path(config_file).read_text())
+        except OSError as exc:
+            raise SettingsError(f"config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {config_file}: {exc}") from None
+        section = document.get("swarmlearn", document)
+        for key, raw in section.items():
+            if key not in names:
+                raise SettingsError(f"config file {config_file}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw)
+    for env_key, raw in environ.items():
+        if not env_key.startswith(ENV_PREFIX) or env_key == ENV_PREFIX + "CONFIG":
+            continue
+        key = env_key[len(ENV_PREFIX) :].lower()
+        if key not in names:
+            raise SettingsError(f"environment {env_key}: unknown setting {key!r}")
+        values[key] = _coerce(key, raw)
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in names:
+            raise SettingsError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, raw)
+    return Settings(**values)

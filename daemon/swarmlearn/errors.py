@@ -1,0 +1,35 @@
+"""Errors the daemon's services raise; the server maps each to one gRPC status code.
+
+SwarmLearnDaemonError
+├── InvalidArgument      -> INVALID_ARGUMENT (names the field)
+├── UnknownAgent         -> NOT_FOUND
+├── Overloaded           -> RESOURCE_EXHAUSTED
+└── ShuttingDown         -> UNAVAILABLE
+"""
+
+from __future__ import annotations
+
+
+class SwarmLearnDaemonError(Exception):
+    """Base of the errors a request can end with."""
+
+
+class InvalidArgument(SwarmLearnDaemonError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class UnknownAgent(SwarmLearnDaemonError):
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"unknown agent {agent_id!r}: no event of it is stored")
+        self.agent_id = agent_id
+
+
+class Overloaded(SwarmLearnDaemonError):
+    """Too much at once; the message says when to retry."""
+
+
+class ShuttingDown(SwarmLearnDaemonError):
+    """The daemon is stopping; reconnect and resend what was not acknowledged."""

@@ -1,0 +1,63 @@
+"""Ingestion: validate a batch per event, commit the good events, report the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from swarmlearn.events import LIMITS, Event, Limits, Rejection, validate_event
+from swarmlearn.store import CommitResult, EventStore
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    rejected: tuple[Rejection, ...]
+    durable_sequence: int
+
+
+class PendingIngest:
+    """A batch handed to the store; ``result()`` waits for its commit."""
+
+    __slots__ = ("_commit", "_rejected", "_sequence")
+
+    def __init__(self, commit: asyncio.Future[CommitResult] | None, rejected: tuple[Rejection, ...], sequence: int):
+        self._commit = commit
+        self._rejected = rejected
+        self._sequence = sequence
+
+    async def result(self) -> IngestResult:
+        if self._commit is None:
+            return IngestResult(0, 0, self._rejected, self._sequence)
+        commit = await self._commit
+        return IngestResult(commit.accepted, commit.duplicates, self._rejected, commit.durable_sequence)
+
+
+class Ingestor:
+    """Owns the path from decoded events to the durable log."""
+
+    def __init__(self, store: EventStore, *, limits: Limits = LIMITS) -> None:
+        self._store = store
+        self._limits = limits
+
+    def submit(self, events: Sequence[tuple[int, Event]], rejected: list[Rejection]) -> PendingIngest:
+        """Validate ``(index, event)`` pairs and queue the good ones for commit, in call order.
+
+        ``rejected`` holds the rejections found while decoding; validation adds its own. Call on
+        the event loop; the store's writer thread does the I/O.
+        """
+        good: list[Event] = []
+        limits = self._limits
+        for index, event in events:
+            problem = validate_event(event, limits)
+            if problem is None:
+                good.append(event)
+            else:
+                rejected.append(Rejection(index, event.event_id, *problem))
+        rejected.sort(key=lambda r: r.index)
+        if not good:
+            return PendingIngest(None, tuple(rejected), self._store.durable_sequence)
+        commit = asyncio.wrap_future(self._store.submit(good))
+        return PendingIngest(commit, tuple(rejected), 0)

@@ -1,0 +1,6 @@
+"""The gRPC server: thin servicers over the daemon's services, health, reflection, lifecycle."""
+
+from swarmlearn.server._app import SERVICE_NAME, DaemonServer, DataDirLocked, serve
+from swarmlearn.server._embedded import Daemon
+
+__all__ = ["SERVICE_NAME", "Daemon", "DaemonServer", "DataDirLocked", "serve"]

@@ -1,0 +1,105 @@
+"""Protobuf <-> domain types. The only module of the daemon that reads swarmlearn.v1 messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from swarmlearn.events import Event, EventType, PromptData, Rejection
+from swarmlearn.ingest import IngestResult
+from swarmlearn.store import AgentSummary
+from swarmlearn_client.v1 import agents_pb2, events_pb2
+
+_EVENT_TYPES = {int(t): t for t in EventType}
+
+
+def decode_batch(
+    events: Sequence[events_pb2.StreamEvent], max_events: int
+) -> tuple[list[tuple[int, Event]], list[Rejection]]:
+    """Turn a batch into ``(index, Event)`` pairs and the rejections that the wire form shows.
+
+    Range checks happen later, on the domain event (``validate_event``); here only what a domain
+    event cannot represent: missing messages, unknown enum numbers, events past the batch limit.
+    """
+    decoded: list[tuple[int, Event]] = []
+    rejected: list[Rejection] = []
+    append = decoded.append
+    for index, pb in enumerate(events):
+        if index >= max_events:
+            reason = f"batch holds {len(events)} events, the limit is {max_events}; send smaller batches"
+            rejected.extend(Rejection(i, events[i].event_id, "events", reason) for i in range(index, len(events)))
+            break
+        if not pb.HasField("timestamp"):
+            rejected.append(Rejection(index, pb.event_id, "timestamp", "is required"))
+            continue
+        event_type = _EVENT_TYPES.get(pb.event_type)
+        if event_type is None:
+            reason = "is required" if pb.event_type == 0 else f"unknown value {pb.event_type}"
+            rejected.append(Rejection(index, pb.event_id, "event_type", reason))
+            continue
+        if not pb.HasField("performance_metrics"):
+            rejected.append(Rejection(index, pb.event_id, "performance_metrics", "is required"))
+            continue
+        m = pb.performance_metrics
+        prompt = None
+        if pb.HasField("prompt_data"):
+            p = pb.prompt_data
+            prompt = PromptData(p.prompt_text, p.prompt_tokens, p.response_tokens, p.quality_score)
+        ts = pb.timestamp
+        # Positional arguments, in Event's field order: this loop is the ingest hot path.
+        append(
+            (
+                index,
+                Event(
+                    pb.agent_id,
+                    pb.event_id,
+                    ts.seconds + ts.nanos * 1e-9,
+                    event_type,
+                    m.latency_ms,
+                    m.tokens_per_second,
+                    m.memory_usage_mb,
+                    m.cpu_usage_percent,
+                    m.success_rate,
+                    prompt,
+                    dict(pb.attributes.items()),
+                ),
+            )
+        )
+    return decoded, rejected
+
+
+def ingest_ack(batch_id: str, result: IngestResult) -> events_pb2.IngestAck:
+    return events_pb2.IngestAck(
+        batch_id=batch_id,
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=[
+            events_pb2.RejectedEvent(index=r.index, event_id=r.event_id, field=r.field, reason=r.reason)
+            for r in result.rejected
+        ],
+        durable_sequence=result.durable_sequence,
+    )
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(round(seconds * 1e9))
+    return ts
+
+
+def agent_stats(summary: AgentSummary) -> agents_pb2.AgentStats:
+    return agents_pb2.AgentStats(
+        agent_id=summary.agent_id,
+        event_count=summary.event_count,
+        first_event_time=_timestamp(summary.first_timestamp),
+        last_event_time=_timestamp(summary.last_timestamp),
+        mean_metrics=events_pb2.PerformanceMetrics(
+            latency_ms=summary.mean_latency_ms,
+            tokens_per_second=summary.mean_tokens_per_second,
+            memory_usage_mb=summary.mean_memory_usage_mb,
+            cpu_usage_percent=summary.mean_cpu_usage_percent,
+            success_rate=summary.mean_success_rate,
+        ),
+        prompt_event_count=summary.prompt_event_count,
+    )

@@ -1,0 +1,61 @@
+"""The one table from domain errors to gRPC status codes, and the wrapper that applies it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from swarmlearn.errors import InvalidArgument, Overloaded, ShuttingDown, SwarmLearnDaemonError, UnknownAgent
+from swarmlearn.store import StoreClosed
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    UnknownAgent: grpc.StatusCode.NOT_FOUND,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+    StoreClosed: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_of(exc: BaseException) -> grpc.StatusCode | None:
+    for kind in type(exc).__mro__:
+        code = STATUS_OF.get(kind)  # type: ignore[call-overload]
+        if code is not None:
+            return code
+    return None
+
+
+async def abort_for(exc: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+    """End the RPC with the status ``exc`` maps to; unknown errors are logged and become INTERNAL."""
+    code = status_of(exc)
+    if code is None or not isinstance(exc, (SwarmLearnDaemonError, StoreClosed)):
+        log.error("%s failed", method, exc_info=exc)
+        await context.abort(
+            grpc.StatusCode.INTERNAL, f"{method}: internal error ({type(exc).__name__}); see the daemon log"
+        )
+    await context.abort(code, str(exc))
+
+
+R = TypeVar("R")
+
+
+def mapped(fn: Callable[[Any, Any, Any], Awaitable[R]]) -> Callable[[Any, Any, Any], Awaitable[R]]:
+    """Apply the table to a unary handler."""
+
+    @functools.wraps(fn)
+    async def handler(self: Any, request: Any, context: Any) -> R:
+        try:
+            return await fn(self, request, context)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await abort_for(exc, context, fn.__name__)
+            raise  # unreachable: abort raises
+
+    return handler

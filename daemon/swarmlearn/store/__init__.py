@@ -1,0 +1,5 @@
+"""The durable event log: SQLite in WAL mode, group commit, idempotent on (agent_id, event_id)."""
+
+from swarmlearn.store._sqlite import AgentSummary, CommitResult, EventStore, StoreClosed
+
+__all__ = ["AgentSummary", "CommitResult", "EventStore", "StoreClosed"]

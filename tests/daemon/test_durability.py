@@ -1,0 +1,135 @@
+"""What was acknowledged survives: graceful restarts, SIGTERM mid-stream, SIGKILL mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from swarmlearn.store import EventStore
+from swarmlearn_client import Client
+from swarmlearn_client.v1 import events_pb2, service_pb2_grpc
+from tests.daemon.conftest import DaemonProcess
+from tests.daemon.pbevents import events
+
+
+def stored_ids(process: DaemonProcess) -> list[tuple[str, str]]:
+    store = EventStore(process.data_dir / "events.sqlite3")
+    try:
+        return [(e.agent_id, e.event_id) for _, e in store.iter_events()]
+    finally:
+        store.close()
+
+
+async def stream_until(
+    target: str, on_acks: int, action: threading.Event | None = None
+) -> tuple[list[str], grpc.StatusCode | None]:
+    """Stream batches of 100 events (batch i holds ids b{i}-*) until the stream breaks.
+
+    After ``on_acks`` acks, sets ``action`` (the test kills or stops the daemon then). Returns the
+    acknowledged batch ids and the status code the stream ended with.
+    """
+    acked: list[str] = []
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.SwarmLearnStub(channel)
+
+        async def batches() -> AsyncIterator[events_pb2.EventBatch]:
+            for i in range(100_000):
+                yield events_pb2.EventBatch(batch_id=f"b{i}", events=events(100, agent="a", prefix=f"b{i}"))
+                await asyncio.sleep(0.001)
+
+        try:
+            async for ack in stub.Ingest(batches()):
+                assert ack.accepted == 100
+                acked.append(ack.batch_id)
+                if len(acked) == on_acks and action is not None:
+                    action.set()
+        except grpc.aio.AioRpcError as exc:
+            return acked, exc.code()
+    return acked, None
+
+
+def test_graceful_restart_keeps_every_acked_event(daemon_process: DaemonProcess) -> None:
+    daemon_process.start()
+    batch = events(2_000, agent="restart")
+    with Client(daemon_process.target) as client:
+        first = client.ingest(batch, batch_size=250)
+    assert first.accepted == 2_000
+    assert daemon_process.terminate() == 0
+    daemon_process.start()
+    with Client(daemon_process.target) as client:
+        again = client.ingest(batch, batch_size=250)
+        assert client.get_agent_stats("restart").event_count == 2_000
+    assert (again.accepted, again.duplicates) == (0, 2_000)
+    assert daemon_process.terminate() == 0
+    assert len(stored_ids(daemon_process)) == 2_000
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+async def test_every_acknowledged_batch_survives_the_daemon_dying_mid_stream(
+    daemon_process: DaemonProcess, signal_name: str
+) -> None:
+    daemon_process.start()
+    trigger = threading.Event()
+    exit_code: list[int] = []
+
+    def stop_when_triggered() -> None:
+        trigger.wait(60)
+        if signal_name == "SIGKILL":
+            daemon_process.kill()
+        else:
+            exit_code.append(daemon_process.terminate())
+
+    stopper = threading.Thread(target=stop_when_triggered)
+    stopper.start()
+    acked, status = await stream_until(daemon_process.target, on_acks=20, action=trigger)
+    stopper.join()
+
+    assert len(acked) >= 20
+    assert status == grpc.StatusCode.UNAVAILABLE
+    if signal_name == "SIGTERM":
+        assert exit_code == [0]
+    stored = set(stored_ids(daemon_process))
+    missing = [b for b in acked if not all(("a", f"{b}-{i}") in stored for i in range(100))]
+    assert missing == []
+    # The restarted daemon serves the same log.
+    daemon_process.start()
+    with Client(daemon_process.target) as client:
+        assert client.get_agent_stats("a").event_count == len(stored)
+
+
+def test_client_resends_unacknowledged_events_after_a_crash_and_nothing_is_stored_twice(
+    daemon_process: DaemonProcess,
+) -> None:
+    daemon_process.start()
+    total = 30_000
+    acked = 0
+    crashed = threading.Event()
+
+    def on_ack(ack: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == 5 and not crashed.is_set():
+            crashed.set()
+
+    def crash_and_restart() -> None:
+        crashed.wait(60)
+        daemon_process.kill()
+        daemon_process.start()
+
+    restarter = threading.Thread(target=crash_and_restart)
+    restarter.start()
+    with Client(daemon_process.target) as client:
+        summary = client.ingest(events(total, agent="resend"), batch_size=500, reconnect_timeout=60, on_ack=on_ack)
+    restarter.join()
+
+    assert summary.reconnects >= 1
+    assert summary.accepted + summary.duplicates == total
+    assert summary.rejected == 0
+    assert daemon_process.terminate() == 0
+    ids = stored_ids(daemon_process)
+    assert len(ids) == total
+    assert len(set(ids)) == total

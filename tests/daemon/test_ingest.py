@@ -1,0 +1,168 @@
+"""Ingest against a real daemon: acks, idempotency, per-event rejections, the other RPCs."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import pytest
+
+from swarmlearn.server import DaemonServer
+from swarmlearn_client.v1 import agents_pb2, events_pb2, service_pb2_grpc
+from tests.daemon.pbevents import event, events, override
+
+
+async def ingest(
+    stub: service_pb2_grpc.SwarmLearnStub, *batches: list[events_pb2.StreamEvent]
+) -> list[events_pb2.IngestAck]:
+    requests = [events_pb2.EventBatch(batch_id=f"b{i}", events=b) for i, b in enumerate(batches)]
+    return [ack async for ack in stub.Ingest(iter(requests))]
+
+
+async def test_round_trip_acks_each_batch_in_order(server: DaemonServer, stub: service_pb2_grpc.SwarmLearnStub) -> None:
+    acks = await ingest(stub, events(100, prefix="a"), events(50, prefix="b"), events(1, prefix="c"))
+    assert [a.batch_id for a in acks] == ["b0", "b1", "b2"]
+    assert [a.accepted for a in acks] == [100, 50, 1]
+    assert [a.duplicates for a in acks] == [0, 0, 0]
+    # Batches that commit together share a sequence number: the log's highest after that commit.
+    sequences = [a.durable_sequence for a in acks]
+    assert sequences == sorted(sequences) and sequences[0] >= 100 and sequences[-1] == 151
+    assert server.store.count() == 151
+
+
+async def test_duplicates_are_stored_once(server: DaemonServer, stub: service_pb2_grpc.SwarmLearnStub) -> None:
+    batch = events(20)
+    first, second = await ingest(stub, batch, batch)
+    assert (first.accepted, first.duplicates) == (20, 0)
+    assert (second.accepted, second.duplicates) == (0, 20)
+    # The same event id under another agent is another event.
+    (other,) = await ingest(stub, events(20, agent="agent-2"))
+    assert other.accepted == 20
+    # A resend with changed content is still a duplicate: first write wins.
+    changed = event("agent-1", "e-0", latency=9999.0)
+    (third,) = await ingest(stub, [changed, changed])
+    assert (third.accepted, third.duplicates) == (0, 2)
+    assert server.store.count() == 40
+    stats = await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id="agent-1"))
+    assert stats.event_count == 20
+    assert stats.mean_metrics.latency_ms < 9999.0
+
+
+BAD = [
+    ("agent_id", "must not be empty", {"agent_id": ""}),
+    ("agent_id", "longer than 128 characters", {"agent_id": "x" * 129}),
+    ("event_id", "must not be empty", {"event_id": ""}),
+    ("performance_metrics.latency_ms", "must be finite", {"latency_ms": math.nan}),
+    ("performance_metrics.tokens_per_second", "must be finite", {"tokens_per_second": math.inf}),
+    ("performance_metrics.cpu_usage_percent", "must be >= 0", {"cpu_usage_percent": -1.0}),
+    ("performance_metrics.success_rate", "must be in [0, 1]", {"success_rate": 1.5}),
+    ("event_type", "is required", {"event_type": 0}),
+    ("event_type", "unknown value 42", {"event_type": 42}),
+]
+
+
+async def test_bad_events_are_rejected_with_field_and_reason_while_neighbours_are_stored(
+    server: DaemonServer, stub: service_pb2_grpc.SwarmLearnStub
+) -> None:
+    batch = []
+    for i, (_, _, fields) in enumerate(BAD):
+        batch.append(event("good", f"good-{i}"))
+        batch.append(override(event("agent-1", f"bad-{i}"), **fields))
+    no_timestamp = event("agent-1", "bad-ts")
+    no_timestamp.ClearField("timestamp")
+    no_metrics = event("agent-1", "bad-metrics")
+    no_metrics.ClearField("performance_metrics")
+    quality = event("agent-1", "bad-quality")
+    quality.prompt_data.CopyFrom(events_pb2.PromptData(prompt_text="hi", quality_score=1.2))
+    huge = event("agent-1", "bad-prompt")
+    huge.prompt_data.prompt_text = "é" * (32 * 1024 + 1)  # 64 KiB + 2 bytes of UTF-8
+    fine_prompt = event("agent-1", "good-prompt")
+    fine_prompt.prompt_data.CopyFrom(events_pb2.PromptData(prompt_text="a" * 65536, prompt_tokens=3, quality_score=0.7))
+    batch += [no_timestamp, no_metrics, quality, huge, fine_prompt]
+
+    (ack,) = await ingest(stub, batch)
+
+    assert ack.accepted == len(BAD) + 1
+    got = {(r.event_id, r.field): r.reason for r in ack.rejected}
+    for i, (field, reason, fields) in enumerate(BAD):
+        assert reason in got[(str(fields.get("event_id", f"bad-{i}")), field)]
+    assert "is required" in got[("bad-ts", "timestamp")]
+    assert "is required" in got[("bad-metrics", "performance_metrics")]
+    assert "[0, 1]" in got[("bad-quality", "prompt_data.quality_score")]
+    assert "65536 bytes" in got[("bad-prompt", "prompt_data.prompt_text")]
+    assert [r.index for r in ack.rejected] == sorted(r.index for r in ack.rejected)
+    assert all(batch[r.index].event_id == r.event_id for r in ack.rejected)
+    assert server.store.has_event("agent-1", "good-prompt")
+    assert not server.store.has_event("agent-1", "bad-3")
+    # The stream and the server go on serving.
+    (after,) = await ingest(stub, events(3, prefix="after"))
+    assert after.accepted == 3
+
+
+async def test_events_past_the_batch_limit_are_rejected_and_the_rest_stored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from swarmlearn.config import Settings
+
+    daemon = DaemonServer(Settings(listen="127.0.0.1:0", data_dir=tmp_path, max_batch_events=10))
+    await daemon.start()
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            (ack,) = await ingest(service_pb2_grpc.SwarmLearnStub(channel), events(15))
+        assert ack.accepted == 10
+        assert [r.index for r in ack.rejected] == [10, 11, 12, 13, 14]
+        assert {r.field for r in ack.rejected} == {"events"}
+        assert "limit is 10" in ack.rejected[0].reason
+    finally:
+        await daemon.stop()
+
+
+async def test_a_batch_of_only_bad_events_is_acked(stub: service_pb2_grpc.SwarmLearnStub) -> None:
+    (ack,) = await ingest(stub, [event(agent_id="")])
+    assert ack.accepted == 0 and len(ack.rejected) == 1
+    (empty,) = await ingest(stub, [])
+    assert (empty.accepted, len(empty.rejected)) == (0, 0)
+
+
+async def test_agent_stats_and_paginated_listing(stub: service_pb2_grpc.SwarmLearnStub) -> None:
+    await ingest(stub, *[events(3, agent=f"agent-{i:02d}") for i in range(7)])
+    stats = await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id="agent-03"))
+    assert stats.event_count == 3
+    assert stats.first_event_time.seconds < stats.last_event_time.seconds
+    assert stats.mean_metrics.latency_ms == pytest.approx(101.0)
+    seen, token = [], ""
+    while True:
+        page = await stub.ListAgents(agents_pb2.ListAgentsRequest(page_size=3, page_token=token))
+        assert len(page.agents) <= 3
+        seen += [a.agent_id for a in page.agents]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [f"agent-{i:02d}" for i in range(7)]
+
+
+async def test_errors_carry_status_codes(stub: service_pb2_grpc.SwarmLearnStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id="nobody"))
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "nobody" in (unknown.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as empty:
+        await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id=""))
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (empty.value.details() or "").startswith("agent_id:")
+    with pytest.raises(grpc.aio.AioRpcError) as token:
+        await stub.ListAgents(agents_pb2.ListAgentsRequest(page_token="%%%"))
+    assert token.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as later:
+        await stub.Predict(agents_pb2.PredictRequest(agent_id="agent-1"))
+    assert later.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_concurrent_streams_share_commits_and_lose_nothing(
+    server: DaemonServer, stub: service_pb2_grpc.SwarmLearnStub
+) -> None:
+    import asyncio
+
+    results = await asyncio.gather(
+        *[ingest(stub, *[events(100, agent=f"s{s}", prefix=f"b{b}") for b in range(5)]) for s in range(6)]
+    )
+    assert sum(a.accepted for acks in results for a in acks) == 3000
+    assert server.store.count() == 3000
