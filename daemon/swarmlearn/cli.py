@@ -174,7 +174,9 @@ def _agents_table(agents: Sequence[AgentStats]) -> Table:
         "mean success",
         "last event",
     ):
-        table.add_column(column, justify="left" if column in ("agent", "last event") else "right")
+        table.add_column(
+            column, justify="left" if column in ("agent", "last event") else "right", no_wrap=column == "agent"
+        )
     for a in agents:
         m = a.mean_metrics
         last = a.last_event_time.strftime("%Y-%m-%d %H:%M:%S") if a.last_event_time else "-"

@@ -1,0 +1,127 @@
+"""The command line against a real daemon: health, ingest (seed and protobuf JSON), agents, stats, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+from swarmlearn.cli import main
+from swarmlearn.config import Settings
+from swarmlearn.server import Daemon
+from tests.daemon.pbevents import events
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with Daemon(Settings(listen="127.0.0.1:0", data_dir=tmp_path / "data")) as running:
+        yield running
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:  # type: ignore[type-arg]
+    capsys.readouterr()
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def seed_line(i: int, **extra: object) -> str:
+    event = {
+        "timestamp": 1_767_225_600 + i,
+        "agent_id": "seed-agent",
+        "event_type": ["TaskStarted", "TaskCompleted", "PerformanceUpdate"][i % 3],
+        "performance_metrics": {
+            "latency_ms": 100.0 + i,
+            "tokens_per_second": 30.0,
+            "memory_usage_mb": 256.0,
+            "cpu_usage_percent": 20.0,
+            "success_rate": 0.9,
+        },
+        "prompt_data": {"prompt_text": f"prompt {i}", "prompt_tokens": 2, "response_tokens": 9, "quality_score": 0.8},
+    }
+    event.update(extra)
+    return json.dumps(event)
+
+
+def test_ingest_seed_form_twice_stores_each_event_once(
+    daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "seed.jsonl"
+    bad = [seed_line(0, event_type="Exploded"), "{not json", seed_line(1, agent_id="")]
+    path.write_text("\n".join([seed_line(i) for i in range(300)] + bad + [""]) + "\n")
+
+    first = run_json(capsys, "ingest", str(path), "--target", daemon.address, "--json", "--batch-size", "64")
+    assert (first["accepted"], first["duplicates"], first["rejected"]) == (300, 0, 3)
+    assert {e["line"] for e in first["unparsable_lines"]} == {301, 302}
+    assert first["rejections"][0]["field"] == "agent_id"
+
+    second = run_json(capsys, "ingest", str(path), "--target", daemon.address, "--json")
+    assert (second["accepted"], second["duplicates"]) == (0, 300)
+
+    stats = run_json(capsys, "stats", "seed-agent", "--target", daemon.address, "--json")
+    assert stats["event_count"] == 300
+    assert stats["prompt_event_count"] == 300
+    assert stats["mean_metrics"]["latency_ms"] == pytest.approx(100.0 + 299 / 2)
+
+
+def test_ingest_protobuf_json_form(daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "pb.jsonl"
+    lines = [json_format.MessageToJson(e, indent=None) for e in events(50, agent="pb-agent")]
+    no_id = json.loads(lines[0])
+    del no_id["eventId"]
+    path.write_text("\n".join([*lines, json.dumps(no_id)]) + "\n")
+    report = run_json(capsys, "ingest", str(path), "--target", daemon.address, "--json")
+    assert (report["accepted"], report["rejected"]) == (51, 0)
+    agents = run_json(capsys, "agents", "--target", daemon.address, "--json")
+    assert [a["agent_id"] for a in agents["agents"]] == ["pb-agent"]
+
+
+def test_human_output_and_errors(daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text(seed_line(0) + "\n")
+    assert main(["ingest", str(path), "--target", daemon.address]) == 0
+    assert "accepted 1, duplicates 0, rejected 0" in capsys.readouterr().out
+    assert main(["agents", "--target", daemon.address]) == 0
+    assert "seed-agent" in capsys.readouterr().out
+    assert main(["stats", "nobody", "--target", daemon.address]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+    assert main(["ingest", str(tmp_path / "missing.jsonl"), "--target", daemon.address]) == 1
+
+
+def test_demo_streams_a_swarm_into_its_own_daemon(capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_json(capsys, "demo", "--agents", "4", "--events", "200", "--json")
+    assert report["ingest"]["accepted"] == 800
+    agents = {a["agent_id"]: a for a in report["agents"]}
+    assert set(agents) == {"planner", "coder", "reviewer", "retriever"}
+    assert all(a["event_count"] == 200 for a in agents.values())
+    # Profiles differ: the coder is slower than the retriever, and only some agents send prompts.
+    assert agents["coder"]["mean_metrics"]["latency_ms"] > 5 * agents["retriever"]["mean_metrics"]["latency_ms"]
+    assert agents["retriever"]["prompt_event_count"] == 0 < agents["coder"]["prompt_event_count"]
+
+
+def test_demo_against_a_running_daemon(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_json(capsys, "demo", "--agents", "2", "--events", "50", "--target", daemon.address, "--json")
+    assert report["ingest"]["accepted"] == 100
+    again = run_json(capsys, "demo", "--agents", "2", "--events", "50", "--target", daemon.address, "--json")
+    assert again["ingest"]["duplicates"] == 100
+
+
+def test_health_command_exit_codes(daemon: Daemon, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "swarmlearn", "health", "--timeout", "2"]
+    up = subprocess.run([*command, "--target", daemon.address], capture_output=True, text=True, timeout=60)
+    assert up.returncode == 0, up.stderr
+    assert "SERVING" in up.stdout
+    down = subprocess.run(
+        [*command, "--target", f"unix:{tmp_path}/nothing.sock", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 1
+    assert json.loads(down.stdout)["status"].startswith("UNREACHABLE")
+
+
+def test_bad_settings_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWARMLEARN_MAX_BATCH_EVENTS", "lots")
+    assert main(["agents", "--json"]) == 2

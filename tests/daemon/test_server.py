@@ -1,0 +1,122 @@
+"""Contract and lifecycle: generated code is fresh, health and reflection, graceful stop, unix sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from swarmlearn.config import Settings
+from swarmlearn.server import Daemon, DaemonServer, DataDirLocked
+from swarmlearn_client import Client
+from swarmlearn_client.v1 import events_pb2, service_pb2_grpc
+from tests.daemon.pbevents import events
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_generated_code_is_fresh(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--out", str(tmp_path / "v1")],
+        check=True,
+        capture_output=True,
+    )
+    committed = ROOT / "client" / "swarmlearn_client" / "v1"
+    fresh = {p.name: p.read_text() for p in (tmp_path / "v1").iterdir()}
+    current = {p.name: p.read_text() for p in committed.iterdir() if p.is_file()}
+    assert sorted(fresh) == sorted(current), "run `make protos`"
+    stale = [name for name in fresh if fresh[name] != current[name]]
+    assert stale == [], f"stale generated files {stale}: run `make protos`"
+
+
+def test_client_distribution_depends_on_grpcio_and_protobuf_only() -> None:
+    requires = importlib.metadata.requires("swarmlearn-client") or []
+    assert sorted(r.split(">")[0].split("=")[0].split("<")[0].strip() for r in requires) == ["grpcio", "protobuf"]
+    probe = (
+        "import sys, swarmlearn_client; "
+        "print(sorted(m for m in ('torch', 'river', 'ax', 'swarmlearn') if m in sys.modules))"
+    )
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
+
+
+async def test_health_and_reflection(server: DaemonServer) -> None:
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "swarmlearn.v1.SwarmLearn"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name async for r in responses for s in r.list_services_response.service}
+    assert {"swarmlearn.v1.SwarmLearn", "grpc.health.v1.Health"} <= names
+
+
+async def test_graceful_stop_acks_what_it_took_then_ends_streams_with_unavailable(tmp_path: Path) -> None:
+    daemon = DaemonServer(Settings(listen="127.0.0.1:0", data_dir=tmp_path, grace_period_s=5.0))
+    address = await daemon.start()
+    channel = grpc.aio.insecure_channel(address)
+    stub = service_pb2_grpc.SwarmLearnStub(channel)
+    health = health_pb2_grpc.HealthStub(channel)
+    call = stub.Ingest()
+    for i in range(5):
+        await call.write(events_pb2.EventBatch(batch_id=str(i), events=events(200, prefix=f"b{i}")))
+    acks = [await call.read() for _ in range(5)]
+    assert [a.accepted for a in acks] == [200] * 5
+
+    statuses: list[int] = []
+
+    async def watch_health() -> None:
+        async for reply in health.Watch(health_pb2.HealthCheckRequest(service="swarmlearn.v1.SwarmLearn")):
+            statuses.append(reply.status)
+
+    watcher = asyncio.create_task(watch_health())
+    await asyncio.sleep(0.1)
+    stopping = asyncio.create_task(daemon.stop())
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await call.read()
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    for _ in range(100):
+        if health_pb2.HealthCheckResponse.NOT_SERVING in statuses:
+            break
+        await asyncio.sleep(0.02)
+    watcher.cancel()  # a watch is an open RPC: the server would wait the grace period for it
+    await stopping
+    assert statuses[0] == health_pb2.HealthCheckResponse.SERVING
+    assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
+    await channel.close()
+    # Stopped means closed: the store commits nothing more, and the data directory is free again.
+    restarted = DaemonServer(Settings(listen="127.0.0.1:0", data_dir=tmp_path))
+    await restarted.start()
+    assert restarted.store.count() == 1000
+    await restarted.stop()
+
+
+def test_embedded_daemon_on_a_unix_socket_is_private(tmp_path: Path) -> None:
+    sock = Path(f"/tmp/swl-embed-{os.getpid()}.sock")
+    try:
+        with Daemon(Settings(listen=f"unix:{sock}", data_dir=tmp_path)) as daemon:
+            assert daemon.address == f"unix:{sock}"
+            assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+            with Client(daemon.address) as client:
+                summary = client.ingest(events(10))
+                assert summary.accepted == 10
+                assert client.health() == "SERVING"
+    finally:
+        sock.unlink(missing_ok=True)
+
+
+def test_a_data_directory_serves_one_daemon(tmp_path: Path) -> None:
+    with Daemon(Settings(listen="127.0.0.1:0", data_dir=tmp_path)):
+        second = Daemon(Settings(listen="127.0.0.1:0", data_dir=tmp_path))
+        with pytest.raises(DataDirLocked):
+            second.start()
