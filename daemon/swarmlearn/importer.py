@@ -127,14 +127,13 @@ def event_to_proto(event: Event) -> events_pb2.StreamEvent:
         attributes=event.attributes,
     )
     pb.timestamp.FromNanoseconds(round(event.timestamp * 1e9))
-    if event.prompt is not None:
-        p = event.prompt
+    if event.has_prompt:
         pb.prompt_data.CopyFrom(
             events_pb2.PromptData(
-                prompt_text=p.prompt_text,
-                prompt_tokens=p.prompt_tokens,
-                response_tokens=p.response_tokens,
-                quality_score=p.quality_score,
+                prompt_text=event.prompt_text,
+                prompt_tokens=event.prompt_tokens,
+                response_tokens=event.response_tokens,
+                quality_score=event.quality_score,
             )
         )
     return pb

@@ -9,7 +9,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from swarmlearn.events import Event, EventType, PromptData
+from swarmlearn.events import Event, EventType
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +72,12 @@ def generate_swarm(
             success = 0.4 + 0.2 * rng.random() if failing else 1.0 - profile.failure_rate * rng.random()
             latency = profile.base_latency_ms * daily * rng.lognormvariate(0, 0.15) * (1.8 if failing else 1.0)
             tps = max(0.0, profile.tokens_per_second / daily * rng.lognormvariate(0, 0.1))
-            prompt = None
+            prompt: tuple[str | None, int | None, int | None, float | None] = (None, None, None, None)
             event_type = EventType.PERFORMANCE_UPDATE
             if rng.random() < profile.prompt_share:
                 text, quality = _prompt(rng)
                 prompt_tokens = int(len(text.split()) * 1.3)
-                prompt = PromptData(text, prompt_tokens, int(prompt_tokens * rng.uniform(1.5, 6.0)), quality)
+                prompt = (text, prompt_tokens, int(prompt_tokens * rng.uniform(1.5, 6.0)), quality)
                 latency *= 1.0 + prompt_tokens / 400
                 event_type = EventType.RESPONSE_RECEIVED
             yield Event(
@@ -90,6 +90,9 @@ def generate_swarm(
                 memory_usage_mb=profile.memory_mb * rng.uniform(0.9, 1.2),
                 cpu_usage_percent=min(100.0, 20 + 50 * daily * rng.random()),
                 success_rate=success,
-                prompt=prompt,
+                prompt_text=prompt[0],
+                prompt_tokens=prompt[1],
+                response_tokens=prompt[2],
+                quality_score=prompt[3],
                 attributes={"model": "large" if profile.base_latency_ms > 1000 else "small"},
             )

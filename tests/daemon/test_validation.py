@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
 
-from swarmlearn.events import LIMITS, Event, EventType, PromptData, validate_event
+from swarmlearn.events import LIMITS, Event, EventType, validate_event
 
 GOOD = Event("agent", "id", 1_767_225_600.0, EventType.TASK_COMPLETED, 10.0, 5.0, 100.0, 50.0, 1.0)
 
@@ -25,16 +24,16 @@ GOOD = Event("agent", "id", 1_767_225_600.0, EventType.TASK_COMPLETED, 10.0, 5.0
         ({"cpu_usage_percent": -math.inf}, "performance_metrics.cpu_usage_percent"),
         ({"success_rate": math.nan}, "performance_metrics.success_rate"),
         ({"success_rate": 1.0000001}, "performance_metrics.success_rate"),
-        ({"prompt": PromptData("x", 1, 1, -0.1)}, "prompt_data.quality_score"),
-        ({"prompt": PromptData("x", 1, 1, math.nan)}, "prompt_data.quality_score"),
-        ({"prompt": PromptData("€" * 21846, 1, 1, 0.5)}, "prompt_data.prompt_text"),  # 65538 bytes
+        ({"prompt_text": "x", "quality_score": -0.1}, "prompt_data.quality_score"),
+        ({"prompt_text": "x", "quality_score": math.nan}, "prompt_data.quality_score"),
+        ({"prompt_text": "€" * 21846, "quality_score": 0.5}, "prompt_data.prompt_text"),  # 65538 bytes
         ({"attributes": {str(i): "v" for i in range(65)}}, "attributes"),
         ({"attributes": {"": "v"}}, "attributes"),
         ({"attributes": {"k": "v" * 1025}}, "attributes.k"),
     ],
 )
 def test_each_limit_names_its_field(changes: dict, field: str) -> None:  # type: ignore[type-arg]
-    problem = validate_event(dataclasses.replace(GOOD, **changes))
+    problem = validate_event(GOOD._replace(**changes))
     assert problem is not None
     assert problem[0] == field
 
@@ -46,12 +45,12 @@ def test_each_limit_names_its_field(changes: dict, field: str) -> None:  # type:
         {"agent_id": "a" * 128, "event_id": "e" * 128},
         {"success_rate": 0.0, "latency_ms": 0.0},
         {"latency_ms": 1e308, "tokens_per_second": 1e308},  # finite, though their sum is not
-        {"prompt": PromptData("€" * 21845, 1, 1, 1.0)},  # 65535 bytes
+        {"prompt_text": "€" * 21845, "prompt_tokens": 1, "response_tokens": 1, "quality_score": 1.0},  # 65535 B
         {"attributes": {str(i): "v" * 1024 for i in range(64)}},
     ],
 )
 def test_values_at_the_limits_are_accepted(changes: dict) -> None:  # type: ignore[type-arg]
-    assert validate_event(dataclasses.replace(GOOD, **changes)) is None
+    assert validate_event(GOOD._replace(**changes)) is None
 
 
 def test_limits_are_the_documented_ones() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 
 class EventType(enum.IntEnum):
@@ -16,19 +18,16 @@ class EventType(enum.IntEnum):
     PERFORMANCE_UPDATE = 5
 
 
-# Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ per field, which
-# triples the cost of decoding an event on the ingest path. Treat instances as immutable.
-@dataclass(slots=True)
-class PromptData:
-    prompt_text: str
-    prompt_tokens: int
-    response_tokens: int
-    quality_score: float
+NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(slots=True)
-class Event:
-    """One performance observation of one agent. ``timestamp`` is UTC unix seconds."""
+class Event(NamedTuple):
+    """One performance observation of one agent. ``timestamp`` is UTC unix seconds.
+
+    A flat tuple in the event log's column order: the ingest path builds one per event and hands
+    it to SQLite as it is, so there is no second conversion. The prompt fields are all None when
+    the event carried no prompt data.
+    """
 
     agent_id: str
     event_id: str
@@ -39,5 +38,12 @@ class Event:
     memory_usage_mb: float
     cpu_usage_percent: float
     success_rate: float
-    prompt: PromptData | None = None
-    attributes: dict[str, str] = field(default_factory=dict)
+    prompt_text: str | None = None
+    prompt_tokens: int | None = None
+    response_tokens: int | None = None
+    quality_score: float | None = None
+    attributes: Mapping[str, str] = NO_ATTRIBUTES
+
+    @property
+    def has_prompt(self) -> bool:
+        return self.prompt_text is not None

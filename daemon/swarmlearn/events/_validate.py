@@ -61,14 +61,14 @@ def validate_event(event: Event, limits: Limits = LIMITS) -> tuple[str, str] | N
         problem = _metric_problem(event)
         if problem is not None:  # None only when finite values merely summed past the float range
             return problem
-    prompt = event.prompt
-    if prompt is not None:
-        if len(prompt.prompt_text) * 4 > limits.max_prompt_text_bytes and (
-            len(prompt.prompt_text.encode()) > limits.max_prompt_text_bytes
-        ):
+    text = event.prompt_text
+    if text is not None:
+        # A character is at most 4 bytes of UTF-8: only long texts need encoding to be measured.
+        if len(text) * 4 > limits.max_prompt_text_bytes and len(text.encode()) > limits.max_prompt_text_bytes:
             return "prompt_data.prompt_text", f"longer than {limits.max_prompt_text_bytes} bytes of UTF-8"
-        if not (0.0 <= prompt.quality_score <= 1.0):  # also false for NaN
-            return "prompt_data.quality_score", f"must be in [0, 1], got {prompt.quality_score}"
+        quality = event.quality_score
+        if quality is None or not (0.0 <= quality <= 1.0):  # also false for NaN
+            return "prompt_data.quality_score", f"must be in [0, 1], got {quality}"
     attributes = event.attributes
     if attributes:
         if len(attributes) > limits.max_attributes:

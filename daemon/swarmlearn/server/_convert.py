@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from swarmlearn.events import Event, EventType, PromptData, Rejection
+from swarmlearn.events import Event, EventType, Rejection
 from swarmlearn.ingest import IngestResult
 from swarmlearn.store import AgentSummary
 from swarmlearn_client.v1 import agents_pb2, events_pb2
@@ -42,30 +42,24 @@ def decode_batch(
             rejected.append(Rejection(index, pb.event_id, "performance_metrics", "is required"))
             continue
         m = pb.performance_metrics
-        prompt = None
-        if pb.HasField("prompt_data"):
-            p = pb.prompt_data
-            prompt = PromptData(p.prompt_text, p.prompt_tokens, p.response_tokens, p.quality_score)
         ts = pb.timestamp
         # Positional arguments, in Event's field order: this loop is the ingest hot path.
-        append(
-            (
-                index,
-                Event(
-                    pb.agent_id,
-                    pb.event_id,
-                    ts.seconds + ts.nanos * 1e-9,
-                    event_type,
-                    m.latency_ms,
-                    m.tokens_per_second,
-                    m.memory_usage_mb,
-                    m.cpu_usage_percent,
-                    m.success_rate,
-                    prompt,
-                    dict(pb.attributes.items()),
-                ),
-            )
-        )
+        if pb.HasField("prompt_data"):
+            p = pb.prompt_data
+            event = Event(
+                pb.agent_id, pb.event_id, ts.seconds + ts.nanos * 1e-9, event_type,
+                m.latency_ms, m.tokens_per_second, m.memory_usage_mb, m.cpu_usage_percent, m.success_rate,
+                p.prompt_text, p.prompt_tokens, p.response_tokens, p.quality_score,
+                dict(pb.attributes.items()),
+            )  # fmt: skip
+        else:
+            event = Event(
+                pb.agent_id, pb.event_id, ts.seconds + ts.nanos * 1e-9, event_type,
+                m.latency_ms, m.tokens_per_second, m.memory_usage_mb, m.cpu_usage_percent, m.success_rate,
+                None, None, None, None,
+                dict(pb.attributes.items()),
+            )  # fmt: skip
+        append((index, event))
     return decoded, rejected
 
 

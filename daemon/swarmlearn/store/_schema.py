@@ -39,13 +39,20 @@ CREATE TABLE IF NOT EXISTS agents (
 ) WITHOUT ROWID;
 """
 
-INSERT_EVENT = """
-INSERT OR IGNORE INTO events (
-    agent_id, event_id, ts, event_type, latency_ms, tokens_per_second, memory_usage_mb,
-    cpu_usage_percent, success_rate, prompt_text, prompt_tokens, response_tokens, quality_score,
-    attributes
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+EVENT_COLUMNS = (
+    "agent_id, event_id, ts, event_type, latency_ms, tokens_per_second, memory_usage_mb, "
+    "cpu_usage_percent, success_rate, prompt_text, prompt_tokens, response_tokens, quality_score, attributes"
+)
+_ROW = "(" + ", ".join(["?"] * len(EVENT_COLUMNS.split(","))) + ")"
+
+# Multi-row INSERTs of these sizes, so that a group of n rows takes O(log n) statements. Python's
+# sqlite3 releases the GIL around every step: executemany() gives it up once per row, and with the
+# event loop busy in another thread each hand-back waits out a switch interval. One statement per
+# chunk gives it up once per chunk. 512 rows x 14 columns stays under SQLite's 32766 variables.
+INSERT_CHUNKS = (512, 128, 32, 8, 2, 1)
+INSERT_EVENTS = {
+    n: f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES " + ", ".join([_ROW] * n) for n in INSERT_CHUNKS
+}
 
 # Folds the rows this transaction inserted (seq > ?) into the per-agent summaries, so that
 # summaries count stored events only, never duplicates.

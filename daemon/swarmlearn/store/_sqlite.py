@@ -9,6 +9,7 @@ is never sent for data that is not on disk.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import json
 import logging
 import queue
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmlearn.events import Event, EventType, PromptData
-from swarmlearn.store._schema import INSERT_EVENT, SCHEMA, SCHEMA_VERSION, UPDATE_AGENTS
+from swarmlearn.events import NO_ATTRIBUTES, Event, EventType
+from swarmlearn.store._schema import EVENT_COLUMNS, INSERT_CHUNKS, INSERT_EVENTS, SCHEMA, SCHEMA_VERSION, UPDATE_AGENTS
 
 log = logging.getLogger(__name__)
 
@@ -64,41 +65,30 @@ sum_cpu_usage_percent / event_count, sum_success_rate / event_count
 
 
 def _to_row(event: Event) -> _Row:
-    prompt = event.prompt
-    return (
-        event.agent_id,
-        event.event_id,
-        event.timestamp,
-        int(event.event_type),
-        event.latency_ms,
-        event.tokens_per_second,
-        event.memory_usage_mb,
-        event.cpu_usage_percent,
-        event.success_rate,
-        None if prompt is None else prompt.prompt_text,
-        None if prompt is None else prompt.prompt_tokens,
-        None if prompt is None else prompt.response_tokens,
-        None if prompt is None else prompt.quality_score,
-        _encode_json(event.attributes) if event.attributes else None,
-    )
+    # Event is already in column order; only the attributes need encoding.
+    attributes = event.attributes
+    return (*event[:13], _encode_json(attributes) if attributes else None)
 
 
 def _from_row(row: Sequence[Any]) -> Event:
     (agent_id, event_id, ts, event_type, lat, tps, mem, cpu, success, text, ptok, rtok, quality, attrs) = row
-    prompt = None if text is None else PromptData(text, ptok, rtok, quality)
     return Event(
-        agent_id,
-        event_id,
-        ts,
-        EventType(event_type),
-        lat,
-        tps,
-        mem,
-        cpu,
-        success,
-        prompt,
-        json.loads(attrs) if attrs else {},
-    )
+        agent_id, event_id, ts, EventType(event_type), lat, tps, mem, cpu, success, text, ptok, rtok, quality,
+        json.loads(attrs) if attrs else NO_ATTRIBUTES,
+    )  # fmt: skip
+
+
+def _insert(conn: sqlite3.Connection, rows: list[_Row]) -> int:
+    """Insert ``rows`` (duplicates ignored) and return how many were new."""
+    inserted = 0
+    start = 0
+    for size in INSERT_CHUNKS:
+        statement = INSERT_EVENTS[size]
+        while len(rows) - start >= size:
+            params = list(itertools.chain.from_iterable(rows[start : start + size]))
+            inserted += conn.execute(statement, params).rowcount
+            start += size
+    return inserted
 
 
 class _Submission:
@@ -188,8 +178,7 @@ class EventStore:
             conn.execute("BEGIN IMMEDIATE")
             before = self._sequence
             for submission in group:
-                cursor = conn.executemany(INSERT_EVENT, submission.rows)
-                inserted = max(cursor.rowcount, 0)
+                inserted = _insert(conn, submission.rows)
                 results.append((inserted, len(submission.rows) - inserted))
             sequence = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             if sequence > before:
@@ -252,10 +241,7 @@ class EventStore:
         self, *, agent_id: str | None = None, after_seq: int = 0, chunk: int = 10_000
     ) -> Iterator[tuple[int, Event]]:
         """Stored events in log order as ``(seq, event)``, read in chunks so memory stays flat."""
-        columns = (
-            "seq, agent_id, event_id, ts, event_type, latency_ms, tokens_per_second, memory_usage_mb, "
-            "cpu_usage_percent, success_rate, prompt_text, prompt_tokens, response_tokens, quality_score, attributes"
-        )
+        columns = "seq, " + EVENT_COLUMNS
         where = "seq > ?" + (" AND agent_id = ?" if agent_id is not None else "")
         last = after_seq
         while True:
