@@ -6,7 +6,9 @@ Both servers run as separate processes on loopback and receive the same pre-buil
 payloads from the same pipelined driver (a window of unacknowledged events, as the client keeps).
 The echo server parses each batch and acks it at once: that is the transport's limit here.
 swarmlearn validates, commits to SQLite (WAL, synchronous=FULL by default) and acks after commit.
-Prints one table; the ratio column is swarmlearn / echo events per second.
+Throughput is measured with the client's window (20,000 events unacknowledged), so ack latency
+under that load is mostly queueing (Little's law: window / throughput); ack latency with one batch
+in flight is the service time. The ratio column is swarmlearn / echo events per second.
 """
 
 from __future__ import annotations
@@ -56,9 +58,12 @@ async def wait_ready(target: str) -> None:
         await asyncio.wait_for(channel.channel_ready(), 30.0)
 
 
-async def drive(target: str, batches: list[events_pb2.EventBatch]) -> tuple[float, list[float], int]:
-    """Send every batch with at most WINDOW_EVENTS events unacknowledged; return (seconds, latencies, acked)."""
-    window = max(1, WINDOW_EVENTS // len(batches[0].events))
+async def drive(
+    target: str, batches: list[events_pb2.EventBatch], window: int | None = None
+) -> tuple[float, list[float], int]:
+    """Send every batch with at most ``window`` batches unacknowledged (default: WINDOW_EVENTS
+    events' worth, as the client keeps); return (seconds, ack latencies, events acked)."""
+    window = window or max(1, WINDOW_EVENTS // len(batches[0].events))
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
     room = asyncio.Semaphore(window)
@@ -102,7 +107,8 @@ def percentile(values: list[float], q: float) -> float:
 
 async def measure(args: argparse.Namespace) -> list[dict[str, float]]:
     counts = {1: args.events_1, 100: args.events_100, 1000: args.events_1000}
-    pool = [event_to_proto(e) for e in generate_swarm(agents=8, events_per_agent=max(counts.values()) // 8 + 1)]
+    needed = max(counts.values()) + 1000 * args.latency_batches
+    pool = [event_to_proto(e) for e in generate_swarm(agents=8, events_per_agent=needed // 8 + 1)]
     rows = []
     for size, count in counts.items():
         batches = make_batches(pool[:count], size)
@@ -114,6 +120,10 @@ async def measure(args: argparse.Namespace) -> list[dict[str, float]]:
                 try:
                     await wait_ready(f"127.0.0.1:{port}")
                     elapsed, latencies, acked = await drive(f"127.0.0.1:{port}", batches)
+                    # Unloaded latency: one batch in flight, fresh event ids (a resend would only
+                    # measure the duplicate path).
+                    probe = make_batches(pool[count : count + size * args.latency_batches], size)
+                    _, idle_latencies, _ = await drive(f"127.0.0.1:{port}", probe, window=1)
                 finally:
                     proc.terminate()
                     proc.wait(30)
@@ -122,6 +132,8 @@ async def measure(args: argparse.Namespace) -> list[dict[str, float]]:
             result[f"{name}_eps"] = count / elapsed
             result[f"{name}_p50_ms"] = percentile(latencies, 50) * 1e3
             result[f"{name}_p99_ms"] = percentile(latencies, 99) * 1e3
+            result[f"{name}_idle_p50_ms"] = percentile(idle_latencies, 50) * 1e3
+            result[f"{name}_idle_p99_ms"] = percentile(idle_latencies, 99) * 1e3
         result["ratio"] = result["swarmlearn_eps"] / result["echo_eps"]
         rows.append(result)
     return rows
@@ -133,6 +145,7 @@ def main() -> None:
     parser.add_argument("--events-1", type=int, default=5_000)
     parser.add_argument("--events-100", type=int, default=100_000)
     parser.add_argument("--events-1000", type=int, default=200_000)
+    parser.add_argument("--latency-batches", type=int, default=100, help="batches sent one at a time")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"))
     args = parser.parse_args()
     if args.echo_server:
@@ -143,14 +156,17 @@ def main() -> None:
         f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"python {platform.python_version()}, grpcio {grpc.__version__}, sqlite synchronous={args.synchronous}"
     )
-    header = "| batch | events | echo ev/s | echo p50 ms | echo p99 ms | swarmlearn ev/s | p50 ms | p99 ms | ratio |"
-    print(header)
-    print("|---" * 9 + "|")
+    print(
+        "| batch | echo ev/s | swarmlearn ev/s | ratio | echo ack p50/p99 ms, 1 in flight "
+        "| swarmlearn ack p50/p99 ms, 1 in flight | swarmlearn ack p50/p99 ms, 20k events in flight |"
+    )
+    print("|---" * 7 + "|")
     for r in rows:
         print(
-            f"| {r['batch']:.0f} | {r['events']:.0f} | {r['echo_eps']:,.0f} | {r['echo_p50_ms']:.2f} | "
-            f"{r['echo_p99_ms']:.2f} | {r['swarmlearn_eps']:,.0f} | {r['swarmlearn_p50_ms']:.2f} | "
-            f"{r['swarmlearn_p99_ms']:.2f} | {r['ratio']:.2f} |"
+            f"| {r['batch']:.0f} | {r['echo_eps']:,.0f} | {r['swarmlearn_eps']:,.0f} | {r['ratio']:.3f} "
+            f"| {r['echo_idle_p50_ms']:.2f} / {r['echo_idle_p99_ms']:.2f} "
+            f"| {r['swarmlearn_idle_p50_ms']:.2f} / {r['swarmlearn_idle_p99_ms']:.2f} "
+            f"| {r['swarmlearn_p50_ms']:.0f} / {r['swarmlearn_p99_ms']:.0f} |"
         )
 
 

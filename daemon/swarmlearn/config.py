@@ -2,7 +2,7 @@
 
 Precedence, lowest first: the defaults below, a TOML file (``--config`` or ``SWARMLEARN_CONFIG``),
 ``SWARMLEARN_<FIELD>`` environment variables, then command-line flags. Every field is documented
-here once; README's configuration table is generated from the same docstrings' wording.
+here once; a test checks that README's configuration table lists each with its default.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class Settings:
     """Most events written in one transaction when several streams commit together."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.data_dir, Path):  # accept str from embedding code
+            object.__setattr__(self, "data_dir", Path(self.data_dir))
         _check(self.listen.strip() != "", "listen", "must not be empty")
         _check(self.log_level in _LOG_LEVELS, "log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
         _check(self.grace_period_s >= 0, "grace_period_s", "must be >= 0")

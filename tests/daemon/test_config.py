@@ -66,3 +66,20 @@ def test_unknown_key_or_broken_file_is_an_error(tmp_path: Path) -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         Settings().listen = "0.0.0.0:1"  # type: ignore[misc]
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    import dataclasses
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines() if line.startswith("| `")}
+    defaults = Settings()
+    for field in dataclasses.fields(Settings):
+        assert field.name in rows, f"README lacks setting {field.name}"
+        row = rows[field.name]
+        assert f"`SWARMLEARN_{field.name.upper()}`" in row
+        assert f"`{getattr(defaults, field.name)}`" in row, f"README shows another default for {field.name}"
+
+
+def test_embedding_code_may_pass_a_string_data_dir() -> None:
+    assert Settings(data_dir="/tmp/x").db_path == Path("/tmp/x/events.sqlite3")  # type: ignore[arg-type]

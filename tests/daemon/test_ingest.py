@@ -166,3 +166,24 @@ async def test_concurrent_streams_share_commits_and_lose_nothing(
     )
     assert sum(a.accepted for acks in results for a in acks) == 3000
     assert server.store.count() == 3000
+
+
+async def test_an_oversized_message_fails_its_stream_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from swarmlearn.config import Settings
+
+    daemon = DaemonServer(Settings(listen="127.0.0.1:0", data_dir=tmp_path, max_message_bytes=1024 * 1024))
+    await daemon.start()
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = service_pb2_grpc.SwarmLearnStub(channel)
+            big = events(20, prefix="big")
+            for pb in big:
+                pb.prompt_data.prompt_text = "x" * 60_000
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await ingest(stub, big)
+            assert failed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            (ack,) = await ingest(stub, events(5, prefix="small"))
+            assert ack.accepted == 5
+        assert daemon.store.count() == 5
+    finally:
+        await daemon.stop()
