@@ -30,7 +30,7 @@ from swarmlearn.importer import event_to_proto
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn_client.v1 import events_pb2, service_pb2_grpc
 
-WINDOW_EVENTS = 20_000  # the client's default max_unacked_events
+WINDOW_EVENTS = int(os.environ.get("BENCH_WINDOW", "20000"))  # the client's default max_unacked_events
 
 
 class EchoServicer(service_pb2_grpc.SwarmLearnServicer):

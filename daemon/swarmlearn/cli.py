@@ -67,11 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, listen=args.listen, data_dir=args.data_dir, log_level=args.log_level)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(settings))
+        return asyncio.run(serve(settings))
     except DataDirLocked as exc:
         err.print(f"error: {exc}")
         return 1
-    return 0
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -55,6 +55,8 @@ class DaemonServer:
         self._health = health_aio.HealthServicer()
         self._closing = asyncio.Event()
         self._stopped = asyncio.Event()
+        self.failure: str | None = None
+        self.failed = asyncio.Event()
 
     @property
     def store(self) -> EventStore:
@@ -65,10 +67,12 @@ class DaemonServer:
         """Open the store, bind, serve; returns the bound address (the real port if 0 was asked)."""
         settings = self.settings
         self._lock = _lock_data_dir(settings.data_dir)
+        loop = asyncio.get_running_loop()
         self._store = EventStore(
             settings.db_path,
             synchronous=settings.sqlite_synchronous,
             group_commit_max_events=settings.group_commit_max_events,
+            on_writer_exit=lambda reason: loop.call_soon_threadsafe(self._fail, reason),
         )
         server = grpc.aio.server(
             options=[
@@ -97,6 +101,12 @@ class DaemonServer:
             self._store.durable_sequence,
         )
         return self.address
+
+    def _fail(self, reason: str) -> None:
+        """The daemon can no longer store events: stop admitting them and say so."""
+        self.failure = reason
+        self.failed.set()
+        self._health_update = asyncio.ensure_future(self._health.enter_graceful_shutdown())
 
     async def stop(self) -> None:
         """Health NOT_SERVING, no new RPCs, in-flight batches committed and acked, store closed."""
@@ -127,13 +137,20 @@ def _bind(server: grpc.aio.Server, listen: str) -> str:
     return f"{host}:{port}"
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT (exit code 0) or a fatal failure (1), stopping gracefully."""
     daemon = DaemonServer(settings)
     await daemon.start()
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
-    await stop_requested.wait()
+    waits = [asyncio.create_task(stop_requested.wait()), asyncio.create_task(daemon.failed.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
     await daemon.stop()
+    if daemon.failure is not None:
+        log.critical("stopped after a fatal failure: %s", daemon.failure)
+        return 1
+    return 0

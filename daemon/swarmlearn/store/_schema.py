@@ -43,24 +43,19 @@ EVENT_COLUMNS = (
     "agent_id, event_id, ts, event_type, latency_ms, tokens_per_second, memory_usage_mb, "
     "cpu_usage_percent, success_rate, prompt_text, prompt_tokens, response_tokens, quality_score, attributes"
 )
-_ROW = "(" + ", ".join(["?"] * len(EVENT_COLUMNS.split(","))) + ")"
-
-# Multi-row INSERTs of these sizes, so that a group of n rows takes O(log n) statements. Python's
-# sqlite3 releases the GIL around every step: executemany() gives it up once per row, and with the
-# event loop busy in another thread each hand-back waits out a switch interval. One statement per
-# chunk gives it up once per chunk. 512 rows x 14 columns stays under SQLite's 32766 variables.
-INSERT_CHUNKS = (512, 128, 32, 8, 2, 1)
-INSERT_EVENTS = {
-    n: f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES " + ", ".join([_ROW] * n) for n in INSERT_CHUNKS
-}
+INSERT_EVENT = (
+    f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['?'] * len(EVENT_COLUMNS.split(',')))})"
+)
 
 # Folds the rows this transaction inserted (seq > ?) into the per-agent summaries, so that
-# summaries count stored events only, never duplicates.
+# summaries count stored events only, never duplicates. NOT INDEXED keeps the planner on the rowid
+# range: left alone it scans the whole (agent_id, event_id) index to save the GROUP BY sort,
+# which made every commit cost O(events stored).
 UPDATE_AGENTS = """
 INSERT INTO agents AS a
 SELECT agent_id, count(*), count(prompt_text), min(ts), max(ts), sum(latency_ms),
        sum(tokens_per_second), sum(memory_usage_mb), sum(cpu_usage_percent), sum(success_rate)
-FROM events WHERE seq > ? GROUP BY agent_id
+FROM events NOT INDEXED WHERE seq > ? GROUP BY agent_id
 ON CONFLICT (agent_id) DO UPDATE SET
     event_count = a.event_count + excluded.event_count,
     prompt_event_count = a.prompt_event_count + excluded.prompt_event_count,

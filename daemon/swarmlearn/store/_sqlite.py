@@ -1,9 +1,9 @@
-"""SQLite event log with one writer thread that commits concurrent batches together.
+"""SQLite event log whose writer process commits concurrent batches together.
 
-Every Ingest stream hands its validated events to ``submit``; the writer thread takes whatever is
-queued (up to ``group_commit_max_events``), inserts it all in one transaction, commits, and only
-then resolves each submission's future. One fsync thus covers many streams' batches, and an ack
-is never sent for data that is not on disk.
+Every Ingest stream hands its validated events to ``submit``; the writer process (``_writer``)
+takes whatever is queued (up to ``group_commit_max_events``), inserts it in one transaction,
+commits, and only then reports back, which resolves each submission's future. One fsync thus
+covers many streams' batches, and an ack is never sent for data that is not on disk.
 """
 
 from __future__ import annotations
@@ -12,18 +12,25 @@ import concurrent.futures
 import itertools
 import json
 import logging
+import os
 import queue
-import sqlite3
+import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from swarmlearn.events import NO_ATTRIBUTES, Event, EventType
-from swarmlearn.store._schema import EVENT_COLUMNS, INSERT_CHUNKS, INSERT_EVENTS, SCHEMA, SCHEMA_VERSION, UPDATE_AGENTS
+from swarmlearn.store._schema import EVENT_COLUMNS
+from swarmlearn.store._writer import connect
 
 log = logging.getLogger(__name__)
+
+_WRITER_MAIN = "from swarmlearn.store._writer import main; main()"
 
 _Row = tuple[object, ...]
 # A shared encoder: json.dumps with non-default arguments builds a new encoder on every call.
@@ -78,60 +85,57 @@ def _from_row(row: Sequence[Any]) -> Event:
     )  # fmt: skip
 
 
-def _insert(conn: sqlite3.Connection, rows: list[_Row]) -> int:
-    """Insert ``rows`` (duplicates ignored) and return how many were new."""
-    inserted = 0
-    start = 0
-    for size in INSERT_CHUNKS:
-        statement = INSERT_EVENTS[size]
-        while len(rows) - start >= size:
-            params = list(itertools.chain.from_iterable(rows[start : start + size]))
-            inserted += conn.execute(statement, params).rowcount
-            start += size
-    return inserted
-
-
-class _Submission:
-    __slots__ = ("future", "rows")
-
-    def __init__(self, rows: list[_Row]) -> None:
-        self.rows = rows
-        self.future: concurrent.futures.Future[CommitResult] = concurrent.futures.Future()
-
-
 class EventStore:
-    """The event log. ``submit`` is thread-safe; reads use their own connection."""
+    """The event log. ``submit`` is thread-safe; reads use their own connection in this process.
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", group_commit_max_events: int = 50_000) -> None:
+    Writes happen in a child process (see ``_writer``); this object keeps the futures of the
+    submissions in flight and resolves them from the child's reports.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        group_commit_max_events: int = 50_000,
+        on_writer_exit: Callable[[str], object] | None = None,
+    ) -> None:
+        """``on_writer_exit(reason)`` is called (on a store thread) if the writer process ends
+        before ``close()``: from then on nothing can be stored."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._group_max = group_commit_max_events
-        self._writer = self._connect(synchronous)
-        self._migrate()
-        self._reader = self._connect(synchronous)
-        self._reader_lock = threading.Lock()
-        # None asks the writer to stop once everything queued before it is committed.
-        self._queue: queue.SimpleQueue[_Submission | None] = queue.SimpleQueue()
+        self._on_writer_exit = on_writer_exit
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _WRITER_MAIN, str(theirs.fileno()), str(path), synchronous,
+                 str(group_commit_max_events)],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            self._channel = Connection(os.dup(ours.fileno()))
+        try:
+            kind, value = self._channel.recv()
+        except EOFError:
+            kind, value = "error", f"the writer process exited with {self._process.wait()}"
+        if kind != "ready":
+            self._process.wait()
+            self._channel.close()
+            raise RuntimeError(f"cannot open the event log {path}: {value}")
+        self._sequence: int = value
+        self._pending: dict[int, concurrent.futures.Future[CommitResult]] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
         self._closed = False
-        self._close_lock = threading.Lock()
-        self._sequence: int = self._writer.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-        self._thread = threading.Thread(target=self._run_writer, name="swarmlearn-store-writer", daemon=True)
-        self._thread.start()
-
-    def _connect(self, synchronous: str) -> sqlite3.Connection:
-        # isolation_level=None: transactions are explicit, so a commit is exactly where we say.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-        conn.execute("PRAGMA foreign_keys=ON")
-        return conn
-
-    def _migrate(self) -> None:
-        version = self._writer.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path} has schema {version}, newer than this release's {SCHEMA_VERSION}")
-        self._writer.executescript(SCHEMA)
-        self._writer.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # Sending happens on a thread of its own: a send blocks while the writer is busy
+        # committing, and submit() is called on the event loop, which must not block.
+        self._outgoing: queue.SimpleQueue[tuple[int, list[_Row]] | None] = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send, name="swarmlearn-store-send", daemon=True)
+        self._receiver = threading.Thread(target=self._receive, name="swarmlearn-store-acks", daemon=True)
+        self._sender.start()
+        self._receiver.start()
+        self._reader = connect(path, synchronous)
+        self._reader_lock = threading.Lock()
 
     @property
     def durable_sequence(self) -> int:
@@ -142,69 +146,66 @@ class EventStore:
 
     def submit(self, events: Sequence[Event]) -> concurrent.futures.Future[CommitResult]:
         """Queue validated events; the future resolves once they are committed."""
-        submission = _Submission([_to_row(e) for e in events])
-        with self._close_lock:
+        rows = [_to_row(e) for e in events]
+        future: concurrent.futures.Future[CommitResult] = concurrent.futures.Future()
+        with self._lock:
             if self._closed:
                 raise StoreClosed("the event store is closed")
-            self._queue.put(submission)
-        return submission.future
+            submission_id = next(self._ids)
+            self._pending[submission_id] = future
+            self._outgoing.put((submission_id, rows))
+        return future
 
-    def _run_writer(self) -> None:
+    def _send(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            message = self._outgoing.get()
+            try:
+                self._channel.send(message)
+            except OSError:  # the writer is gone; _receive fails what is pending
                 return
-            group = [first]
-            size = len(first.rows)
-            stop = False
-            while size < self._group_max:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
-                size += len(item.rows)
-            self._commit(group)
-            if stop:
+            if message is None:
                 return
 
-    def _commit(self, group: list[_Submission]) -> None:
-        conn = self._writer
-        results: list[tuple[int, int]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            before = self._sequence
-            for submission in group:
-                inserted = _insert(conn, submission.rows)
-                results.append((inserted, len(submission.rows) - inserted))
-            sequence = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-            if sequence > before:
-                conn.execute(UPDATE_AGENTS, (before,))
-            conn.execute("COMMIT")
-        except BaseException as exc:  # the futures must learn of any failure, or acks hang
-            log.exception("event log commit failed; %d submissions not stored", len(group))
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for submission in group:
-                submission.future.set_exception(exc)
-            return
-        self._sequence = sequence
-        for submission, (accepted, duplicates) in zip(group, results, strict=True):
-            submission.future.set_result(CommitResult(accepted, duplicates, sequence))
+    def _receive(self) -> None:
+        while True:
+            try:
+                message = self._channel.recv()
+            except (EOFError, OSError):
+                break
+            kind = message[0]
+            if kind == "done":
+                _, results, sequence = message
+                self._sequence = sequence
+                for submission_id, inserted, duplicates in results:
+                    self._pending.pop(submission_id).set_result(CommitResult(inserted, duplicates, sequence))
+            else:
+                _, submission_ids, reason = message
+                log.error("event log commit failed; %d submissions not stored: %s", len(submission_ids), reason)
+                for submission_id in submission_ids:
+                    self._pending.pop(submission_id).set_exception(OSError(f"event log commit failed: {reason}"))
+        with self._lock:
+            unexpected = not self._closed
+            self._closed = True
+            orphans, self._pending = self._pending, {}
+        for future in orphans.values():
+            future.set_exception(StoreClosed("the event log writer exited"))
+        if unexpected:
+            self._outgoing.put(None)  # release the sender thread
+            reason = f"the event log writer exited with {self._process.wait()}, {len(orphans)} submissions in flight"
+            log.critical(reason)
+            if self._on_writer_exit is not None:
+                self._on_writer_exit(reason)
 
     def close(self) -> None:
-        """Commit everything already submitted, then close. Idempotent."""
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put(None)
-        self._thread.join()
-        self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._writer.close()
+        """Commit everything already submitted, then stop the writer. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._outgoing.put(None)
+        self._receiver.join()
+        self._sender.join()
+        self._process.wait()
+        self._channel.close()
         with self._reader_lock:
             self._reader.close()
 

@@ -1,0 +1,122 @@
+"""The event log's writer process: it owns the write connection and commits groups of batches.
+
+Started by ``EventStore`` as a ``python -c`` calling ``main`` with FD PATH SYNCHRONOUS GROUP_MAX,
+with FD one end of a socket pair (``multiprocessing.connection`` framing). A plain subprocess,
+not ``multiprocessing``'s spawn, which would re-import the host program's main module: embedding
+hosts need no ``if __name__ == "__main__"`` guard.
+
+Ingest is bound by the GIL: decoding and validating hold it in the daemon, and so does binding
+rows to SQLite statements. Writing in a child process lets the two run on two cores. The parent
+sends ``(submission_id, rows)``; the child takes whatever has queued (up to the group limit), writes
+it in one transaction, commits, and only then reports each submission's counts. ``None`` or the
+end of the pipe (the parent died) makes it commit what it has and exit.
+
+Messages from the child: ``("ready", sequence)`` once, then ``("done", [(id, inserted,
+duplicates), ...], sequence)`` or ``("failed", [id, ...], reason)`` per group.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from swarmlearn.store._schema import INSERT_EVENT, SCHEMA, SCHEMA_VERSION, UPDATE_AGENTS
+
+Row = tuple[Any, ...]
+
+
+def connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    # isolation_level=None: transactions are explicit, so a commit is exactly where we say.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"{path} has schema {version}, newer than this release's {SCHEMA_VERSION}")
+    conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def last_sequence(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+
+def insert(conn: sqlite3.Connection, rows: list[Row]) -> int:
+    """Insert ``rows`` (duplicates ignored) and return how many were new."""
+    return max(conn.executemany(INSERT_EVENT, rows).rowcount, 0)
+
+
+def commit_group(
+    conn: sqlite3.Connection, group: list[tuple[int, list[Row]]], before: int
+) -> tuple[list[tuple[int, int, int]], int]:
+    """Write ``group`` in one transaction; return per-submission counts and the new sequence."""
+    results = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for submission_id, rows in group:
+            inserted = insert(conn, rows)
+            results.append((submission_id, inserted, len(rows) - inserted))
+        sequence = last_sequence(conn)
+        if sequence > before:
+            conn.execute(UPDATE_AGENTS, (before,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return results, sequence
+
+
+def writer_main(path: str, synchronous: str, group_max: int, channel: Connection) -> None:
+    """Serve one daemon over ``channel`` until it says stop or goes away."""
+    # The daemon decides when to stop: a Ctrl-C or a SIGTERM to the whole process group must not
+    # kill the writer before it has committed what the daemon handed it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        conn = connect(Path(path), synchronous)
+        migrate(conn, Path(path))
+        sequence = last_sequence(conn)
+    except Exception as exc:
+        channel.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    channel.send(("ready", sequence))
+    stopping = False
+    while not stopping:
+        group: list[tuple[int, list[Row]]] = []
+        size = 0
+        while not group or (size < group_max and channel.poll(0)):
+            try:
+                message = channel.recv()
+            except EOFError:  # the daemon is gone: keep what it sent, then leave
+                message = None
+            if message is None:
+                stopping = True
+                break
+            group.append(message)
+            size += len(message[1])
+        if not group:
+            break
+        try:
+            results, sequence = commit_group(conn, group, sequence)
+        except Exception as exc:
+            channel.send(("failed", [submission_id for submission_id, _ in group], f"{type(exc).__name__}: {exc}"))
+            continue
+        channel.send(("done", results, sequence))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    channel.close()
+
+
+def main() -> None:
+    """Command-line entry: ``FD PATH SYNCHRONOUS GROUP_MAX``."""
+    fd, path, synchronous, group_max = sys.argv[1:5]
+    writer_main(path, synchronous, int(group_max), Connection(int(fd)))
