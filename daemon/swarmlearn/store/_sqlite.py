@@ -157,8 +157,22 @@ class EventStore:
         return future
 
     def _send(self) -> None:
+        # Everything queued goes in one message: small batches would otherwise cost one pickle
+        # and one pipe round trip each. None (stop) is sent alone, after what precedes it.
         while True:
-            message = self._outgoing.get()
+            first = self._outgoing.get()
+            message: list[tuple[int, list[_Row]]] | None = None
+            if first is not None:
+                message = [first]
+                while True:
+                    try:
+                        item = self._outgoing.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self._outgoing.put(None)
+                        break
+                    message.append(item)
             try:
                 self._channel.send(message)
             except OSError:  # the writer is gone; _receive fails what is pending

@@ -7,7 +7,7 @@ hosts need no ``if __name__ == "__main__"`` guard.
 
 Ingest is bound by the GIL: decoding and validating hold it in the daemon, and so does binding
 rows to SQLite statements. Writing in a child process lets the two run on two cores. The parent
-sends ``(submission_id, rows)``; the child takes whatever has queued (up to the group limit), writes
+sends lists of ``(submission_id, rows)``; the child takes whatever has queued (up to the group limit), writes
 it in one transaction, commits, and only then reports each submission's counts. ``None`` or the
 end of the pipe (the parent died) makes it commit what it has and exit.
 
@@ -101,8 +101,8 @@ def writer_main(path: str, synchronous: str, group_max: int, channel: Connection
             if message is None:
                 stopping = True
                 break
-            group.append(message)
-            size += len(message[1])
+            group.extend(message)
+            size += sum(len(rows) for _, rows in message)
         if not group:
             break
         try:
