@@ -48,6 +48,8 @@ def generate(out: Path) -> list[Path]:
         written = []
         for src in sorted((Path(tmp) / "swarmlearn" / "v1").iterdir()):
             text = _IMPORT.sub("from swarmlearn_client.v1 import", src.read_text())
+            if src.name.endswith("_pb2_grpc.py") and "class " not in text:
+                continue  # protoc writes a gRPC module even for files without a service
             dst = out / src.name
             dst.write_text(text)
             written.append(dst)

@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from swarmlearn.events import Event
+from swarmlearn_client import make_event
 from swarmlearn_client.v1 import events_pb2
 
 SEED_EVENT_TYPES = {
@@ -113,27 +114,19 @@ def read_jsonl(lines: Iterator[str]) -> Iterator[events_pb2.StreamEvent | LineEr
 
 def event_to_proto(event: Event) -> events_pb2.StreamEvent:
     """A domain event as the wire message (for the demo and for exporting)."""
-    pb = events_pb2.StreamEvent(
-        event_id=event.event_id,
+    return make_event(
         agent_id=event.agent_id,
+        event_id=event.event_id,
+        timestamp=event.timestamp,
         event_type=int(event.event_type),  # type: ignore[arg-type]
-        performance_metrics=events_pb2.PerformanceMetrics(
-            latency_ms=event.latency_ms,
-            tokens_per_second=event.tokens_per_second,
-            memory_usage_mb=event.memory_usage_mb,
-            cpu_usage_percent=event.cpu_usage_percent,
-            success_rate=event.success_rate,
-        ),
+        latency_ms=event.latency_ms,
+        tokens_per_second=event.tokens_per_second,
+        memory_usage_mb=event.memory_usage_mb,
+        cpu_usage_percent=event.cpu_usage_percent,
+        success_rate=event.success_rate,
+        prompt_text=event.prompt_text,
+        prompt_tokens=event.prompt_tokens or 0,
+        response_tokens=event.response_tokens or 0,
+        quality_score=event.quality_score,
         attributes=event.attributes,
     )
-    pb.timestamp.FromNanoseconds(round(event.timestamp * 1e9))
-    if event.has_prompt:
-        pb.prompt_data.CopyFrom(
-            events_pb2.PromptData(
-                prompt_text=event.prompt_text,
-                prompt_tokens=event.prompt_tokens,
-                response_tokens=event.response_tokens,
-                quality_score=event.quality_score,
-            )
-        )
-    return pb

@@ -46,7 +46,7 @@ class Ingestor:
         """Validate ``(index, event)`` pairs and queue the good ones for commit, in call order.
 
         ``rejected`` holds the rejections found while decoding; validation adds its own. Call on
-        the event loop; the store's writer thread does the I/O.
+        the event loop; the store's writer process does the I/O.
         """
         good: list[Event] = []
         limits = self._limits
