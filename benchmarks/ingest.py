@@ -105,6 +105,28 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
+async def run_once(
+    name: str, batches: list[events_pb2.EventBatch], probe: list[events_pb2.EventBatch], synchronous: str
+) -> tuple[float, list[float], list[float]]:
+    """One fresh server: (events/s with the client's window, loaded latencies, one-in-flight latencies)."""
+    count = sum(len(b.events) for b in batches)
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        proc = start_server(name, port, data_dir, synchronous)
+        try:
+            await wait_ready(f"127.0.0.1:{port}")
+            elapsed, latencies, acked = await drive(f"127.0.0.1:{port}", batches)
+            # Unloaded latency: one batch in flight, fresh event ids (a resend would only
+            # measure the duplicate path).
+            _, idle_latencies, _ = await drive(f"127.0.0.1:{port}", probe, window=1)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    if acked != count:
+        raise SystemExit(f"{name} acked {acked} of {count} events")
+    return count / elapsed, latencies, idle_latencies
+
+
 async def measure(args: argparse.Namespace) -> list[dict[str, float]]:
     counts = {1: args.events_1, 100: args.events_100, 1000: args.events_1000}
     needed = max(counts.values()) + 1000 * args.latency_batches
@@ -112,29 +134,27 @@ async def measure(args: argparse.Namespace) -> list[dict[str, float]]:
     rows = []
     for size, count in counts.items():
         batches = make_batches(pool[:count], size)
+        probe = make_batches(pool[count : count + size * args.latency_batches], size)
         result: dict[str, float] = {"batch": size, "events": count}
+        runs: dict[str, list[float]] = {"echo": [], "swarmlearn": []}
+        loaded: dict[str, list[float]] = {"echo": [], "swarmlearn": []}
+        idle: dict[str, list[float]] = {"echo": [], "swarmlearn": []}
+        # Alternate the two servers, so that the machine's slow and fast spells hit both alike.
+        for _ in range(args.repeat):
+            for name in ("echo", "swarmlearn"):
+                eps, latencies, idle_latencies = await run_once(name, batches, probe, args.synchronous)
+                runs[name].append(eps)
+                loaded[name] += latencies
+                idle[name] += idle_latencies
         for name in ("echo", "swarmlearn"):
-            port = free_port()
-            with tempfile.TemporaryDirectory() as data_dir:
-                proc = start_server(name, port, data_dir, args.synchronous)
-                try:
-                    await wait_ready(f"127.0.0.1:{port}")
-                    elapsed, latencies, acked = await drive(f"127.0.0.1:{port}", batches)
-                    # Unloaded latency: one batch in flight, fresh event ids (a resend would only
-                    # measure the duplicate path).
-                    probe = make_batches(pool[count : count + size * args.latency_batches], size)
-                    _, idle_latencies, _ = await drive(f"127.0.0.1:{port}", probe, window=1)
-                finally:
-                    proc.terminate()
-                    proc.wait(30)
-            if acked != count:
-                raise SystemExit(f"{name} acked {acked} of {count} events")
-            result[f"{name}_eps"] = count / elapsed
-            result[f"{name}_p50_ms"] = percentile(latencies, 50) * 1e3
-            result[f"{name}_p99_ms"] = percentile(latencies, 99) * 1e3
-            result[f"{name}_idle_p50_ms"] = percentile(idle_latencies, 50) * 1e3
-            result[f"{name}_idle_p99_ms"] = percentile(idle_latencies, 99) * 1e3
-        result["ratio"] = result["swarmlearn_eps"] / result["echo_eps"]
+            result[f"{name}_eps"] = statistics.median(runs[name])
+            result[f"{name}_eps_min"] = min(runs[name])
+            result[f"{name}_eps_max"] = max(runs[name])
+            result[f"{name}_p50_ms"] = percentile(loaded[name], 50) * 1e3
+            result[f"{name}_p99_ms"] = percentile(loaded[name], 99) * 1e3
+            result[f"{name}_idle_p50_ms"] = percentile(idle[name], 50) * 1e3
+            result[f"{name}_idle_p99_ms"] = percentile(idle[name], 99) * 1e3
+        result["ratio"] = statistics.median(s / e for s, e in zip(runs["swarmlearn"], runs["echo"], strict=True))
         rows.append(result)
     return rows
 
@@ -146,6 +166,7 @@ def main() -> None:
     parser.add_argument("--events-100", type=int, default=100_000)
     parser.add_argument("--events-1000", type=int, default=200_000)
     parser.add_argument("--latency-batches", type=int, default=100, help="batches sent one at a time")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per server and batch size (median shown)")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"))
     args = parser.parse_args()
     if args.echo_server:
@@ -156,6 +177,7 @@ def main() -> None:
         f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"python {platform.python_version()}, grpcio {grpc.__version__}, sqlite synchronous={args.synchronous}"
     )
+    print(f"# median of {args.repeat} runs per cell (min-max in brackets); ratio: median of paired runs")
     print(
         "| batch | echo ev/s | swarmlearn ev/s | ratio | echo ack p50/p99 ms, 1 in flight "
         "| swarmlearn ack p50/p99 ms, 1 in flight | swarmlearn ack p50/p99 ms, 20k events in flight |"
@@ -163,7 +185,9 @@ def main() -> None:
     print("|---" * 7 + "|")
     for r in rows:
         print(
-            f"| {r['batch']:.0f} | {r['echo_eps']:,.0f} | {r['swarmlearn_eps']:,.0f} | {r['ratio']:.3f} "
+            f"| {r['batch']:.0f} | {r['echo_eps']:,.0f} [{r['echo_eps_min']:,.0f}-{r['echo_eps_max']:,.0f}] "
+            f"| {r['swarmlearn_eps']:,.0f} [{r['swarmlearn_eps_min']:,.0f}-{r['swarmlearn_eps_max']:,.0f}] "
+            f"| {r['ratio']:.3f} "
             f"| {r['echo_idle_p50_ms']:.2f} / {r['echo_idle_p99_ms']:.2f} "
             f"| {r['swarmlearn_idle_p50_ms']:.2f} / {r['swarmlearn_idle_p99_ms']:.2f} "
             f"| {r['swarmlearn_p50_ms']:.0f} / {r['swarmlearn_p99_ms']:.0f} |"
