@@ -97,7 +97,12 @@ def start_server(name: str, port: int, data_dir: str, synchronous: str) -> subpr
         cmd = [sys.executable, __file__, "--echo-server", str(port)]
     else:
         cmd = [sys.executable, "-m", "swarmlearn", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir]
-    env = dict(os.environ, SWARMLEARN_SQLITE_SYNCHRONOUS=synchronous, SWARMLEARN_LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        SWARMLEARN_SQLITE_SYNCHRONOUS=synchronous,
+        SWARMLEARN_LOG_LEVEL="WARNING",
+        SWARMLEARN_METRICS_LISTEN="",
+    )
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 

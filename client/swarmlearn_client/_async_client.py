@@ -22,6 +22,7 @@ from swarmlearn_client._ingest import (
 from swarmlearn_client._types import (
     AgentPage,
     AgentStats,
+    DaemonStatus,
     Forecast,
     IngestSummary,
     Job,
@@ -32,7 +33,7 @@ from swarmlearn_client._types import (
     PromptCandidate,
     PromptRanking,
 )
-from swarmlearn_client.v1 import agents_pb2, events_pb2, jobs_pb2, prompts_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, jobs_pb2, prompts_pb2, service_pb2_grpc
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_MESSAGE_BYTES", "AsyncClient"]
 
@@ -318,3 +319,7 @@ class AsyncClient:
         """Restore the previous champion of ``scope``; returns the champion now."""
         request = jobs_pb2.RollbackModelRequest(scope=scope)
         return _convert.model_from_proto(await self._unary(self._stub.RollbackModel, request))
+
+    async def status(self) -> DaemonStatus:
+        """Version, uptime, exposure and event-log figures of the daemon."""
+        return _convert.status_from_proto(await self._unary(self._stub.GetStatus, daemon_pb2.GetStatusRequest()))

@@ -30,6 +30,7 @@ from swarmlearn_client._ingest import (
 from swarmlearn_client._types import (
     AgentPage,
     AgentStats,
+    DaemonStatus,
     Forecast,
     IngestSummary,
     Job,
@@ -411,6 +412,9 @@ class Client:
 
     def rollback_model(self, *, scope: str = "") -> ModelVersion:
         return self._thread.run(self._async.rollback_model(scope=scope))
+
+    def status(self) -> DaemonStatus:
+        return self._thread.run(self._async.status())
 
 
 async def _anext(iterator: AsyncIterator[T]) -> T:

@@ -19,6 +19,7 @@ from swarmlearn_client._types import (
     AgentStats,
     BaselineStats,
     BatchAck,
+    DaemonStatus,
     DriftState,
     Forecast,
     ForecastPoint,
@@ -35,7 +36,7 @@ from swarmlearn_client._types import (
     ScoredPrompt,
     TargetForecast,
 )
-from swarmlearn_client.v1 import agents_pb2, events_pb2, jobs_pb2, prompts_pb2
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, jobs_pb2, prompts_pb2
 
 __all__ = [
     "ack_from_proto",
@@ -311,6 +312,24 @@ def model_from_proto(m: jobs_pb2.ModelVersion) -> ModelVersion:
         metrics=dict(m.metrics),
         config_json=m.config_json,
         job_id=m.job_id,
+    )
+
+
+def status_from_proto(s: daemon_pb2.DaemonStatus) -> DaemonStatus:
+    return DaemonStatus(
+        version=s.version,
+        started_time=_datetime(s.started_time),
+        uptime_s=s.uptime_s,
+        listen=s.listen,
+        tls=s.tls,
+        client_certificates_required=s.client_certificates_required,
+        token_auth=s.token_auth,
+        data_dir=s.data_dir,
+        events_stored=s.events_stored,
+        durable_sequence=s.durable_sequence,
+        event_log_bytes=s.event_log_bytes,
+        agent_count=s.agent_count,
+        ingest_streams=s.ingest_streams,
     )
 
 

@@ -232,6 +232,25 @@ class ModelVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonStatus:
+    """What a running daemon holds and how it is exposed."""
+
+    version: str
+    started_time: datetime | None
+    uptime_s: float
+    listen: str
+    tls: bool
+    client_certificates_required: bool
+    token_auth: bool
+    data_dir: str
+    events_stored: int
+    durable_sequence: int
+    event_log_bytes: int
+    agent_count: int
+    ingest_streams: int
+
+
+@dataclass(frozen=True, slots=True)
 class PromptCandidate:
     """A prompt to score; a plain ``str`` passed to ``score_prompts`` means ``PromptCandidate(text)``."""
 

@@ -19,13 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from swarmlearn.config import Settings, SettingsError, field_names, load_settings
 from swarmlearn.importer import LineError, event_to_proto, read_jsonl
-from swarmlearn.server import Daemon, DataDirLocked, serve
+from swarmlearn.server import Daemon, DataDirLocked, SecurityError, configure_logging, serve
+from swarmlearn.store import BackupError, backup, restore
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn_client import AgentStats, BatchAck, Client, IngestSummary, Rejection, SwarmLearnError
 
@@ -40,6 +42,34 @@ def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
 
 def _target(args: argparse.Namespace) -> str:
     return str(args.target or _settings(args).listen)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """--token-file, else the daemon's own token file from the same settings, if readable."""
+    path = args.token_file or _settings(args).auth_token_file
+    if path is None:
+        return None
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        if args.token_file:
+            raise SettingsError(f"--token-file {path}: {exc.strerror}") from None
+        return None  # the daemon's file may be readable by its user only
+    return next((line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")), None)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    credentials = None
+    if args.ca or args.cert:
+        try:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=Path(args.ca).read_bytes() if args.ca else None,
+                private_key=Path(args.key).read_bytes() if args.key else None,
+                certificate_chain=Path(args.cert).read_bytes() if args.cert else None,
+            )
+        except OSError as exc:
+            raise SettingsError(f"TLS material {exc.filename}: {exc.strerror}") from None
+    return Client(_target(args), timeout=args.timeout, credentials=credentials, token=_token(args))
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,19 +94,34 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, listen=args.listen, data_dir=args.data_dir, log_level=args.log_level)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(
+        args,
+        listen=args.listen,
+        data_dir=args.data_dir,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        metrics_listen=args.metrics_listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        auth_token_file=args.auth_token_file,
+        allow_insecure=True if args.insecure else None,
+    )
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return asyncio.run(serve(settings))
-    except DataDirLocked as exc:
-        err.print(f"error: {exc}")
+    except SecurityError as exc:  # a configuration problem: exit 2, which systemd does not retry
+        logging.getLogger("swarmlearn").error("cannot start: %s", exc)
+        return 2
+    except (DataDirLocked, OSError) as exc:
+        logging.getLogger("swarmlearn").error("cannot start: %s", exc)
         return 1
 
 
 def cmd_health(args: argparse.Namespace) -> int:
     target = _target(args)
     try:
-        with Client(target, timeout=args.timeout) as client:
+        with _client(args) as client:
             status = client.health()
     except SwarmLearnError as exc:
         status = f"UNREACHABLE ({exc.code.name}: {exc.details})"
@@ -85,6 +130,60 @@ def cmd_health(args: argparse.Namespace) -> int:
     else:
         out.print(f"{target}: {status}")
     return 0 if status == "SERVING" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        status = client.status()
+    if args.json:
+        _print_json(status)
+        return 0
+    table = Table(title=f"swarmlearn {status.version} on {status.listen}", show_header=False)
+    protection = "mutual TLS" if status.client_certificates_required else "TLS" if status.tls else "plaintext"
+    rows = [
+        ("uptime", f"{status.uptime_s:,.0f} s"),
+        ("protection", protection + (", bearer tokens" if status.token_auth else "")),
+        ("data directory", status.data_dir),
+        ("events stored", f"{status.events_stored:,}"),
+        ("log sequence", f"{status.durable_sequence:,}"),
+        ("event log size", f"{status.event_log_bytes / 1e6:,.1f} MB"),
+        ("agents", f"{status.agent_count:,}"),
+        ("open ingest streams", str(status.ingest_streams)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+    return 0
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or _settings(args).data_dir)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    try:
+        manifest = backup(_data_dir(args), args.dest)
+    except BackupError as exc:
+        err.print(f"error: {exc}")
+        return 1
+    if args.json:
+        _print_json(manifest)
+    else:
+        out.print(f"backed up {manifest.event_count:,} events of {manifest.agent_count:,} agents to {args.dest}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    try:
+        manifest = restore(args.src, _data_dir(args), force=args.force)
+    except BackupError as exc:
+        err.print(f"error: {exc}")
+        return 1
+    if args.json:
+        _print_json(manifest)
+    else:
+        out.print(f"restored {manifest.event_count:,} events into {_data_dir(args)}")
+    return 0
 
 
 # -- ingest -----------------------------------------------------------------------------------
@@ -128,7 +227,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     progress = Progress(
         TextColumn("ingest"), BarColumn(), DownloadColumn(), TimeElapsedColumn(), console=err, disable=args.json
     )
-    with path.open(encoding="utf-8") as handle, progress, Client(_target(args), timeout=args.timeout) as client:
+    with path.open(encoding="utf-8") as handle, progress, _client(args) as client:
         task = progress.add_task("ingest", total=path.stat().st_size)
 
         def lines() -> Any:
@@ -203,7 +302,7 @@ def _all_agents(client: Client) -> list[AgentStats]:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         agents = _all_agents(client)
     if args.json:
         _print_json({"agents": agents})
@@ -213,7 +312,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    with Client(_target(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         stats = client.get_agent_stats(args.agent)
     if args.json:
         _print_json(stats)
@@ -230,17 +329,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     daemon: Daemon | None = None
     scratch: tempfile.TemporaryDirectory[str] | None = None
-    target = args.target
-    if target is None:
+    if args.target is None:
         if args.data_dir is None:
             scratch = tempfile.TemporaryDirectory(prefix="swarmlearn-demo-")
         data_dir = Path(args.data_dir or scratch.name)  # type: ignore[union-attr]
-        daemon = Daemon(_settings(args, listen="127.0.0.1:0", data_dir=data_dir))
-        target = daemon.start()
-        err.print(f"started a daemon on {target}, data in {data_dir}")
+        daemon = Daemon(_settings(args, listen="127.0.0.1:0", data_dir=data_dir, metrics_listen=""))
+        args.target = daemon.start()
+        err.print(f"started a daemon on {args.target}, data in {data_dir}")
     try:
         total = args.agents * args.events
-        with Client(target, timeout=args.timeout) as client:
+        with _client(args) as client:
             with Progress(
                 TextColumn("streaming synthetic swarm"),
                 BarColumn(),
@@ -291,6 +389,10 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--target", help="daemon address, host:port or unix:PATH (default: listen setting)")
             sub.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
             sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+            sub.add_argument("--token-file", type=Path, help="bearer token file (default: the auth_token_file setting)")
+            sub.add_argument("--ca", type=Path, help="PEM CA of the daemon's certificate (turns on TLS)")
+            sub.add_argument("--cert", type=Path, help="PEM client certificate, for mutual TLS")
+            sub.add_argument("--key", type=Path, help="PEM private key of --cert")
         return sub
 
     serve_cmd = command("serve", cmd_serve, "run the daemon until SIGTERM/SIGINT", remote=False)
@@ -298,7 +400,28 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--data-dir", type=Path, help="data directory (default ./var/swarmlearn)")
     serve_cmd.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
+    serve_cmd.add_argument("--log-format", choices=("plain", "json"))
+    serve_cmd.add_argument("--metrics-listen", help="Prometheus endpoint host:port ('' disables)")
+    serve_cmd.add_argument("--tls-cert", type=Path, help="PEM certificate chain (turns on TLS)")
+    serve_cmd.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve_cmd.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA")
+    serve_cmd.add_argument("--auth-token-file", type=Path, help="bearer tokens, one per line")
+    serve_cmd.add_argument("--insecure", action="store_true", help="allow a non-loopback address without TLS/token")
+
     command("health", cmd_health, "exit 0 if the daemon reports SERVING, 1 otherwise")
+    command("status", cmd_status, "version, uptime, exposure and event log of the daemon")
+
+    backup_cmd = command(
+        "backup", cmd_backup, "consistent copy of the data directory, safe while serving", remote=False
+    )
+    backup_cmd.add_argument("dest", type=Path, help="new (or empty) directory for the backup")
+    backup_cmd.add_argument("--data-dir", type=Path, help="data directory (default: the data_dir setting)")
+    backup_cmd.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    restore_cmd = command("restore", cmd_restore, "put a backup in place (the daemon must be stopped)", remote=False)
+    restore_cmd.add_argument("src", type=Path, help="a directory written by `swarmlearn backup`")
+    restore_cmd.add_argument("--data-dir", type=Path, help="data directory (default: the data_dir setting)")
+    restore_cmd.add_argument("--force", action="store_true", help="replace an existing log (kept aside, not deleted)")
+    restore_cmd.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
     ingest_cmd = command("ingest", cmd_ingest, "stream a JSON-lines file of events (seed or protobuf JSON form)")
     ingest_cmd.add_argument("file", help="path of the .jsonl file")

@@ -18,6 +18,8 @@ from typing import Any
 ENV_PREFIX = "SWARMLEARN_"
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_FORMATS = ("plain", "json")
+_OPTIONAL_PATHS = ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file")
 
 
 class SettingsError(ValueError):
@@ -47,10 +49,32 @@ class Settings:
     """SQLite ``synchronous`` pragma: FULL survives power loss; NORMAL only process crashes."""
     group_commit_max_events: int = 50_000
     """Most events written in one transaction when several streams commit together."""
+    max_concurrent_streams: int = 64
+    """Ingest streams served at once; one more is refused with RESOURCE_EXHAUSTED and a retry hint."""
+    log_format: str = "plain"
+    """plain (for people) or json (one object per line, for log shippers)."""
+    metrics_listen: str = "127.0.0.1:9464"
+    """Prometheus endpoint ``host:port`` (``/metrics``); empty disables it."""
+    tls_cert: Path | None = None
+    """PEM certificate chain of the server; with ``tls_key`` turns on TLS."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
+    auth_token_file: Path | None = None
+    """File of bearer tokens, one per line (``#`` comments); when set every RPC but health needs one."""
+    allow_insecure: bool = False
+    """Allow a non-loopback ``listen`` without TLS or a token (not recommended)."""
+    socket_group: str = ""
+    """For ``unix:`` listen addresses: group that may connect (socket mode 0660 instead of 0600)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, Path):  # accept str from embedding code
             object.__setattr__(self, "data_dir", Path(self.data_dir))
+        for name in _OPTIONAL_PATHS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value) if str(value) else None)
         _check(self.listen.strip() != "", "listen", "must not be empty")
         _check(self.log_level in _LOG_LEVELS, "log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
         _check(self.grace_period_s >= 0, "grace_period_s", "must be >= 0")
@@ -61,6 +85,19 @@ class Settings:
             self.sqlite_synchronous in _SYNCHRONOUS, "sqlite_synchronous", f"must be one of {', '.join(_SYNCHRONOUS)}"
         )
         _check(self.group_commit_max_events >= 1, "group_commit_max_events", "must be >= 1")
+        _check(self.max_concurrent_streams >= 1, "max_concurrent_streams", "must be >= 1")
+        _check(self.log_format in _LOG_FORMATS, "log_format", f"must be one of {', '.join(_LOG_FORMATS)}")
+        _check(
+            self.metrics_listen == "" or _is_host_port(self.metrics_listen),
+            "metrics_listen",
+            "must be host:port or empty",
+        )
+        _check((self.tls_cert is None) == (self.tls_key is None), "tls_cert", "tls_cert and tls_key go together")
+        _check(self.tls_client_ca is None or self.tls_cert is not None, "tls_client_ca", "needs tls_cert and tls_key")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def db_path(self) -> Path:
@@ -68,6 +105,11 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _is_host_port(value: str) -> bool:
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and int(port) < 65536
 
 
 def _check(ok: bool, name: str, reason: str) -> None:
@@ -82,6 +124,8 @@ def field_names() -> tuple[str, ...]:
 def _coerce(name: str, raw: Any) -> Any:
     """Turn a TOML or environment value into the field's type."""
     default = getattr(Settings(), name)
+    if name in _OPTIONAL_PATHS:
+        return Path(os.path.expanduser(str(raw))) if str(raw) else None
     try:
         if isinstance(default, bool):
             if isinstance(raw, bool):
@@ -100,6 +144,8 @@ def _coerce(name: str, raw: Any) -> Any:
             return float(raw)
         if name in ("log_level", "sqlite_synchronous"):
             return str(raw).upper()
+        if name == "log_format":
+            return str(raw).lower()
         return str(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"setting {name}: cannot use {raw!r} as {type(default).__name__}") from None

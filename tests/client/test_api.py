@@ -36,6 +36,7 @@ def test_public_api_is_pinned() -> None:
         "BaselineStats",
         "BatchAck",
         "Client",
+        "DaemonStatus",
         "DriftState",
         "EventBatch",
         "EventType",

@@ -23,7 +23,9 @@ from swarmlearn_client.v1 import service_pb2_grpc
 @pytest_asyncio.fixture
 async def server(tmp_path: Path) -> AsyncIterator[DaemonServer]:
     """A daemon on 127.0.0.1, port 0, in the test's event loop."""
-    daemon = DaemonServer(Settings(listen="127.0.0.1:0", data_dir=tmp_path / "data", grace_period_s=2.0))
+    daemon = DaemonServer(
+        Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path / "data", grace_period_s=2.0)
+    )
     await daemon.start()
     yield daemon
     await daemon.stop()
@@ -44,7 +46,9 @@ class DaemonProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        env = dict(os.environ, SWARMLEARN_LOG_LEVEL="WARNING", SWARMLEARN_GRACE_PERIOD_S="3")
+        env = dict(
+            os.environ, SWARMLEARN_LOG_LEVEL="WARNING", SWARMLEARN_GRACE_PERIOD_S="3", SWARMLEARN_METRICS_LISTEN=""
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "swarmlearn", "serve", "--listen", self.target, "--data-dir", str(self.data_dir)],
             env=env,

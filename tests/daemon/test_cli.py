@@ -19,7 +19,7 @@ from tests.daemon.pbevents import events
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with Daemon(Settings(listen="127.0.0.1:0", data_dir=tmp_path / "data")) as running:
+    with Daemon(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path / "data")) as running:
         yield running
 
 
@@ -125,3 +125,39 @@ def test_health_command_exit_codes(daemon: Daemon, tmp_path: Path) -> None:
 def test_bad_settings_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SWARMLEARN_MAX_BATCH_EVENTS", "lots")
     assert main(["agents", "--json"]) == 2
+
+
+def test_status_backup_and_restore(daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_json(capsys, "demo", "--agents", "3", "--events", "100", "--target", daemon.address, "--json")
+    status = run_json(capsys, "status", "--target", daemon.address, "--json")
+    assert (status["events_stored"], status["agent_count"], status["durable_sequence"]) == (300, 3, 300)
+    assert status["event_log_bytes"] > 0 and not status["tls"] and not status["token_auth"]
+    assert main(["status", "--target", daemon.address]) == 0
+    assert "events stored" in capsys.readouterr().out
+
+    data_dir = daemon.settings.data_dir
+    manifest = run_json(capsys, "backup", str(tmp_path / "bk"), "--data-dir", str(data_dir), "--json")
+    assert manifest["event_count"] == 300
+    # Restoring over the running daemon's directory is refused; into a fresh one it works.
+    assert main(["restore", str(tmp_path / "bk"), "--data-dir", str(data_dir)]) == 1
+    assert "error" in capsys.readouterr().err
+    restored = run_json(capsys, "restore", str(tmp_path / "bk"), "--data-dir", str(tmp_path / "new"), "--json")
+    assert restored["event_count"] == 300
+    with Daemon(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path / "new")) as second:
+        agents = run_json(capsys, "agents", "--target", second.address, "--json")
+    assert sum(a["event_count"] for a in agents["agents"]) == 300
+
+
+def test_the_cli_uses_the_daemons_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    tokens = tmp_path / "tokens"
+    tokens.write_text("cli-token-0123456789abcdef\n")
+    tokens.chmod(0o600)
+    settings = Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path / "d", auth_token_file=tokens)
+    with Daemon(settings) as daemon:
+        assert main(["agents", "--target", daemon.address]) == 1
+        assert "UNAUTHENTICATED" in capsys.readouterr().err
+        assert run_json(capsys, "agents", "--target", daemon.address, "--json", "--token-file", str(tokens)) == {
+            "agents": []
+        }
+        monkeypatch.setenv("SWARMLEARN_AUTH_TOKEN_FILE", str(tokens))
+        assert run_json(capsys, "agents", "--target", daemon.address, "--json") == {"agents": []}

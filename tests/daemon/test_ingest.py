@@ -102,7 +102,7 @@ async def test_bad_events_are_rejected_with_field_and_reason_while_neighbours_ar
 async def test_events_past_the_batch_limit_are_rejected_and_the_rest_stored(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from swarmlearn.config import Settings
 
-    daemon = DaemonServer(Settings(listen="127.0.0.1:0", data_dir=tmp_path, max_batch_events=10))
+    daemon = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path, max_batch_events=10))
     await daemon.start()
     try:
         async with grpc.aio.insecure_channel(daemon.address) as channel:
@@ -171,7 +171,9 @@ async def test_concurrent_streams_share_commits_and_lose_nothing(
 async def test_an_oversized_message_fails_its_stream_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from swarmlearn.config import Settings
 
-    daemon = DaemonServer(Settings(listen="127.0.0.1:0", data_dir=tmp_path, max_message_bytes=1024 * 1024))
+    daemon = DaemonServer(
+        Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path, max_message_bytes=1024 * 1024)
+    )
     await daemon.start()
     try:
         async with grpc.aio.insecure_channel(daemon.address) as channel:

@@ -62,7 +62,7 @@ async def test_health_and_reflection(server: DaemonServer) -> None:
 
 
 async def test_graceful_stop_acks_what_it_took_then_ends_streams_with_unavailable(tmp_path: Path) -> None:
-    daemon = DaemonServer(Settings(listen="127.0.0.1:0", data_dir=tmp_path, grace_period_s=5.0))
+    daemon = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path, grace_period_s=5.0))
     address = await daemon.start()
     channel = grpc.aio.insecure_channel(address)
     stub = service_pb2_grpc.SwarmLearnStub(channel)
@@ -95,7 +95,7 @@ async def test_graceful_stop_acks_what_it_took_then_ends_streams_with_unavailabl
     assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
     await channel.close()
     # Stopped means closed: the store commits nothing more, and the data directory is free again.
-    restarted = DaemonServer(Settings(listen="127.0.0.1:0", data_dir=tmp_path))
+    restarted = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path))
     await restarted.start()
     assert restarted.store.count() == 1000
     await restarted.stop()
@@ -104,7 +104,7 @@ async def test_graceful_stop_acks_what_it_took_then_ends_streams_with_unavailabl
 def test_embedded_daemon_on_a_unix_socket_is_private(tmp_path: Path) -> None:
     sock = Path(f"/tmp/swl-embed-{os.getpid()}.sock")
     try:
-        with Daemon(Settings(listen=f"unix:{sock}", data_dir=tmp_path)) as daemon:
+        with Daemon(Settings(listen=f"unix:{sock}", metrics_listen="", data_dir=tmp_path)) as daemon:
             assert daemon.address == f"unix:{sock}"
             assert stat.S_IMODE(sock.stat().st_mode) == 0o600
             with Client(daemon.address) as client:
@@ -116,7 +116,35 @@ def test_embedded_daemon_on_a_unix_socket_is_private(tmp_path: Path) -> None:
 
 
 def test_a_data_directory_serves_one_daemon(tmp_path: Path) -> None:
-    with Daemon(Settings(listen="127.0.0.1:0", data_dir=tmp_path)):
-        second = Daemon(Settings(listen="127.0.0.1:0", data_dir=tmp_path))
+    with Daemon(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path)):
+        second = Daemon(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path))
         with pytest.raises(DataDirLocked):
             second.start()
+
+
+def test_systemd_hears_ready_and_stopping(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    path = Path(f"/tmp/swl-notify-{os.getpid()}.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=str(path), SWARMLEARN_METRICS_LISTEN="", SWARMLEARN_LOG_LEVEL="WARNING")
+    command = [sys.executable, "-m", "swarmlearn", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        listener.settimeout(30)
+        try:
+            daemon = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+            ready = listener.recv(256).decode()
+            assert ready.startswith("READY=1\nSTATUS=serving on 127.0.0.1:")
+            daemon.send_signal(signal.SIGTERM)
+            assert listener.recv(256) == b"STOPPING=1"
+            assert daemon.wait(30) == 0
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def test_an_exposed_address_without_protection_exits_2(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "swarmlearn", "serve", "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0:0" in result.stderr

@@ -23,18 +23,19 @@ _sym_db = _symbol_database.Default()
 
 
 from swarmlearn_client.v1 import agents_pb2 as swarmlearn_dot_v1_dot_agents__pb2
+from swarmlearn_client.v1 import daemon_pb2 as swarmlearn_dot_v1_dot_daemon__pb2
 from swarmlearn_client.v1 import events_pb2 as swarmlearn_dot_v1_dot_events__pb2
 from swarmlearn_client.v1 import jobs_pb2 as swarmlearn_dot_v1_dot_jobs__pb2
 from swarmlearn_client.v1 import prompts_pb2 as swarmlearn_dot_v1_dot_prompts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bswarmlearn/v1/service.proto\x12\rswarmlearn.v1\x1a\x1aswarmlearn/v1/agents.proto\x1a\x1aswarmlearn/v1/events.proto\x1a\x18swarmlearn/v1/jobs.proto\x1a\x1bswarmlearn/v1/prompts.proto2\xaa\x08\n\nSwarmLearn\x12\x41\n\x06Ingest\x12\x19.swarmlearn.v1.EventBatch\x1a\x18.swarmlearn.v1.IngestAck(\x01\x30\x01\x12H\n\x07Predict\x12\x1d.swarmlearn.v1.PredictRequest\x1a\x1e.swarmlearn.v1.PredictResponse\x12W\n\x0cScorePrompts\x12\".swarmlearn.v1.ScorePromptsRequest\x1a#.swarmlearn.v1.ScorePromptsResponse\x12O\n\rGetAgentStats\x12#.swarmlearn.v1.GetAgentStatsRequest\x1a\x19.swarmlearn.v1.AgentStats\x12Q\n\nListAgents\x12 .swarmlearn.v1.ListAgentsRequest\x1a!.swarmlearn.v1.ListAgentsResponse\x12H\n\rStartTraining\x12#.swarmlearn.v1.StartTrainingRequest\x1a\x12.swarmlearn.v1.Job\x12\x44\n\x0bStartTuning\x12!.swarmlearn.v1.StartTuningRequest\x1a\x12.swarmlearn.v1.Job\x12:\n\x06GetJob\x12\x1c.swarmlearn.v1.GetJobRequest\x1a\x12.swarmlearn.v1.Job\x12@\n\x08WatchJob\x12\x1e.swarmlearn.v1.WatchJobRequest\x1a\x12.swarmlearn.v1.Job0\x01\x12@\n\tCancelJob\x12\x1f.swarmlearn.v1.CancelJobRequest\x1a\x12.swarmlearn.v1.Job\x12K\n\x08ListJobs\x12\x1e.swarmlearn.v1.ListJobsRequest\x1a\x1f.swarmlearn.v1.ListJobsResponse\x12Q\n\nListModels\x12 .swarmlearn.v1.ListModelsRequest\x1a!.swarmlearn.v1.ListModelsResponse\x12O\n\x0cPromoteModel\x12\".swarmlearn.v1.PromoteModelRequest\x1a\x1b.swarmlearn.v1.ModelVersion\x12Q\n\rRollbackModel\x12#.swarmlearn.v1.RollbackModelRequest\x1a\x1b.swarmlearn.v1.ModelVersionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bswarmlearn/v1/service.proto\x12\rswarmlearn.v1\x1a\x1aswarmlearn/v1/agents.proto\x1a\x1aswarmlearn/v1/daemon.proto\x1a\x1aswarmlearn/v1/events.proto\x1a\x18swarmlearn/v1/jobs.proto\x1a\x1bswarmlearn/v1/prompts.proto2\xf5\x08\n\nSwarmLearn\x12\x41\n\x06Ingest\x12\x19.swarmlearn.v1.EventBatch\x1a\x18.swarmlearn.v1.IngestAck(\x01\x30\x01\x12H\n\x07Predict\x12\x1d.swarmlearn.v1.PredictRequest\x1a\x1e.swarmlearn.v1.PredictResponse\x12W\n\x0cScorePrompts\x12\".swarmlearn.v1.ScorePromptsRequest\x1a#.swarmlearn.v1.ScorePromptsResponse\x12O\n\rGetAgentStats\x12#.swarmlearn.v1.GetAgentStatsRequest\x1a\x19.swarmlearn.v1.AgentStats\x12Q\n\nListAgents\x12 .swarmlearn.v1.ListAgentsRequest\x1a!.swarmlearn.v1.ListAgentsResponse\x12H\n\rStartTraining\x12#.swarmlearn.v1.StartTrainingRequest\x1a\x12.swarmlearn.v1.Job\x12\x44\n\x0bStartTuning\x12!.swarmlearn.v1.StartTuningRequest\x1a\x12.swarmlearn.v1.Job\x12:\n\x06GetJob\x12\x1c.swarmlearn.v1.GetJobRequest\x1a\x12.swarmlearn.v1.Job\x12@\n\x08WatchJob\x12\x1e.swarmlearn.v1.WatchJobRequest\x1a\x12.swarmlearn.v1.Job0\x01\x12@\n\tCancelJob\x12\x1f.swarmlearn.v1.CancelJobRequest\x1a\x12.swarmlearn.v1.Job\x12K\n\x08ListJobs\x12\x1e.swarmlearn.v1.ListJobsRequest\x1a\x1f.swarmlearn.v1.ListJobsResponse\x12Q\n\nListModels\x12 .swarmlearn.v1.ListModelsRequest\x1a!.swarmlearn.v1.ListModelsResponse\x12O\n\x0cPromoteModel\x12\".swarmlearn.v1.PromoteModelRequest\x1a\x1b.swarmlearn.v1.ModelVersion\x12Q\n\rRollbackModel\x12#.swarmlearn.v1.RollbackModelRequest\x1a\x1b.swarmlearn.v1.ModelVersion\x12I\n\tGetStatus\x12\x1f.swarmlearn.v1.GetStatusRequest\x1a\x1b.swarmlearn.v1.DaemonStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swarmlearn.v1.service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SWARMLEARN']._serialized_start=158
-  _globals['_SWARMLEARN']._serialized_end=1224
+  _globals['_SWARMLEARN']._serialized_start=186
+  _globals['_SWARMLEARN']._serialized_end=1327
 # @@protoc_insertion_point(module_scope)

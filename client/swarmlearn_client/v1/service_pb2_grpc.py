@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from swarmlearn_client.v1 import agents_pb2 as swarmlearn_dot_v1_dot_agents__pb2
+from swarmlearn_client.v1 import daemon_pb2 as swarmlearn_dot_v1_dot_daemon__pb2
 from swarmlearn_client.v1 import events_pb2 as swarmlearn_dot_v1_dot_events__pb2
 from swarmlearn_client.v1 import jobs_pb2 as swarmlearn_dot_v1_dot_jobs__pb2
 from swarmlearn_client.v1 import prompts_pb2 as swarmlearn_dot_v1_dot_prompts__pb2
@@ -108,6 +109,11 @@ class SwarmLearnStub:
                 request_serializer=swarmlearn_dot_v1_dot_jobs__pb2.RollbackModelRequest.SerializeToString,
                 response_deserializer=swarmlearn_dot_v1_dot_jobs__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/swarmlearn.v1.SwarmLearn/GetStatus',
+                request_serializer=swarmlearn_dot_v1_dot_daemon__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=swarmlearn_dot_v1_dot_daemon__pb2.DaemonStatus.FromString,
+                _registered_method=True)
 
 
 class SwarmLearnServicer:
@@ -199,6 +205,12 @@ class SwarmLearnServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SwarmLearnServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -271,6 +283,11 @@ def add_SwarmLearnServicer_to_server(servicer, server):
                     servicer.RollbackModel,
                     request_deserializer=swarmlearn_dot_v1_dot_jobs__pb2.RollbackModelRequest.FromString,
                     response_serializer=swarmlearn_dot_v1_dot_jobs__pb2.ModelVersion.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=swarmlearn_dot_v1_dot_daemon__pb2.GetStatusRequest.FromString,
+                    response_serializer=swarmlearn_dot_v1_dot_daemon__pb2.DaemonStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -652,6 +669,33 @@ class SwarmLearn:
             '/swarmlearn.v1.SwarmLearn/RollbackModel',
             swarmlearn_dot_v1_dot_jobs__pb2.RollbackModelRequest.SerializeToString,
             swarmlearn_dot_v1_dot_jobs__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlearn.v1.SwarmLearn/GetStatus',
+            swarmlearn_dot_v1_dot_daemon__pb2.GetStatusRequest.SerializeToString,
+            swarmlearn_dot_v1_dot_daemon__pb2.DaemonStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,5 +2,7 @@
 
 from swarmlearn.server._app import SERVICE_NAME, DaemonServer, DataDirLocked, serve
 from swarmlearn.server._embedded import Daemon
+from swarmlearn.server._logging import configure_logging
+from swarmlearn.server._security import SecurityError
 
-__all__ = ["SERVICE_NAME", "Daemon", "DaemonServer", "DataDirLocked", "serve"]
+__all__ = ["SERVICE_NAME", "Daemon", "DaemonServer", "DataDirLocked", "SecurityError", "configure_logging", "serve"]

@@ -6,7 +6,9 @@ import asyncio
 import fcntl
 import logging
 import os
+import shutil
 import signal
+import time
 from pathlib import Path
 from typing import IO
 
@@ -15,9 +17,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from swarmlearn._version import __version__
 from swarmlearn.config import Settings
 from swarmlearn.ingest import Ingestor
+from swarmlearn.server._interceptor import RequestInterceptor
+from swarmlearn.server._metrics import Metrics
+from swarmlearn.server._sdnotify import notify
+from swarmlearn.server._security import TokenChecker, check_exposure, load_tokens, server_credentials
 from swarmlearn.server._servicer import SwarmLearnServicer
+from swarmlearn.server._status import StatusReport
 from swarmlearn.store import EventStore
 from swarmlearn_client.v1 import service_pb2, service_pb2_grpc
 
@@ -57,6 +65,9 @@ class DaemonServer:
         self._stopped = asyncio.Event()
         self.failure: str | None = None
         self.failed = asyncio.Event()
+        self.metrics = Metrics(__version__)
+        self.metrics_address = ""
+        self.started_at = time.time()
 
     @property
     def store(self) -> EventStore:
@@ -66,6 +77,9 @@ class DaemonServer:
     async def start(self) -> str:
         """Open the store, bind, serve; returns the bound address (the real port if 0 was asked)."""
         settings = self.settings
+        check_exposure(settings)
+        credentials = server_credentials(settings)
+        tokens = TokenChecker(load_tokens(settings.auth_token_file)) if settings.auth_token_file else None
         self._lock = _lock_data_dir(settings.data_dir)
         loop = asyncio.get_running_loop()
         self._store = EventStore(
@@ -74,33 +88,69 @@ class DaemonServer:
             group_commit_max_events=settings.group_commit_max_events,
             on_writer_exit=lambda reason: loop.call_soon_threadsafe(self._fail, reason),
         )
+        self.metrics.track_store(lambda: self.store.durable_sequence, lambda: self.store.size_bytes())
+        if settings.metrics_listen:
+            self.metrics_address = self.metrics.serve(settings.metrics_listen)
         server = grpc.aio.server(
+            interceptors=[RequestInterceptor(self.metrics, tokens)],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
-        servicer = SwarmLearnServicer(settings, self._store, Ingestor(self._store), self._closing)
+        servicer = SwarmLearnServicer(
+            settings, self._store, Ingestor(self._store), self._closing, self.metrics, self.status
+        )
         service_pb2_grpc.add_SwarmLearnServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        self.address = _bind(server, settings.listen)
-        await server.start()
-        if settings.listen.startswith("unix:"):
-            os.chmod(settings.listen[len("unix:") :], 0o600)
+        # A unix socket is created with the process umask: make it private from the start rather
+        # than chmod-ing after others could have connected.
+        previous = os.umask(0o177)
+        try:
+            self.address = _bind(server, settings.listen, credentials)
+            await server.start()
+        finally:
+            os.umask(previous)
+        if settings.listen.startswith("unix:") and settings.socket_group:
+            path = settings.listen[len("unix:") :]
+            shutil.chown(path, group=settings.socket_group)
+            os.chmod(path, 0o660)
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         log.info(
-            "serving on %s, data in %s (%d events stored)",
+            "serving on %s (%s), data in %s (%d events stored)%s",
             self.address,
+            _protection(settings),
             settings.data_dir,
             self._store.durable_sequence,
+            f", metrics on http://{self.metrics_address}/metrics" if self.metrics_address else "",
         )
         return self.address
+
+    def status(self, ingest_streams: int) -> StatusReport:
+        """Called on a worker thread by GetStatus: the reads below touch the disk."""
+        settings = self.settings
+        events, agents = self.store.totals()
+        return StatusReport(
+            version=__version__,
+            started_at=self.started_at,
+            uptime_s=time.time() - self.started_at,
+            listen=self.address,
+            tls=settings.tls,
+            client_certificates_required=settings.tls_client_ca is not None,
+            token_auth=settings.auth_token_file is not None,
+            data_dir=str(settings.data_dir.resolve()),
+            events_stored=events,
+            durable_sequence=self.store.durable_sequence,
+            event_log_bytes=self.store.size_bytes(),
+            agent_count=agents,
+            ingest_streams=ingest_streams,
+        )
 
     def _fail(self, reason: str) -> None:
         """The daemon can no longer store events: stop admitting them and say so."""
@@ -118,6 +168,7 @@ class DaemonServer:
         await self._server.stop(self.settings.grace_period_s)
         if self._store is not None:
             await asyncio.to_thread(self._store.close)
+        self.metrics.close()
         if self._lock is not None:
             self._lock.close()
         self._stopped.set()
@@ -127,8 +178,15 @@ class DaemonServer:
         await self._stopped.wait()
 
 
-def _bind(server: grpc.aio.Server, listen: str) -> str:
-    port = server.add_insecure_port(listen)
+def _protection(settings: Settings) -> str:
+    parts = ["mutual TLS" if settings.tls_client_ca else "TLS" if settings.tls else "plaintext"]
+    if settings.auth_token_file:
+        parts.append("bearer tokens")
+    return ", ".join(parts)
+
+
+def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None) -> str:
+    port = server.add_insecure_port(listen) if credentials is None else server.add_secure_port(listen, credentials)
     if listen.startswith("unix:"):
         return listen
     if port == 0:
@@ -139,16 +197,21 @@ def _bind(server: grpc.aio.Server, listen: str) -> str:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT (exit code 0) or a fatal failure (1), stopping gracefully."""
-    daemon = DaemonServer(settings)
-    await daemon.start()
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
+    # Handlers first: a SIGTERM that arrives while starting (or right after READY) still stops
+    # the daemon gracefully instead of killing it.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
+    daemon = DaemonServer(settings)
+    await daemon.start()
+    # Only here, not in DaemonServer: a host that embeds the daemon answers to systemd itself.
+    notify(f"READY=1\nSTATUS=serving on {daemon.address}")
     waits = [asyncio.create_task(stop_requested.wait()), asyncio.create_task(daemon.failed.wait())]
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for task in waits:
         task.cancel()
+    notify("STOPPING=1" if daemon.failure is None else f"STOPPING=1\nSTATUS=failed: {daemon.failure}")
     await daemon.stop()
     if daemon.failure is not None:
         log.critical("stopped after a fatal failure: %s", daemon.failure)

@@ -8,8 +8,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from swarmlearn.events import Event, EventType, Rejection
 from swarmlearn.ingest import IngestResult
+from swarmlearn.server._status import StatusReport
 from swarmlearn.store import AgentSummary
-from swarmlearn_client.v1 import agents_pb2, events_pb2
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2
 
 _EVENT_TYPES = {int(t): t for t in EventType}
 
@@ -96,4 +97,22 @@ def agent_stats(summary: AgentSummary) -> agents_pb2.AgentStats:
             success_rate=summary.mean_success_rate,
         ),
         prompt_event_count=summary.prompt_event_count,
+    )
+
+
+def daemon_status(report: StatusReport) -> daemon_pb2.DaemonStatus:
+    return daemon_pb2.DaemonStatus(
+        version=report.version,
+        started_time=_timestamp(report.started_at),
+        uptime_s=report.uptime_s,
+        listen=report.listen,
+        tls=report.tls,
+        client_certificates_required=report.client_certificates_required,
+        token_auth=report.token_auth,
+        data_dir=report.data_dir,
+        events_stored=report.events_stored,
+        durable_sequence=report.durable_sequence,
+        event_log_bytes=report.event_log_bytes,
+        agent_count=report.agent_count,
+        ingest_streams=report.ingest_streams,
     )

@@ -39,6 +39,7 @@ async def abort_for(exc: BaseException, context: grpc.aio.ServicerContext[Any, A
         await context.abort(
             grpc.StatusCode.INTERNAL, f"{method}: internal error ({type(exc).__name__}); see the daemon log"
         )
+    log.debug("%s answered %s: %s", method, code.name, exc)
     await context.abort(code, str(exc))
 
 

@@ -241,6 +241,19 @@ class EventStore:
             ).fetchall()
         return [AgentSummary(*row) for row in rows]
 
+    def totals(self) -> tuple[int, int]:
+        """(events stored, agents), from the per-agent summaries: O(agents), not O(events)."""
+        with self._reader_lock:
+            events, agents = self._reader.execute(
+                "SELECT coalesce(sum(event_count), 0), count(*) FROM agents"
+            ).fetchone()
+        return int(events), int(agents)
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of the log: the database and its write-ahead log."""
+        paths = (self.path, self.path.with_name(self.path.name + "-wal"))
+        return sum(p.stat().st_size for p in paths if p.exists())
+
     def count(self) -> int:
         with self._reader_lock:
             return int(self._reader.execute("SELECT count(*) FROM events").fetchone()[0])

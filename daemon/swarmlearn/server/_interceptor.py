@@ -1,0 +1,88 @@
+"""One server interceptor for what every RPC shares: request ids, bearer tokens, timing."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from swarmlearn.server._logging import request_id
+from swarmlearn.server._metrics import Metrics
+from swarmlearn.server._security import OPEN_METHOD_PREFIXES, TokenChecker, denying_handler
+
+# grpc-stubs types handlers for the sync server; the aio ones are the same objects with coroutine
+# behaviours, so they are Any here.
+Handler = Any
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
+
+
+class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+    """Sets the request id (the ``x-request-id`` metadata, or a new one), refuses calls without a
+    valid token when tokens are configured (UNAUTHENTICATED; health stays open), and times unary
+    RPCs into ``swarmlearn_rpc_seconds``."""
+
+    def __init__(self, metrics: Metrics, tokens: TokenChecker | None) -> None:
+        self._metrics = metrics
+        self._tokens = tokens
+
+    async def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> Handler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method  # type: ignore[attr-defined]
+        metadata = details.invocation_metadata  # type: ignore[attr-defined]
+        rid = next((str(v) for k, v in metadata or () if k == "x-request-id"), "") or uuid.uuid4().hex[:16]
+        if (
+            self._tokens is not None
+            and not method.startswith(OPEN_METHOD_PREFIXES)
+            and not self._tokens.allows(metadata)
+        ):
+            return denying_handler(handler, grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+        return _wrap(handler, method.rsplit("/", 1)[-1], rid, self._metrics)
+
+
+def _wrap(handler: Handler, name: str, rid: str, metrics: Metrics) -> Handler:
+    if handler.unary_unary is not None:
+        behaviour: Any = handler.unary_unary
+        seconds = metrics.rpc_seconds.labels(name)
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            request_id.set(rid)
+            start = time.perf_counter()
+            try:
+                return await behaviour(request, context)
+            finally:
+                seconds.observe(time.perf_counter() - start)
+                code = context.code()
+                if code is not None and code != grpc.StatusCode.OK:
+                    metrics.rpc_errors.labels(name, code.name).inc()
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+    if handler.unary_stream is not None or handler.stream_stream is not None:
+        stream_behaviour: Any = handler.unary_stream or handler.stream_stream
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if handler.unary_stream is not None
+            else grpc.stream_stream_rpc_method_handler
+        )
+
+        async def generating(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            request_id.set(rid)
+            async for response in stream_behaviour(request, context):
+                yield response
+
+        async def writing(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            request_id.set(rid)  # handlers that call context.write() (grpc_health's Watch) stay so
+            return await stream_behaviour(request, context)
+
+        wrapper = generating if inspect.isasyncgenfunction(stream_behaviour) else writing
+        return make(
+            wrapper, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+    return handler

@@ -1,0 +1,319 @@
+"""Exposure rules, bearer tokens, TLS and mutual TLS, stream limits, metrics and request ids."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import logging
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from swarmlearn.config import Settings
+from swarmlearn.server import DaemonServer, SecurityError, configure_logging
+from swarmlearn.server._security import is_loopback
+from swarmlearn_client import AsyncClient, SwarmLearnError
+from swarmlearn_client.v1 import agents_pb2, events_pb2, service_pb2_grpc
+from tests.daemon.pbevents import event, events
+
+TOKEN = "s3cret-token-of-32-characters-xx"
+
+
+def settings(tmp_path: Path, **changes: object) -> Settings:
+    base: dict[str, object] = {"listen": "127.0.0.1:0", "metrics_listen": "", "data_dir": tmp_path / "data"}
+    return Settings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+async def started(s: Settings) -> DaemonServer:
+    daemon = DaemonServer(s)
+    await daemon.start()
+    return daemon
+
+
+@pytest.mark.parametrize(
+    ("listen", "loopback"),
+    [
+        ("127.0.0.1:1", True),
+        ("127.5.0.1:1", True),
+        ("[::1]:1", True),
+        ("localhost:1", True),
+        ("unix:/run/x.sock", True),
+        ("0.0.0.0:1", False),
+        ("[::]:1", False),
+        ("10.0.0.5:1", False),
+        ("example.org:1", False),
+    ],
+)
+def test_loopback_detection(listen: str, loopback: bool) -> None:
+    assert is_loopback(listen) is loopback
+
+
+async def test_non_loopback_needs_tls_a_token_or_an_explicit_insecure(tmp_path: Path) -> None:
+    with pytest.raises(SecurityError, match=r"refusing to listen on 0\.0\.0\.0:0"):
+        await started(settings(tmp_path, listen="0.0.0.0:0"))
+    token_file = tmp_path / "tokens"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    for extra in ({"allow_insecure": True}, {"auth_token_file": token_file}):
+        daemon = await started(settings(tmp_path, listen="0.0.0.0:0", **extra))
+        await daemon.stop()
+
+
+async def test_bearer_tokens(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text(f"# rotated 2026-11\n\n{TOKEN}\nanother-token-0123456789\n")
+    token_file.chmod(0o600)
+    daemon = await started(settings(tmp_path, auth_token_file=token_file))
+    try:
+        async with AsyncClient(daemon.address) as anonymous:
+            with pytest.raises(SwarmLearnError) as refused:
+                await anonymous.get_agent_stats("a")
+            assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(SwarmLearnError) as refused_stream:
+                await anonymous.ingest(events(3))
+            assert refused_stream.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert await anonymous.health() == "SERVING"  # health stays open
+        async with AsyncClient(daemon.address, token="wrong-token-0123456789") as wrong:
+            with pytest.raises(SwarmLearnError) as bad:
+                await wrong.list_agents()
+            assert bad.value.code == grpc.StatusCode.UNAUTHENTICATED
+        for token in (TOKEN, "another-token-0123456789"):
+            async with AsyncClient(daemon.address, token=token) as client:
+                summary = await client.ingest(events(3, prefix=token[:4]))
+                assert summary.accepted == 3
+        assert daemon.store.count() == 6
+    finally:
+        await daemon.stop()
+
+
+def test_unusable_token_files_are_refused(tmp_path: Path) -> None:
+    from swarmlearn.server._security import load_tokens
+
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    with pytest.raises(SecurityError, match="at least 16"):
+        load_tokens(short)
+    empty = tmp_path / "empty"
+    empty.write_text("# nothing\n")
+    with pytest.raises(SecurityError, match="no token"):
+        load_tokens(empty)
+    with pytest.raises(SecurityError, match="cannot read"):
+        load_tokens(tmp_path / "missing")
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
+    *,
+    server: bool,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    issuer_name, issuer_key = issuer or (subject, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+class PKI:
+    """A CA, a server certificate for 127.0.0.1, a client certificate, and a stranger's one."""
+
+    def __init__(self, root: Path) -> None:
+        ca_key, stranger_ca_key = _key(), _key()
+        ca = _cert("test CA", ca_key, None, server=False)
+        server_key, client_key, stranger_key = _key(), _key(), _key()
+        self.files: dict[str, Path] = {}
+        material = {
+            "ca": ca.public_bytes(serialization.Encoding.PEM),
+            "server.crt": _cert("localhost", server_key, ("test CA", ca_key), server=True).public_bytes(
+                serialization.Encoding.PEM
+            ),
+            "server.key": _pem_key(server_key),
+            "client.crt": _cert("agent", client_key, ("test CA", ca_key), server=False).public_bytes(
+                serialization.Encoding.PEM
+            ),
+            "client.key": _pem_key(client_key),
+            "stranger.crt": _cert("stranger", stranger_key, ("other CA", stranger_ca_key), server=False).public_bytes(
+                serialization.Encoding.PEM
+            ),
+            "stranger.key": _pem_key(stranger_key),
+        }
+        for name, data in material.items():
+            path = root / name
+            path.write_bytes(data)
+            self.files[name] = path
+
+    def channel_credentials(self, who: str | None) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.files["ca"].read_bytes(),
+            private_key=self.files[f"{who}.key"].read_bytes() if who else None,
+            certificate_chain=self.files[f"{who}.crt"].read_bytes() if who else None,
+        )
+
+
+async def test_mutual_tls_accepts_the_right_client_only(tmp_path: Path) -> None:
+    pki = PKI(tmp_path)
+    daemon = await started(
+        settings(
+            tmp_path,
+            tls_cert=pki.files["server.crt"],
+            tls_key=pki.files["server.key"],
+            tls_client_ca=pki.files["ca"],
+        )
+    )
+    try:
+        async with AsyncClient(daemon.address, credentials=pki.channel_credentials("client"), timeout=5) as client:
+            assert (await client.ingest(events(5))).accepted == 5
+            status = await client.status()
+            assert status.tls and status.client_certificates_required and not status.token_auth
+        for who in (None, "stranger"):
+            async with AsyncClient(daemon.address, credentials=pki.channel_credentials(who), timeout=2) as refused:
+                with pytest.raises(SwarmLearnError) as failed:
+                    await refused.get_agent_stats("agent-1")
+                assert failed.value.code == grpc.StatusCode.UNAVAILABLE
+        async with AsyncClient(daemon.address, timeout=2) as plaintext:
+            with pytest.raises(SwarmLearnError):
+                await plaintext.get_agent_stats("agent-1")
+    finally:
+        await daemon.stop()
+
+
+async def test_tls_without_client_certificates(tmp_path: Path) -> None:
+    pki = PKI(tmp_path)
+    daemon = await started(settings(tmp_path, tls_cert=pki.files["server.crt"], tls_key=pki.files["server.key"]))
+    try:
+        async with AsyncClient(daemon.address, credentials=pki.channel_credentials(None), timeout=5) as client:
+            assert await client.health() == "SERVING"
+            assert (await client.ingest(events(2))).accepted == 2
+    finally:
+        await daemon.stop()
+
+
+# -- limits, metrics, logs --------------------------------------------------------------------------
+
+
+async def test_streams_over_the_limit_get_resource_exhausted_with_a_retry_hint(tmp_path: Path) -> None:
+    daemon = await started(settings(tmp_path, max_concurrent_streams=1))
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = service_pb2_grpc.SwarmLearnStub(channel)
+            first = stub.Ingest()
+            await first.write(events_pb2.EventBatch(batch_id="1", events=events(2)))
+            assert (await first.read()).accepted == 2
+            second = stub.Ingest()
+            await second.write(events_pb2.EventBatch(batch_id="1", events=events(2, prefix="x")))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await second.read()
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "limit is 1" in (refused.value.details() or "")
+            assert ("retry-after-ms", "1000") in tuple(refused.value.trailing_metadata() or ())
+            await first.done_writing()
+            assert await first.read() == grpc.aio.EOF
+            assert await first.code() == grpc.StatusCode.OK
+    finally:
+        await daemon.stop()
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def test_metrics_endpoint_reports_what_was_ingested(tmp_path: Path) -> None:
+    daemon = await started(settings(tmp_path, metrics_listen="127.0.0.1:0"))
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = service_pb2_grpc.SwarmLearnStub(channel)
+            batch = [*events(10), event(agent_id=""), event(event_id="x", latency=-1.0)]
+
+            async def one() -> AsyncIterator[events_pb2.EventBatch]:
+                yield events_pb2.EventBatch(batch_id="1", events=batch)
+
+            acks = [a async for a in stub.Ingest(one())]
+            acks += [a async for a in stub.Ingest(one())]
+            assert [a.accepted for a in acks] == [10, 0]
+            await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id="agent-1"))
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id="nobody"))
+        text = await asyncio.to_thread(scrape, f"http://{daemon.metrics_address}/metrics")
+    finally:
+        await daemon.stop()
+    lines = set(text.splitlines())
+    assert 'swarmlearn_ingest_events_total{outcome="accepted"} 10.0' in lines
+    assert 'swarmlearn_ingest_events_total{outcome="duplicate"} 10.0' in lines
+    assert 'swarmlearn_ingest_events_total{outcome="rejected"} 4.0' in lines
+    assert 'swarmlearn_ingest_rejected_events_total{field="agent_id"} 2.0' in lines
+    assert 'swarmlearn_ingest_rejected_events_total{field="performance_metrics"} 2.0' in lines
+    assert "swarmlearn_event_log_sequence 10.0" in lines
+    assert any(line.startswith("swarmlearn_event_log_bytes ") and float(line.split()[1]) > 0 for line in lines)
+    assert "swarmlearn_ingest_ack_seconds_count 2.0" in lines
+    assert 'swarmlearn_rpc_seconds_count{method="GetAgentStats"} 2.0' in lines
+    assert 'swarmlearn_rpc_errors_total{code="NOT_FOUND",method="GetAgentStats"} 1.0' in lines
+    assert 'swarmlearn_build_info{version="0.1.0"} 1.0' in lines
+
+
+async def test_json_logs_carry_the_request_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("DEBUG", "json")
+    try:
+        daemon = await started(settings(tmp_path))
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = service_pb2_grpc.SwarmLearnStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.ListAgents(
+                    agents_pb2.ListAgentsRequest(page_token="!!"), metadata=(("x-request-id", "req-1234"),)
+                )
+        await daemon.stop()
+    finally:
+        logging.getLogger().handlers.clear()
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert records, "no JSON log lines"
+    assert {"time", "level", "logger", "message", "request_id"} <= set(records[0])
+    assert any(r["request_id"] == "req-1234" and "ListAgents" in r["message"] for r in records)
+
+
+async def test_health_watchers_survive_the_interceptor(tmp_path: Path) -> None:
+    daemon = await started(settings(tmp_path))
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            first = await watch.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+    finally:
+        await daemon.stop()
