@@ -177,6 +177,9 @@ class IngestStream:
         self._thread.loop.call_later(self._flush_interval, self._on_timer, generation)
 
     def _on_timer(self, generation: int) -> None:
+        with self._lock:
+            if self._closed or generation != self._generation:
+                return  # closed or already handed over: nothing to cut, no task to leave unawaited
         task = self._thread.loop.create_task(self._hand_over(generation))
         # A failure is recorded by the stream and raised from the next send/flush/close.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -277,7 +277,7 @@ def _agents_table(agents: Sequence[AgentStats]) -> Table:
         )
     for a in agents:
         m = a.mean_metrics
-        last = a.last_event_time.strftime("%Y-%m-%d %H:%M:%S") if a.last_event_time else "-"
+        last = a.last_event_time.strftime("%Y-%m-%d %H:%M") if a.last_event_time else "-"
         table.add_row(
             a.agent_id,
             str(a.event_count),

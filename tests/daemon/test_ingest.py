@@ -189,3 +189,19 @@ async def test_an_oversized_message_fails_its_stream_only(tmp_path) -> None:  # 
         assert daemon.store.count() == 5
     finally:
         await daemon.stop()
+
+
+async def test_a_client_vanishing_mid_commit_does_not_stall_other_streams(
+    server: DaemonServer, stub: service_pb2_grpc.SwarmLearnStub
+) -> None:
+    import asyncio
+
+    for attempt in range(5):
+        call = stub.Ingest()
+        for i in range(10):
+            await call.write(events_pb2.EventBatch(batch_id=str(i), events=events(1000, prefix=f"v{attempt}-{i}")))
+        call.cancel()  # the client goes away while its batches are being committed
+        await asyncio.sleep(0.01 * attempt)
+    # Every later stream is still acknowledged (a cancelled wait once killed the ack thread).
+    acks = await asyncio.wait_for(ingest(stub, events(100, prefix="after")), timeout=20)
+    assert acks[0].accepted == 100

@@ -40,12 +40,14 @@ class DataDirLocked(RuntimeError):
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / "daemon.lock", "w")  # noqa: SIM115 - held for the daemon's life
+    # "a", not "w": opening must not wipe the pid of a daemon that holds the lock.
+    handle = open(data_dir / "daemon.lock", "a")  # noqa: SIM115 - held for the daemon's life
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise DataDirLocked(f"{data_dir} is in use by another swarmlearn daemon") from None
+    handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle

@@ -12,7 +12,7 @@ SQLite's online backup API copies the log page by page from a read-only connecti
 itself, each ``backup_step`` opens and closes its own read transaction, and when another
 connection (here: the writer process) commits between two steps the copy starts over. Whether it
 ever finishes depends on the load: measured on the 2-core machine, with one client ingesting
-(about 20,000 events/s) a 36 MB log copied in 4,096-page steps after one restart; with two clients
+(about 20,000 events/s) a 36 MB log was copied in 4,096-page steps after one restart; with two clients
 (about 27,000 events/s) it restarted 554 times in 30 s on a 169 MB log and never finished, and so
 did 256-page steps, or 4,096-page steps to a slow disk (50 ms a step).
 
@@ -57,6 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from swarmlearn._version import __version__
 from swarmlearn.store._schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -177,9 +178,6 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
     ``BackupError`` if there is no event log, if ``dest`` is not new or empty, or if the copy fails
     its integrity check; what it wrote into ``dest`` is removed again then.
     """
-    # Imported here: the package's __init__ imports the server, which imports this package.
-    from swarmlearn import __version__
-
     source = data_dir / DB_NAME
     if not source.is_file():
         raise BackupError(f"nothing to back up: {source} does not exist")

@@ -191,18 +191,24 @@ class EventStore:
                 _, results, sequence = message
                 self._sequence = sequence
                 for submission_id, inserted, duplicates in results:
-                    self._pending.pop(submission_id).set_result(CommitResult(inserted, duplicates, sequence))
+                    future = self._pending.pop(submission_id)
+                    # Done already when its stream's client went away and the wait was cancelled.
+                    if not future.done():
+                        future.set_result(CommitResult(inserted, duplicates, sequence))
             else:
                 _, submission_ids, reason = message
                 log.error("event log commit failed; %d submissions not stored: %s", len(submission_ids), reason)
                 for submission_id in submission_ids:
-                    self._pending.pop(submission_id).set_exception(OSError(f"event log commit failed: {reason}"))
+                    future = self._pending.pop(submission_id)
+                    if not future.done():
+                        future.set_exception(OSError(f"event log commit failed: {reason}"))
         with self._lock:
             unexpected = not self._closed
             self._closed = True
             orphans, self._pending = self._pending, {}
         for future in orphans.values():
-            future.set_exception(StoreClosed("the event log writer exited"))
+            if not future.done():
+                future.set_exception(StoreClosed("the event log writer exited"))
         if unexpected:
             self._outgoing.put(None)  # release the sender thread
             reason = f"the event log writer exited with {self._process.wait()}, {len(orphans)} submissions in flight"
