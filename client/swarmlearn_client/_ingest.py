@@ -293,6 +293,9 @@ class AsyncIngestStream:
                 return
             if code is not grpc.StatusCode.OK and code not in _RETRYABLE and (code, details) != _MASKED_WRITE_FAILURE:
                 raise SwarmLearnError(code, details)
+            if code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+                # A batch over the message limit fails the same way on every retry.
+                raise SwarmLearnError(code, f"{details}; lower batch_size (events with long prompts are large)")
             # Retryable, or the daemon ended the stream while we still need it.
             self._reconnecting = True
             if not self._unacked:

@@ -113,7 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SecurityError as exc:  # a configuration problem: exit 2, which systemd does not retry
         logging.getLogger("swarmlearn").error("cannot start: %s", exc)
         return 2
-    except (DataDirLocked, OSError) as exc:
+    except (DataDirLocked, OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError
         logging.getLogger("swarmlearn").error("cannot start: %s", exc)
         return 1
 
@@ -227,12 +227,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     progress = Progress(
         TextColumn("ingest"), BarColumn(), DownloadColumn(), TimeElapsedColumn(), console=err, disable=args.json
     )
-    with path.open(encoding="utf-8") as handle, progress, _client(args) as client:
+    # surrogateescape: a line with bytes that are not UTF-8 is reported, not a crash.
+    with path.open(encoding="utf-8", errors="surrogateescape") as handle, progress, _client(args) as client:
         task = progress.add_task("ingest", total=path.stat().st_size)
 
         def lines() -> Any:
             for line in handle:
-                progress.advance(task, len(line.encode()))
+                progress.advance(task, len(line.encode(errors="surrogateescape")))
                 yield line
 
         rejections = _Rejections()

@@ -94,7 +94,7 @@ def parse_line(text: str) -> events_pb2.StreamEvent:
         event = json_format.ParseDict(obj, events_pb2.StreamEvent())
     except InvalidLine:
         raise
-    except (json_format.ParseError, KeyError, TypeError, ValueError) as exc:
+    except Exception as exc:  # whatever a line holds, it is reported, never fatal to the import
         raise InvalidLine(f"{type(exc).__name__}: {exc}") from None
     if not event.event_id:
         event.event_id = content_id(obj)

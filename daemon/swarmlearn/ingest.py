@@ -21,16 +21,17 @@ class IngestResult:
 class PendingIngest:
     """A batch handed to the store; ``result()`` waits for its commit."""
 
-    __slots__ = ("_commit", "_rejected", "_sequence")
+    __slots__ = ("_commit", "_rejected", "_store")
 
-    def __init__(self, commit: asyncio.Future[CommitResult] | None, rejected: tuple[Rejection, ...], sequence: int):
+    def __init__(self, commit: asyncio.Future[CommitResult] | None, rejected: tuple[Rejection, ...], store: EventStore):
         self._commit = commit
         self._rejected = rejected
-        self._sequence = sequence
+        self._store = store
 
     async def result(self) -> IngestResult:
         if self._commit is None:
-            return IngestResult(0, 0, self._rejected, self._sequence)
+            # Read now, not at submit: acks of one stream never show the sequence going back.
+            return IngestResult(0, 0, self._rejected, self._store.durable_sequence)
         commit = await self._commit
         return IngestResult(commit.accepted, commit.duplicates, self._rejected, commit.durable_sequence)
 
@@ -58,6 +59,6 @@ class Ingestor:
                 rejected.append(Rejection(index, event.event_id, *problem))
         rejected.sort(key=lambda r: r.index)
         if not good:
-            return PendingIngest(None, tuple(rejected), self._store.durable_sequence)
+            return PendingIngest(None, tuple(rejected), self._store)
         commit = asyncio.wrap_future(self._store.submit(good))
-        return PendingIngest(commit, tuple(rejected), 0)
+        return PendingIngest(commit, tuple(rejected), self._store)

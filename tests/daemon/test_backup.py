@@ -37,7 +37,9 @@ def swarm(n_per_agent: int, *, seed: int = 0, prefix: str = "") -> list[events_p
 
 
 def start_daemon(data_dir: Path) -> Daemon:
-    return Daemon(Settings(listen="127.0.0.1:0", data_dir=data_dir, grace_period_s=2.0, log_level="WARNING"))
+    return Daemon(
+        Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=data_dir, grace_period_s=2.0, log_level="WARNING")
+    )
 
 
 def read_log(db: Path) -> tuple[int, int, int, set[tuple[str, str]]]:

@@ -52,11 +52,13 @@ def test_ingest_seed_form_twice_stores_each_event_once(
 ) -> None:
     path = tmp_path / "seed.jsonl"
     bad = [seed_line(0, event_type="Exploded"), "{not json", seed_line(1, agent_id="")]
-    path.write_text("\n".join([seed_line(i) for i in range(300)] + bad + [""]) + "\n")
+    odd = [seed_line(2, timestamp=1e999), seed_line(3, attributes=["not", "a", "map"])]
+    text = "\n".join([seed_line(i) for i in range(300)] + bad + odd + [""]) + "\n"
+    path.write_bytes(text.encode() + b'{"timestamp": 1, "agent_id": "\xff\xfe"}\n')
 
     first = run_json(capsys, "ingest", str(path), "--target", daemon.address, "--json", "--batch-size", "64")
-    assert (first["accepted"], first["duplicates"], first["rejected"]) == (300, 0, 3)
-    assert {e["line"] for e in first["unparsable_lines"]} == {301, 302}
+    assert (first["accepted"], first["duplicates"], first["rejected"]) == (300, 0, 6)
+    assert {e["line"] for e in first["unparsable_lines"]} == {301, 302, 304, 305, 307}
     assert first["rejections"][0]["field"] == "agent_id"
 
     second = run_json(capsys, "ingest", str(path), "--target", daemon.address, "--json")

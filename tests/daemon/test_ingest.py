@@ -205,3 +205,27 @@ async def test_a_client_vanishing_mid_commit_does_not_stall_other_streams(
     # Every later stream is still acknowledged (a cancelled wait once killed the ack thread).
     acks = await asyncio.wait_for(ingest(stub, events(100, prefix="after")), timeout=20)
     assert acks[0].accepted == 100
+
+
+async def test_a_batch_over_the_message_limit_fails_fast_in_the_client(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from swarmlearn.config import Settings
+    from swarmlearn_client import AsyncClient, SwarmLearnError
+
+    daemon = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path, max_message_bytes=2**20))
+    await daemon.start()
+    try:
+        big = events(40, prefix="big")
+        for pb in big:
+            pb.prompt_data.prompt_text = "x" * 60_000
+        async with AsyncClient(daemon.address) as client:
+            started = time.monotonic()
+            with pytest.raises(SwarmLearnError) as failed:
+                await client.ingest(big, batch_size=40)
+            assert failed.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "lower batch_size" in failed.value.details
+            assert time.monotonic() - started < 10  # not the 30 s reconnect_timeout
+            assert (await client.ingest(big, batch_size=5)).accepted == 40
+    finally:
+        await daemon.stop()

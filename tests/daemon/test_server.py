@@ -148,3 +148,21 @@ def test_an_exposed_address_without_protection_exits_2(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0:0" in result.stderr
+
+
+def test_a_failed_start_releases_what_it_took(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        blocked = Daemon(Settings(listen="127.0.0.1:0", metrics_listen=f"127.0.0.1:{port}", data_dir=tmp_path))
+        with pytest.raises(OSError):
+            blocked.start()
+    # The lock, the writer process and the store were released: the same directory starts again.
+    with (
+        Daemon(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path)) as daemon,
+        Client(daemon.address) as client,
+    ):
+        assert client.ingest(events(3)).accepted == 3

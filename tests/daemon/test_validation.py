@@ -19,6 +19,7 @@ GOOD = Event("agent", "id", 1_767_225_600.0, EventType.TASK_COMPLETED, 10.0, 5.0
         ({"event_id": "e" * 129}, "event_id"),
         ({"timestamp": 0.0}, "timestamp"),
         ({"timestamp": math.nan}, "timestamp"),
+        ({"timestamp": 1e12}, "timestamp"),  # past year 9999: no protobuf Timestamp can hold it
         ({"latency_ms": -0.001}, "performance_metrics.latency_ms"),
         ({"memory_usage_mb": math.inf}, "performance_metrics.memory_usage_mb"),
         ({"cpu_usage_percent": -math.inf}, "performance_metrics.cpu_usage_percent"),

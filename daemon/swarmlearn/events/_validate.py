@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from swarmlearn.events._model import Event
 
 _INF = math.inf
+_LAST_TIMESTAMP = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last google.protobuf.Timestamp
 _METRICS = ("latency_ms", "tokens_per_second", "memory_usage_mb", "cpu_usage_percent", "success_rate")
 
 
@@ -46,8 +47,8 @@ def validate_event(event: Event, limits: Limits = LIMITS) -> tuple[str, str] | N
         return "event_id", "must not be empty"
     if len(event.event_id) > limits.max_event_id_chars:
         return "event_id", f"longer than {limits.max_event_id_chars} characters"
-    if not math.isfinite(event.timestamp) or event.timestamp <= 0:
-        return "timestamp", "must be after 1970-01-01T00:00:00Z"
+    if not (0 < event.timestamp <= _LAST_TIMESTAMP):  # also false for NaN
+        return "timestamp", "must be after 1970-01-01T00:00:00Z and before year 10000"
     metrics = (
         event.latency_ms,
         event.tokens_per_second,

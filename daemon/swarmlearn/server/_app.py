@@ -61,7 +61,8 @@ class DaemonServer:
         self.address = ""
         self._lock: IO[str] | None = None
         self._store: EventStore | None = None
-        self._server: grpc.aio.Server | None = None
+        self._grpc: grpc.aio.Server | None = None  # created
+        self._server: grpc.aio.Server | None = None  # serving
         self._health = health_aio.HealthServicer()
         self._closing = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -77,7 +78,29 @@ class DaemonServer:
         return self._store
 
     async def start(self) -> str:
-        """Open the store, bind, serve; returns the bound address (the real port if 0 was asked)."""
+        """Open the store, bind, serve; returns the bound address (the real port if 0 was asked).
+
+        If anything fails, what was already acquired (writer process, metrics port, lock) is
+        released before the error propagates, so a retry on the same data directory can work.
+        """
+        try:
+            return await self._start()
+        except BaseException:
+            await self._abandon()
+            raise
+
+    async def _abandon(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(None)
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
+            self._store = None
+        self.metrics.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    async def _start(self) -> str:
         settings = self.settings
         check_exposure(settings)
         credentials = server_credentials(settings)
@@ -93,7 +116,7 @@ class DaemonServer:
         self.metrics.track_store(lambda: self.store.durable_sequence, lambda: self.store.size_bytes())
         if settings.metrics_listen:
             self.metrics_address = self.metrics.serve(settings.metrics_listen)
-        server = grpc.aio.server(
+        self._grpc = server = grpc.aio.server(
             interceptors=[RequestInterceptor(self.metrics, tokens)],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -111,13 +134,16 @@ class DaemonServer:
             server,
         )
         # A unix socket is created with the process umask: make it private from the start rather
-        # than chmod-ing after others could have connected.
-        previous = os.umask(0o177)
+        # than chmod-ing after others could have connected. (The umask is process-wide, so it is
+        # changed for unix sockets only.)
+        unix = settings.listen.startswith("unix:")
+        previous = os.umask(0o177) if unix else None
         try:
             self.address = _bind(server, settings.listen, credentials)
             await server.start()
         finally:
-            os.umask(previous)
+            if previous is not None:
+                os.umask(previous)
         if settings.listen.startswith("unix:") and settings.socket_group:
             path = settings.listen[len("unix:") :]
             shutil.chown(path, group=settings.socket_group)

@@ -13,6 +13,7 @@ from swarmlearn.store import AgentSummary
 from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2
 
 _EVENT_TYPES = {int(t): t for t in EventType}
+_ECHOED_ID_CHARS = 128
 
 
 def decode_batch(
@@ -70,7 +71,10 @@ def ingest_ack(batch_id: str, result: IngestResult) -> events_pb2.IngestAck:
         accepted=result.accepted,
         duplicates=result.duplicates,
         rejected=[
-            events_pb2.RejectedEvent(index=r.index, event_id=r.event_id, field=r.field, reason=r.reason)
+            # An id refused for its length is echoed cut short, so acks stay small.
+            events_pb2.RejectedEvent(
+                index=r.index, event_id=r.event_id[:_ECHOED_ID_CHARS], field=r.field, reason=r.reason
+            )
             for r in result.rejected
         ],
         durable_sequence=result.durable_sequence,

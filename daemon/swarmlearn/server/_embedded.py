@@ -56,6 +56,14 @@ class Daemon:
             raise failure[0]
         return self.address
 
+    @property
+    def failure(self) -> str | None:
+        """Why the daemon can no longer store events (its writer process died), or None.
+
+        An embedded daemon then stays up NOT_SERVING and answers UNAVAILABLE; the host decides
+        whether to ``stop()`` and start a new one."""
+        return None if self._server is None else self._server.failure
+
     def stop(self, timeout: float = 60.0) -> None:
         """Stop gracefully (as on SIGTERM) and wait for the thread."""
         if self._thread is None or self._server is None or self._loop is None:

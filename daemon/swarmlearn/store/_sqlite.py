@@ -112,6 +112,8 @@ class EventStore:
                  str(group_commit_max_events)],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                # The host may have found swarmlearn through sys.path edits, not PYTHONPATH.
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             )  # fmt: skip
             self._channel = Connection(os.dup(ours.fileno()))
         try:
@@ -148,6 +150,9 @@ class EventStore:
         """Queue validated events; the future resolves once they are committed."""
         rows = [_to_row(e) for e in events]
         future: concurrent.futures.Future[CommitResult] = concurrent.futures.Future()
+        # Running futures cannot be cancelled: a stream whose client vanished cancels only its own
+        # asyncio wrapper, and the receiver thread can always resolve this one.
+        future.set_running_or_notify_cancel()
         with self._lock:
             if self._closed:
                 raise StoreClosed("the event store is closed")
@@ -191,24 +196,18 @@ class EventStore:
                 _, results, sequence = message
                 self._sequence = sequence
                 for submission_id, inserted, duplicates in results:
-                    future = self._pending.pop(submission_id)
-                    # Done already when its stream's client went away and the wait was cancelled.
-                    if not future.done():
-                        future.set_result(CommitResult(inserted, duplicates, sequence))
+                    self._pending.pop(submission_id).set_result(CommitResult(inserted, duplicates, sequence))
             else:
                 _, submission_ids, reason = message
                 log.error("event log commit failed; %d submissions not stored: %s", len(submission_ids), reason)
                 for submission_id in submission_ids:
-                    future = self._pending.pop(submission_id)
-                    if not future.done():
-                        future.set_exception(OSError(f"event log commit failed: {reason}"))
+                    self._pending.pop(submission_id).set_exception(OSError(f"event log commit failed: {reason}"))
         with self._lock:
             unexpected = not self._closed
             self._closed = True
             orphans, self._pending = self._pending, {}
         for future in orphans.values():
-            if not future.done():
-                future.set_exception(StoreClosed("the event log writer exited"))
+            future.set_exception(StoreClosed("the event log writer exited"))
         if unexpected:
             self._outgoing.put(None)  # release the sender thread
             reason = f"the event log writer exited with {self._process.wait()}, {len(orphans)} submissions in flight"

@@ -55,12 +55,15 @@ def insert(conn: sqlite3.Connection, rows: list[Row]) -> int:
 
 
 def commit_group(
-    conn: sqlite3.Connection, group: list[tuple[int, list[Row]]], before: int
+    conn: sqlite3.Connection, group: list[tuple[int, list[Row]]]
 ) -> tuple[list[tuple[int, int, int]], int]:
     """Write ``group`` in one transaction; return per-submission counts and the new sequence."""
     results = []
     conn.execute("BEGIN IMMEDIATE")
     try:
+        # Read inside the transaction: another writer (an orphan of a killed daemon finishing its
+        # last group) may have committed since this one last looked.
+        before = last_sequence(conn)
         for submission_id, rows in group:
             inserted = insert(conn, rows)
             results.append((submission_id, inserted, len(rows) - inserted))
@@ -89,14 +92,16 @@ def writer_main(path: str, synchronous: str, group_max: int, channel: Connection
         channel.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     channel.send(("ready", sequence))
+    daemon_gone = False
     stopping = False
     while not stopping:
         group: list[tuple[int, list[Row]]] = []
         size = 0
-        while not group or (size < group_max and channel.poll(0)):
+        while not group or (size < group_max and not daemon_gone and channel.poll(0)):
             try:
                 message = channel.recv()
-            except EOFError:  # the daemon is gone: keep what it sent, then leave
+            except (EOFError, OSError):  # the daemon is gone: commit what it sent, then leave
+                daemon_gone = True
                 message = None
             if message is None:
                 stopping = True
@@ -106,11 +111,15 @@ def writer_main(path: str, synchronous: str, group_max: int, channel: Connection
         if not group:
             break
         try:
-            results, sequence = commit_group(conn, group, sequence)
+            results, sequence = commit_group(conn, group)
+            report: tuple[Any, ...] = ("done", results, sequence)
         except Exception as exc:
-            channel.send(("failed", [submission_id for submission_id, _ in group], f"{type(exc).__name__}: {exc}"))
-            continue
-        channel.send(("done", results, sequence))
+            report = ("failed", [submission_id for submission_id, _ in group], f"{type(exc).__name__}: {exc}")
+        if not daemon_gone:
+            try:
+                channel.send(report)
+            except OSError:  # nobody to tell any more; keep committing what was received
+                daemon_gone = True
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     channel.close()
