@@ -27,7 +27,7 @@ from rich.table import Table
 from swarmlearn.config import Settings, SettingsError, field_names, load_settings
 from swarmlearn.importer import LineError, event_to_proto, read_jsonl
 from swarmlearn.server import Daemon, DataDirLocked, SecurityError, configure_logging, serve
-from swarmlearn.store import BackupError, backup, restore
+from swarmlearn.store import BackupError, BackupManifest, backup, restore
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn_client import AgentStats, BatchAck, Client, IngestSummary, Rejection, SwarmLearnError
 
@@ -161,28 +161,28 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    try:
-        manifest = backup(_data_dir(args), args.dest)
-    except BackupError as exc:
-        err.print(f"error: {exc}")
-        return 1
-    if args.json:
-        _print_json(manifest)
-    else:
-        out.print(f"backed up {manifest.event_count:,} events of {manifest.agent_count:,} agents to {args.dest}")
-    return 0
+    return _manifest_command(
+        args, lambda: backup(_data_dir(args), args.dest), "backed up {events:,} events of {agents:,} agents to {where}"
+    )
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    return _manifest_command(
+        args, lambda: restore(args.src, _data_dir(args), force=args.force), "restored {events:,} events into {where}"
+    )
+
+
+def _manifest_command(args: argparse.Namespace, run: Callable[[], BackupManifest], message: str) -> int:
     try:
-        manifest = restore(args.src, _data_dir(args), force=args.force)
+        manifest = run()
     except BackupError as exc:
         err.print(f"error: {exc}")
         return 1
     if args.json:
         _print_json(manifest)
     else:
-        out.print(f"restored {manifest.event_count:,} events into {_data_dir(args)}")
+        where = args.dest if args.command == "backup" else _data_dir(args)
+        out.print(message.format(events=manifest.event_count, agents=manifest.agent_count, where=where))
     return 0
 
 
