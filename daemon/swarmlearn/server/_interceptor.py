@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 import uuid
@@ -74,8 +75,11 @@ def _wrap(handler: Handler, name: str, rid: str, metrics: Metrics) -> Handler:
 
         async def generating(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request_id.set(rid)
-            async for response in stream_behaviour(request, context):
-                yield response
+            # aclosing: a cancelled call closes the handler's generator now (its finally blocks
+            # run), not whenever the garbage collector gets to it.
+            async with contextlib.aclosing(stream_behaviour(request, context)) as responses:
+                async for response in responses:
+                    yield response
 
         async def writing(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request_id.set(rid)  # handlers that call context.write() (grpc_health's Watch) stay so
