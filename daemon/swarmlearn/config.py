@@ -7,7 +7,6 @@ here once; a test checks that README's configuration table lists each with its d
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -102,9 +101,6 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "events.sqlite3"
-
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
 
 
 def _is_host_port(value: str) -> bool:
