@@ -178,7 +178,12 @@ def agent_stats_from_proto(s: agents_pb2.AgentStats) -> AgentStats:
         features=dict(s.features),
         baselines=tuple(
             BaselineStats(
-                target=b.target, model_kind=b.model_kind, running_mae=b.running_mae, scored=b.scored, best=b.best
+                target=b.target,
+                model_kind=b.model_kind,
+                running_mae=b.running_mae if b.HasField("running_mae") else None,
+                scored=b.scored,
+                best=b.best,
+                recent_mae=b.recent_mae if b.HasField("recent_mae") else None,
             )
             for b in s.baselines
         ),
@@ -186,6 +191,7 @@ def agent_stats_from_proto(s: agents_pb2.AgentStats) -> AgentStats:
             DriftState(target=d.target, drift_count=d.drift_count, last_drift_time=_datetime(d.last_drift_time))
             for d in s.drift
         ),
+        online_sequence=s.online_sequence,
     )
 
 
@@ -205,10 +211,11 @@ def forecast_from_proto(r: agents_pb2.PredictResponse) -> Forecast:
                 points=tuple(ForecastPoint(step=p.step, value=p.value, lower=p.lower, upper=p.upper) for p in f.points),
                 model_kind=f.model_kind,
                 model_version=f.model_version,
-                running_mae=f.running_mae,
+                running_mae=f.running_mae if f.HasField("running_mae") else None,
             )
             for f in r.forecasts
         ),
+        as_of_sequence=r.as_of_sequence,
     )
 
 
@@ -330,6 +337,10 @@ def status_from_proto(s: daemon_pb2.DaemonStatus) -> DaemonStatus:
         event_log_bytes=s.event_log_bytes,
         agent_count=s.agent_count,
         ingest_streams=s.ingest_streams,
+        online_sequence=s.online_sequence,
+        online_agents=s.online_agents,
+        online_running=s.online_running,
+        online_restarts=s.online_restarts,
     )
 
 

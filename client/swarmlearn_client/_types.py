@@ -96,11 +96,14 @@ class BaselineStats:
 
     target: str
     model_kind: str
-    running_mae: float
+    running_mae: float | None
+    """Mean absolute error of every scored forecast; None until one was scored."""
     scored: int
     """Predictions scored so far."""
     best: bool
     """This baseline currently answers Predict for the target."""
+    recent_mae: float | None = None
+    """Exponentially faded MAE (about the last 50 events), by which the best baseline is chosen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,8 @@ class AgentStats:
     """Online features by name."""
     baselines: tuple[BaselineStats, ...]
     drift: tuple[DriftState, ...]
+    online_sequence: int = 0
+    """Event log sequence the online fields are as of; 0 if the learner has not reached the agent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +153,16 @@ class TargetForecast:
     model_kind: str
     """Which model answered, e.g. ``online:ewma`` or ``torch:lstm``."""
     model_version: str
-    running_mae: float
+    running_mae: float | None
+    """Progressive-validation MAE of that model on this agent and target; None until one was scored."""
 
 
 @dataclass(frozen=True, slots=True)
 class Forecast:
     agent_id: str
     forecasts: tuple[TargetForecast, ...]
+    as_of_sequence: int = 0
+    """Event log sequence the online state had reached when it answered."""
 
     def __getitem__(self, target: str) -> TargetForecast:
         for forecast in self.forecasts:
@@ -248,6 +256,11 @@ class DaemonStatus:
     event_log_bytes: int
     agent_count: int
     ingest_streams: int
+    online_sequence: int = 0
+    """Log sequence the online learner has applied (behind ``durable_sequence`` under load)."""
+    online_agents: int = 0
+    online_running: bool = False
+    online_restarts: int = 0
 
 
 @dataclass(frozen=True, slots=True)

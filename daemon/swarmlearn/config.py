@@ -66,6 +66,14 @@ class Settings:
     """Allow a non-loopback ``listen`` without TLS or a token (not recommended)."""
     socket_group: str = ""
     """For ``unix:`` listen addresses: group that may connect (socket mode 0660 instead of 0600)."""
+    online_snapshot_interval_s: float = 60.0
+    """How often the online learner snapshots its state (when it changed); a restart replays the log
+    since the last snapshot, at roughly 25,000 events/s."""
+    online_max_wait_s: float = 2.0
+    """How long Predict and GetAgentStats wait for the online learner to reach an agent it has not
+    met yet but whose events are committed; past it Predict answers UNAVAILABLE."""
+    predict_coverage: float = 0.8
+    """Nominal coverage of Predict's intervals when the request leaves ``coverage`` at 0."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, Path):  # accept str from embedding code
@@ -91,6 +99,9 @@ class Settings:
             "metrics_listen",
             "must be host:port or empty",
         )
+        _check(self.online_snapshot_interval_s > 0, "online_snapshot_interval_s", "must be > 0")
+        _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
+        _check(0 < self.predict_coverage < 1, "predict_coverage", "must be in (0, 1)")
         _check((self.tls_cert is None) == (self.tls_key is None), "tls_cert", "tls_cert and tls_key go together")
         _check(self.tls_client_ca is None or self.tls_cert is not None, "tls_client_ca", "needs tls_cert and tls_key")
 
@@ -101,6 +112,10 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "events.sqlite3"
+
+    @property
+    def online_snapshot_path(self) -> Path:
+        return self.data_dir / "online.snapshot"
 
 
 def _is_host_port(value: str) -> bool:

@@ -4,6 +4,7 @@ SwarmLearnDaemonError
 ├── InvalidArgument      -> INVALID_ARGUMENT (names the field)
 ├── UnknownAgent         -> NOT_FOUND
 ├── Overloaded           -> RESOURCE_EXHAUSTED
+├── NotReady             -> UNAVAILABLE
 └── ShuttingDown         -> UNAVAILABLE
 """
 
@@ -29,6 +30,10 @@ class UnknownAgent(SwarmLearnDaemonError):
 
 class Overloaded(SwarmLearnDaemonError):
     """Too much at once; the message says when to retry."""
+
+
+class NotReady(SwarmLearnDaemonError):
+    """A part of the daemon cannot answer yet (the online learner is catching up or restarting)."""
 
 
 class ShuttingDown(SwarmLearnDaemonError):

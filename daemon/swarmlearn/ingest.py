@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from swarmlearn.events import LIMITS, Event, Limits, Rejection, validate_event
@@ -21,27 +21,41 @@ class IngestResult:
 class PendingIngest:
     """A batch handed to the store; ``result()`` waits for its commit."""
 
-    __slots__ = ("_commit", "_rejected", "_store")
+    __slots__ = ("_commit", "_on_commit", "_rejected", "_store")
 
-    def __init__(self, commit: asyncio.Future[CommitResult] | None, rejected: tuple[Rejection, ...], store: EventStore):
+    def __init__(
+        self,
+        commit: asyncio.Future[CommitResult] | None,
+        rejected: tuple[Rejection, ...],
+        store: EventStore,
+        on_commit: Callable[[int], object] | None = None,
+    ):
         self._commit = commit
         self._rejected = rejected
         self._store = store
+        self._on_commit = on_commit
 
     async def result(self) -> IngestResult:
         if self._commit is None:
             # Read now, not at submit: acks of one stream never show the sequence going back.
             return IngestResult(0, 0, self._rejected, self._store.durable_sequence)
         commit = await self._commit
+        if self._on_commit is not None:
+            self._on_commit(commit.durable_sequence)
         return IngestResult(commit.accepted, commit.duplicates, self._rejected, commit.durable_sequence)
 
 
 class Ingestor:
     """Owns the path from decoded events to the durable log."""
 
-    def __init__(self, store: EventStore, *, limits: Limits = LIMITS) -> None:
+    def __init__(
+        self, store: EventStore, *, limits: Limits = LIMITS, on_commit: Callable[[int], object] | None = None
+    ) -> None:
+        """``on_commit(durable_sequence)`` is called on the event loop after each commit (the online
+        learner's cue to read on)."""
         self._store = store
         self._limits = limits
+        self._on_commit = on_commit
 
     def submit(self, events: Sequence[tuple[int, Event]], rejected: list[Rejection]) -> PendingIngest:
         """Validate ``(index, event)`` pairs and queue the good ones for commit, in call order.
@@ -61,4 +75,4 @@ class Ingestor:
         if not good:
             return PendingIngest(None, tuple(rejected), self._store)
         commit = asyncio.wrap_future(self._store.submit(good))
-        return PendingIngest(commit, tuple(rejected), self._store)
+        return PendingIngest(commit, tuple(rejected), self._store, self._on_commit)

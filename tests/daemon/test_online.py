@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import pickle
+import subprocess
+import sys
 import random
 from collections.abc import Iterator
 
@@ -45,15 +47,27 @@ def test_public_names() -> None:
             "TARGETS",
             "AgentLearner",
             "AgentStats",
+            "Answer",
             "Baseline",
             "BaselineError",
+            "Drift",
             "Forecast",
             "OnlineConfig",
+            "OnlineLearner",
             "OnlineState",
             "Point",
             "TargetStats",
+            "WorkerSettings",
         ]
     )
+    for name in online.__all__:  # the lazy ones too
+        assert getattr(online, name) is not None
+
+
+def test_the_daemon_process_does_not_import_river() -> None:
+    """River costs about a second of start-up; only the learner process needs it."""
+    code = "import sys, swarmlearn.server, swarmlearn.cli; assert 'river' not in sys.modules, 'river imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("baseline", BASELINES, ids=lambda cls: cls.kind)

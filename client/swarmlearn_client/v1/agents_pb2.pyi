@@ -49,12 +49,14 @@ class TargetForecast(_message.Message):
     def __init__(self, target: _Optional[str] = ..., points: _Optional[_Iterable[_Union[ForecastPoint, _Mapping]]] = ..., model_kind: _Optional[str] = ..., model_version: _Optional[str] = ..., running_mae: _Optional[float] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("agent_id", "forecasts")
+    __slots__ = ("agent_id", "forecasts", "as_of_sequence")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     FORECASTS_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     forecasts: _containers.RepeatedCompositeFieldContainer[TargetForecast]
-    def __init__(self, agent_id: _Optional[str] = ..., forecasts: _Optional[_Iterable[_Union[TargetForecast, _Mapping]]] = ...) -> None: ...
+    as_of_sequence: int
+    def __init__(self, agent_id: _Optional[str] = ..., forecasts: _Optional[_Iterable[_Union[TargetForecast, _Mapping]]] = ..., as_of_sequence: _Optional[int] = ...) -> None: ...
 
 class GetAgentStatsRequest(_message.Message):
     __slots__ = ("agent_id",)
@@ -63,18 +65,20 @@ class GetAgentStatsRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
 
 class BaselineStats(_message.Message):
-    __slots__ = ("target", "model_kind", "running_mae", "scored", "best")
+    __slots__ = ("target", "model_kind", "running_mae", "scored", "best", "recent_mae")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     MODEL_KIND_FIELD_NUMBER: _ClassVar[int]
     RUNNING_MAE_FIELD_NUMBER: _ClassVar[int]
     SCORED_FIELD_NUMBER: _ClassVar[int]
     BEST_FIELD_NUMBER: _ClassVar[int]
+    RECENT_MAE_FIELD_NUMBER: _ClassVar[int]
     target: str
     model_kind: str
     running_mae: float
     scored: int
     best: bool
-    def __init__(self, target: _Optional[str] = ..., model_kind: _Optional[str] = ..., running_mae: _Optional[float] = ..., scored: _Optional[int] = ..., best: _Optional[bool] = ...) -> None: ...
+    recent_mae: float
+    def __init__(self, target: _Optional[str] = ..., model_kind: _Optional[str] = ..., running_mae: _Optional[float] = ..., scored: _Optional[int] = ..., best: _Optional[bool] = ..., recent_mae: _Optional[float] = ...) -> None: ...
 
 class DriftState(_message.Message):
     __slots__ = ("target", "drift_count", "last_drift_time")
@@ -87,7 +91,7 @@ class DriftState(_message.Message):
     def __init__(self, target: _Optional[str] = ..., drift_count: _Optional[int] = ..., last_drift_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AgentStats(_message.Message):
-    __slots__ = ("agent_id", "event_count", "first_event_time", "last_event_time", "mean_metrics", "prompt_event_count", "features", "baselines", "drift")
+    __slots__ = ("agent_id", "event_count", "first_event_time", "last_event_time", "mean_metrics", "prompt_event_count", "features", "baselines", "drift", "online_sequence")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +108,7 @@ class AgentStats(_message.Message):
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     BASELINES_FIELD_NUMBER: _ClassVar[int]
     DRIFT_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     event_count: int
     first_event_time: _timestamp_pb2.Timestamp
@@ -113,7 +118,8 @@ class AgentStats(_message.Message):
     features: _containers.ScalarMap[str, float]
     baselines: _containers.RepeatedCompositeFieldContainer[BaselineStats]
     drift: _containers.RepeatedCompositeFieldContainer[DriftState]
-    def __init__(self, agent_id: _Optional[str] = ..., event_count: _Optional[int] = ..., first_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mean_metrics: _Optional[_Union[_events_pb2.PerformanceMetrics, _Mapping]] = ..., prompt_event_count: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., baselines: _Optional[_Iterable[_Union[BaselineStats, _Mapping]]] = ..., drift: _Optional[_Iterable[_Union[DriftState, _Mapping]]] = ...) -> None: ...
+    online_sequence: int
+    def __init__(self, agent_id: _Optional[str] = ..., event_count: _Optional[int] = ..., first_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mean_metrics: _Optional[_Union[_events_pb2.PerformanceMetrics, _Mapping]] = ..., prompt_event_count: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., baselines: _Optional[_Iterable[_Union[BaselineStats, _Mapping]]] = ..., drift: _Optional[_Iterable[_Union[DriftState, _Mapping]]] = ..., online_sequence: _Optional[int] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

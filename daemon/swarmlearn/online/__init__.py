@@ -1,20 +1,52 @@
-"""Online learning: per-agent incremental baselines, intervals and drift, fed from the event log."""
+"""Online learning: per-agent incremental baselines, intervals and drift, fed from the event log.
 
-from swarmlearn.online._baselines import BASELINES, Baseline
-from swarmlearn.online._config import TARGETS, OnlineConfig
-from swarmlearn.online._learner import AgentLearner, AgentStats, OnlineState
-from swarmlearn.online._target import BaselineError, Forecast, Point, TargetStats
+The daemon process uses the light half (the learner process's handle, the settings and the result
+types) and never imports River; the learners themselves (``OnlineState`` and below) run in the
+learner process and are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from swarmlearn.online._config import TARGETS, OnlineConfig, WorkerSettings
+from swarmlearn.online._process import Answer, Drift, OnlineLearner
+from swarmlearn.online._results import AgentStats, BaselineError, Forecast, Point, TargetStats
+
+if TYPE_CHECKING:
+    from swarmlearn.online._baselines import BASELINES, Baseline
+    from swarmlearn.online._learner import AgentLearner, OnlineState
+
+_LAZY = {
+    "BASELINES": "swarmlearn.online._baselines",
+    "Baseline": "swarmlearn.online._baselines",
+    "AgentLearner": "swarmlearn.online._learner",
+    "OnlineState": "swarmlearn.online._learner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "BASELINES",
     "TARGETS",
     "AgentLearner",
     "AgentStats",
+    "Answer",
     "Baseline",
     "BaselineError",
+    "Drift",
     "Forecast",
     "OnlineConfig",
+    "OnlineLearner",
     "OnlineState",
     "Point",
     "TargetStats",
+    "WorkerSettings",
 ]

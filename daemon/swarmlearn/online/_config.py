@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 
 TARGETS: tuple[str, ...] = ("latency_ms", "tokens_per_second", "success_rate")
@@ -50,6 +52,9 @@ class OnlineConfig:
     max_horizon: int = 48
     """Largest horizon ``predict`` answers; bounds the residual history."""
 
+    failure_below: float = 0.5
+    """An event whose ``success_rate`` is below this counts as an error in the agent's error rate."""
+
     drift_delta: float = 0.002
     """ADWIN confidence on the best baseline's residuals; smaller means fewer, surer drifts."""
 
@@ -57,3 +62,20 @@ class OnlineConfig:
     """ADWIN looks for a cut after every n-th residual. The best baseline adapts, so a level shift shows in
     its residuals only for a few dozen events: River's default of 32 misses some of those bursts, 4 still
     missed one in twenty doubled-latency shifts in the tests' stream; 1 found all within 7 events."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """What the daemon tells its learner process (as JSON on its command line)."""
+
+    snapshot_interval_s: float = 60.0
+    max_wait_s: float = 2.0
+    config: OnlineConfig = dataclasses.field(default_factory=OnlineConfig)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerSettings:
+        raw = json.loads(text)
+        return cls(**{**raw, "config": OnlineConfig(**raw["config"])})

@@ -19,25 +19,18 @@ events/s): run it in a process of its own, as the store's writer is.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from river import preprocessing
 
 from swarmlearn.errors import InvalidArgument, UnknownAgent
 from swarmlearn.events import Event
 from swarmlearn.features import FEATURE_NAMES, event_features
 from swarmlearn.online._config import TARGETS, OnlineConfig
-from swarmlearn.online._target import Forecast, TargetLearner, TargetStats
+from swarmlearn.online._results import AgentStats, Forecast
+from swarmlearn.online._stats import RunningStats
+from swarmlearn.online._target import TargetLearner
 
 # Index of each target in the feature tuple, so learn() reads the values it already has.
 _TARGET_INDEX = tuple(FEATURE_NAMES.index(name) for name in TARGETS)
-
-
-class AgentStats(NamedTuple):
-    events: int
-    first_timestamp: float | None
-    last_timestamp: float | None
-    targets: dict[str, TargetStats]
 
 
 class AgentLearner:
@@ -51,6 +44,7 @@ class AgentLearner:
         # One scaler for all targets' regressors: the features are the same, so scale them once.
         self.scaler = preprocessing.StandardScaler()
         self.targets = {name: TargetLearner(self.config) for name in TARGETS}
+        self.running = RunningStats(self.config)
         self._learners = tuple(zip(TARGETS, _TARGET_INDEX, self.targets.values(), strict=True))
 
     def learn(self, event: Event) -> tuple[str, ...]:
@@ -61,6 +55,7 @@ class AgentLearner:
             self.scaler.learn_one(raw)
         x = self.scaler.transform_one(raw)
         timestamp = event.timestamp
+        self.running.update(features, timestamp)
         drifted = tuple(name for name, index, target in self._learners if target.learn(features[index], x, timestamp))
         if self.first_timestamp is None:
             self.first_timestamp = timestamp
@@ -82,6 +77,7 @@ class AgentLearner:
             first_timestamp=self.first_timestamp,
             last_timestamp=self.last_timestamp,
             targets={name: target.stats() for name, target in self.targets.items()},
+            features=self.running.features(),
         )
 
 

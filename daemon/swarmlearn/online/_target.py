@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +25,7 @@ from river import drift
 
 from swarmlearn.online._baselines import BASELINES, Baseline
 from swarmlearn.online._config import OnlineConfig
+from swarmlearn.online._results import BaselineError, Forecast, Point, TargetStats
 
 _ANSWER_IN_WARM_UP = 1  # the EWMA: from the first event it is the mean of what was seen
 _OFFSETS_CACHED = 64  # (baseline, horizon, coverage) combinations kept per refresh; clients ask a few
@@ -39,38 +39,6 @@ def _quantile(ordered: npt.NDArray[np.float64], q: float) -> npt.NDArray[np.floa
     weight = position - below
     result: npt.NDArray[np.float64] = ordered[:, below] + weight * (ordered[:, above] - ordered[:, below])
     return result
-
-
-class Point(NamedTuple):
-    value: float
-    lower: float
-    upper: float
-
-
-class Forecast(NamedTuple):
-    kind: str
-    """The answering baseline, e.g. ``online:ewma``."""
-    mae: float | None
-    """Its progressive-validation MAE over all scored events; None while warming up."""
-    points: list[Point]
-    """Steps 1..horizon."""
-
-
-class BaselineError(NamedTuple):
-    mae: float | None
-    recent_mae: float | None
-    """Exponentially faded MAE, the one the best baseline is chosen by."""
-    scored: int
-
-
-class TargetStats(NamedTuple):
-    best: str
-    answer_mae: float | None
-    """Progressive-validation MAE of what this learner answered (the best baseline of the moment)."""
-    baselines: dict[str, BaselineError]
-    drift_count: int
-    last_drift_timestamp: float | None
-    last_value: float | None
 
 
 class TargetLearner:

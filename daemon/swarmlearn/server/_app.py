@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from swarmlearn._version import __version__
 from swarmlearn.config import Settings
 from swarmlearn.ingest import Ingestor
+from swarmlearn.online import Drift, OnlineLearner, WorkerSettings
 from swarmlearn.server._interceptor import RequestInterceptor
 from swarmlearn.server._metrics import Metrics
 from swarmlearn.server._sdnotify import notify
@@ -61,6 +63,10 @@ class DaemonServer:
         self.address = ""
         self._lock: IO[str] | None = None
         self._store: EventStore | None = None
+        self._online: OnlineLearner | None = None
+        self.drift_listeners: list[Callable[[Drift], object]] = []
+        """Called on the event loop for every new drift (not for drifts replayed after a restart):
+        the training scheduler's trigger."""
         self._grpc: grpc.aio.Server | None = None  # created
         self._server: grpc.aio.Server | None = None  # serving
         self._health = health_aio.HealthServicer()
@@ -89,9 +95,17 @@ class DaemonServer:
             await self._abandon()
             raise
 
+    @property
+    def online(self) -> OnlineLearner:
+        assert self._online is not None, "daemon not started"
+        return self._online
+
     async def _abandon(self) -> None:
         if self._grpc is not None:
             await self._grpc.stop(None)
+        if self._online is not None:
+            await self._online.stop()
+            self._online = None
         if self._store is not None:
             await asyncio.to_thread(self._store.close)
             self._store = None
@@ -114,6 +128,16 @@ class DaemonServer:
             on_writer_exit=lambda reason: loop.call_soon_threadsafe(self._fail, reason),
         )
         self.metrics.track_store(lambda: self.store.durable_sequence, lambda: self.store.size_bytes())
+        self._online = OnlineLearner(
+            settings.db_path,
+            settings.online_snapshot_path,
+            WorkerSettings(
+                snapshot_interval_s=settings.online_snapshot_interval_s, max_wait_s=settings.online_max_wait_s
+            ),
+            on_drift=self._drift,
+        )
+        self._online.start()
+        self.metrics.track_online(self._online)
         if settings.metrics_listen:
             self.metrics_address = self.metrics.serve(settings.metrics_listen)
         self._grpc = server = grpc.aio.server(
@@ -125,7 +149,13 @@ class DaemonServer:
             ],
         )
         servicer = SwarmLearnServicer(
-            settings, self._store, Ingestor(self._store), self._closing, self.metrics, self.status
+            settings,
+            self._store,
+            Ingestor(self._store, on_commit=self._online.committed),
+            self._online,
+            self._closing,
+            self.metrics,
+            self.status,
         )
         service_pb2_grpc.add_SwarmLearnServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -178,7 +208,18 @@ class DaemonServer:
             event_log_bytes=self.store.size_bytes(),
             agent_count=agents,
             ingest_streams=ingest_streams,
+            online_sequence=self.online.applied_seq,
+            online_agents=self.online.agents,
+            online_running=self.online.running,
+            online_restarts=self.online.restarts,
         )
+
+    def _drift(self, drift: Drift) -> None:
+        if drift.replayed:
+            return
+        self.metrics.drifts.labels(drift.target).inc()
+        for listener in self.drift_listeners:
+            listener(drift)
 
     def _fail(self, reason: str) -> None:
         """The daemon can no longer store events: stop admitting them and say so."""
@@ -194,6 +235,8 @@ class DaemonServer:
         await self._health.enter_graceful_shutdown()
         self._closing.set()
         await self._server.stop(self.settings.grace_period_s)
+        if self._online is not None:
+            await self._online.stop()
         if self._store is not None:
             await asyncio.to_thread(self._store.close)
         self.metrics.close()

@@ -8,6 +8,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from swarmlearn.events import Event, EventType, Rejection
 from swarmlearn.ingest import IngestResult
+from swarmlearn.online import AgentStats as OnlineAgentStats
+from swarmlearn.online import Answer, Forecast
 from swarmlearn.server._status import StatusReport
 from swarmlearn.store import AgentSummary
 from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2
@@ -87,8 +89,9 @@ def _timestamp(seconds: float) -> Timestamp:
     return ts
 
 
-def agent_stats(summary: AgentSummary) -> agents_pb2.AgentStats:
-    return agents_pb2.AgentStats(
+def agent_stats(summary: AgentSummary, online: OnlineAgentStats | None = None, as_of: int = 0) -> agents_pb2.AgentStats:
+    """The store's summary, and the online learner's view of the agent where it has one."""
+    message = agents_pb2.AgentStats(
         agent_id=summary.agent_id,
         event_count=summary.event_count,
         first_event_time=_timestamp(summary.first_timestamp),
@@ -101,6 +104,48 @@ def agent_stats(summary: AgentSummary) -> agents_pb2.AgentStats:
             success_rate=summary.mean_success_rate,
         ),
         prompt_event_count=summary.prompt_event_count,
+    )
+    if online is None:
+        return message
+    message.online_sequence = as_of
+    message.features.update(online.features)
+    for target, stats in online.targets.items():
+        for kind, error in stats.baselines.items():
+            model_kind = "online:" + kind
+            message.baselines.append(
+                agents_pb2.BaselineStats(
+                    target=target,
+                    model_kind=model_kind,
+                    running_mae=error.mae,
+                    scored=error.scored,
+                    best=model_kind == stats.best,
+                    recent_mae=error.recent_mae,
+                )
+            )
+        drift = agents_pb2.DriftState(target=target, drift_count=stats.drift_count)
+        if stats.last_drift_timestamp is not None:
+            drift.last_drift_time.CopyFrom(_timestamp(stats.last_drift_timestamp))
+        message.drift.append(drift)
+    return message
+
+
+def predict_response(agent_id: str, answer: Answer, targets: Sequence[str]) -> agents_pb2.PredictResponse:
+    forecasts: dict[str, Forecast] = answer.value
+    return agents_pb2.PredictResponse(
+        agent_id=agent_id,
+        as_of_sequence=answer.applied_seq,
+        forecasts=[
+            agents_pb2.TargetForecast(
+                target=target,
+                model_kind=forecasts[target].kind,
+                running_mae=forecasts[target].mae,
+                points=[
+                    agents_pb2.ForecastPoint(step=step, value=p.value, lower=p.lower, upper=p.upper)
+                    for step, p in enumerate(forecasts[target].points, start=1)
+                ],
+            )
+            for target in targets
+        ],
     )
 
 
@@ -119,4 +164,8 @@ def daemon_status(report: StatusReport) -> daemon_pb2.DaemonStatus:
         event_log_bytes=report.event_log_bytes,
         agent_count=report.agent_count,
         ingest_streams=report.ingest_streams,
+        online_sequence=report.online_sequence,
+        online_agents=report.online_agents,
+        online_running=report.online_running,
+        online_restarts=report.online_restarts,
     )

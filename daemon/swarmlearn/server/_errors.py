@@ -9,7 +9,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from swarmlearn.errors import InvalidArgument, Overloaded, ShuttingDown, SwarmLearnDaemonError, UnknownAgent
+from swarmlearn.errors import (
+    InvalidArgument,
+    NotReady,
+    Overloaded,
+    ShuttingDown,
+    SwarmLearnDaemonError,
+    UnknownAgent,
+)
 from swarmlearn.store import StoreClosed
 
 log = logging.getLogger(__name__)
@@ -18,6 +25,7 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     UnknownAgent: grpc.StatusCode.NOT_FOUND,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NotReady: grpc.StatusCode.UNAVAILABLE,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     StoreClosed: grpc.StatusCode.UNAVAILABLE,
 }

@@ -9,6 +9,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from swarmlearn.ingest import IngestResult
+from swarmlearn.online import OnlineLearner
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -44,6 +45,22 @@ class Metrics:
         self.log_bytes = Gauge(
             "swarmlearn_event_log_bytes", "Size of the event log on disk (database and WAL)", registry=r
         )
+        self.online_sequence = Gauge(
+            "swarmlearn_online_sequence", "Event log sequence the online learner has applied", registry=r
+        )
+        self.online_restarts = Gauge(
+            "swarmlearn_online_restarts", "Times the online learner process died and was restarted", registry=r
+        )
+        self.drifts = Counter(
+            "swarmlearn_online_drifts",
+            "Drifts ADWIN found in the online residuals (replays after a restart not counted), by target",
+            ["target"],
+            registry=r,
+        )
+        self.snapshot_bytes = Gauge("swarmlearn_online_snapshot_bytes", "Size of the last online snapshot", registry=r)
+        self.snapshot_seconds = Gauge(
+            "swarmlearn_online_snapshot_seconds", "Time the last online snapshot took to write", registry=r
+        )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -51,6 +68,12 @@ class Metrics:
         """Read at scrape time, so the ingest path does no bookkeeping for them."""
         self.sequence.set_function(sequence)
         self.log_bytes.set_function(size)
+
+    def track_online(self, learner: OnlineLearner) -> None:
+        self.online_sequence.set_function(lambda: learner.applied_seq)
+        self.online_restarts.set_function(lambda: learner.restarts)
+        self.snapshot_bytes.set_function(lambda: learner.last_snapshot[1] if learner.last_snapshot else 0)
+        self.snapshot_seconds.set_function(lambda: learner.last_snapshot[2] if learner.last_snapshot else 0)
 
     def record_ack(self, result: IngestResult, seconds: float) -> None:
         self.batches.inc()

@@ -15,9 +15,11 @@ from typing import Any
 import grpc
 
 from swarmlearn.config import Settings
-from swarmlearn.errors import InvalidArgument, UnknownAgent
+from swarmlearn.errors import InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.ingest import Ingestor, PendingIngest
-from swarmlearn.server._convert import agent_stats, daemon_status, decode_batch, ingest_ack
+from swarmlearn.online import TARGETS, OnlineLearner
+from swarmlearn.online import AgentStats as OnlineAgentStats
+from swarmlearn.server._convert import agent_stats, daemon_status, decode_batch, ingest_ack, predict_response
 from swarmlearn.server._errors import abort_for, mapped
 from swarmlearn.server._metrics import Metrics
 from swarmlearn.server._status import StatusReport
@@ -37,6 +39,7 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         settings: Settings,
         store: EventStore,
         ingestor: Ingestor,
+        online: OnlineLearner,
         closing: asyncio.Event,
         metrics: Metrics,
         status: Callable[[int], StatusReport],
@@ -44,6 +47,7 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         self._settings = settings
         self._store = store
         self._ingestor = ingestor
+        self._online = online
         self._closing = closing
         self._metrics = metrics
         self._status = status
@@ -122,13 +126,30 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
             )
 
     @mapped
+    async def Predict(self, request: agents_pb2.PredictRequest, context: Context) -> agents_pb2.PredictResponse:
+        agent_id = _agent_id(request.agent_id)
+        targets = tuple(request.targets) or TARGETS
+        for i, target in enumerate(targets):
+            if target not in TARGETS:
+                raise InvalidArgument(f"targets[{i}]", f"unknown target {target!r}; one of {', '.join(TARGETS)}")
+        coverage = request.coverage or self._settings.predict_coverage
+        if not 0.0 < coverage < 1.0:
+            raise InvalidArgument("coverage", f"must be in (0, 1), got {coverage}")
+        # Reading durable_sequence here makes an agent answer from its first acknowledged event.
+        answer = await self._online.predict(
+            agent_id, request.horizon or 1, coverage, min_seq=self._store.durable_sequence
+        )
+        return predict_response(agent_id, answer, targets)
+
+    @mapped
     async def GetAgentStats(self, request: agents_pb2.GetAgentStatsRequest, context: Context) -> agents_pb2.AgentStats:
-        if not request.agent_id:
-            raise InvalidArgument("agent_id", "must not be empty")
-        summary = await asyncio.to_thread(self._store.agent_summary, request.agent_id)
+        agent_id = _agent_id(request.agent_id)
+        min_seq = self._store.durable_sequence
+        summary = await asyncio.to_thread(self._store.agent_summary, agent_id)
         if summary is None:
-            raise UnknownAgent(request.agent_id)
-        return agent_stats(summary)
+            raise UnknownAgent(agent_id)
+        online, as_of = await self._online_stats((agent_id,), min_seq)
+        return agent_stats(summary, online.get(agent_id), as_of)
 
     @mapped
     async def ListAgents(
@@ -140,11 +161,29 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         summaries = await asyncio.to_thread(self._store.list_agents, after=after, limit=size + 1)
         page = summaries[:size]
         token = _encode_token(page[-1].agent_id) if len(summaries) > size else ""
-        return agents_pb2.ListAgentsResponse(agents=[agent_stats(s) for s in page], next_page_token=token)
+        # A page shows what the learner knows now; it does not wait for it to catch up.
+        online, as_of = await self._online_stats(tuple(s.agent_id for s in page), 0)
+        return agents_pb2.ListAgentsResponse(
+            agents=[agent_stats(s, online.get(s.agent_id), as_of) for s in page], next_page_token=token
+        )
+
+    async def _online_stats(self, agent_ids: tuple[str, ...], min_seq: int) -> tuple[dict[str, OnlineAgentStats], int]:
+        """The learner's stats of these agents, or none while it restarts: the store's part still answers."""
+        try:
+            answer = await self._online.stats(agent_ids, min_seq=min_seq)
+        except NotReady:
+            return {}, 0
+        return answer.value, answer.applied_seq
 
     @mapped
     async def GetStatus(self, request: daemon_pb2.GetStatusRequest, context: Context) -> daemon_pb2.DaemonStatus:
         return daemon_status(await asyncio.to_thread(self._status, self._streams))
+
+
+def _agent_id(agent_id: str) -> str:
+    if not agent_id:
+        raise InvalidArgument("agent_id", "must not be empty")
+    return agent_id
 
 
 def _encode_token(agent_id: str) -> str:

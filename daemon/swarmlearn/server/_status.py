@@ -20,3 +20,7 @@ class StatusReport:
     event_log_bytes: int
     agent_count: int
     ingest_streams: int
+    online_sequence: int
+    online_agents: int
+    online_running: bool
+    online_restarts: int

@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -274,17 +275,34 @@ class EventStore:
         self, *, agent_id: str | None = None, after_seq: int = 0, chunk: int = 10_000
     ) -> Iterator[tuple[int, Event]]:
         """Stored events in log order as ``(seq, event)``, read in chunks so memory stays flat."""
-        columns = "seq, " + EVENT_COLUMNS
-        where = "seq > ?" + (" AND agent_id = ?" if agent_id is not None else "")
         last = after_seq
         while True:
-            params: tuple[object, ...] = (last,) if agent_id is None else (last, agent_id)
             with self._reader_lock:
-                rows = self._reader.execute(
-                    f"SELECT {columns} FROM events WHERE {where} ORDER BY seq LIMIT {int(chunk)}", params
-                ).fetchall()
-            for row in rows:
-                yield row[0], _from_row(row[1:])
-            if len(rows) < chunk:
+                events = read_events(self._reader, after_seq=last, limit=chunk, agent_id=agent_id)
+            yield from events
+            if len(events) < chunk:
                 return
-            last = rows[-1][0]
+            last = events[-1][0]
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the log for another process (the writer must have created it)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
+def read_events(
+    conn: sqlite3.Connection, *, after_seq: int, limit: int, agent_id: str | None = None
+) -> list[tuple[int, Event]]:
+    """Up to ``limit`` committed events after ``after_seq``, in log order, as ``(seq, event)``."""
+    where = "seq > ?" + (" AND agent_id = ?" if agent_id is not None else "")
+    params: tuple[object, ...] = (after_seq,) if agent_id is None else (after_seq, agent_id)
+    rows = conn.execute(f"SELECT seq, {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT ?", (*params, limit))
+    return [(row[0], _from_row(row[1:])) for row in rows]
+
+
+def event_at(conn: sqlite3.Connection, seq: int) -> tuple[str, str] | None:
+    """``(agent_id, event_id)`` of the event at ``seq``, or None."""
+    row = conn.execute("SELECT agent_id, event_id FROM events WHERE seq = ?", (seq,)).fetchone()
+    return None if row is None else (row[0], row[1])

@@ -1,0 +1,284 @@
+"""The daemon's handle on the learner process (``_worker``): start it, tell it about commits, ask it
+questions, restart it if it dies, stop it.
+
+It lives on the daemon's event loop and talks to the process over a socket pair with asyncio
+streams, in ``multiprocessing.connection``'s framing (a 4-byte big-endian length, then a pickle),
+which is what the process's ``Connection`` reads and writes. No threads: a query costs one write,
+and its answer wakes the loop directly. Only this daemon's own child process is unpickled.
+
+If the process dies, queries in flight fail with ``NotReady`` (UNAVAILABLE), the death is logged,
+and a new process is started after a backoff (1 s, doubling to 30 s); it loads the last snapshot and
+replays the log after it, so nothing learned is lost, only time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from swarmlearn.errors import InvalidArgument, NotReady, UnknownAgent
+from swarmlearn.online._config import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+_WORKER_MAIN = "from swarmlearn.online._worker import main; main()"
+_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """ADWIN found a change in the residuals of an agent's target."""
+
+    seq: int
+    agent_id: str
+    target: str
+    timestamp: float
+    count: int
+    replayed: bool
+    """Found while replaying events learned before (a restart without a usable snapshot), not new."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    applied_seq: int
+    """The last log sequence the learner had applied when it answered."""
+    value: Any
+
+
+class OnlineLearner:
+    def __init__(
+        self,
+        db_path: Path,
+        snapshot_path: Path,
+        settings: WorkerSettings,
+        *,
+        on_drift: Callable[[Drift], object] | None = None,
+    ) -> None:
+        self.db_path = db_path
+        self.snapshot_path = snapshot_path
+        self.settings = settings
+        self._on_drift = on_drift
+        self.applied_seq = 0
+        self.agents = 0
+        self.ready = False
+        """The process has loaded its state and is learning (it may still be catching up)."""
+        self.restarts = 0
+        self.last_snapshot: tuple[int, int, float] | None = None
+        """(sequence, bytes, seconds) of the last snapshot written."""
+        self._start_seq = 0
+        self._process: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[Answer]] = {}
+        self._ids = itertools.count()
+        self._committed = 0
+        self._sent_committed = 0
+        self._flush_scheduled = False
+        self._stopping = False
+
+    @property
+    def running(self) -> bool:
+        return self.ready
+
+    def start(self) -> None:
+        """Start the process in the background and keep it running. Returns at once: the process
+        needs a second or two to import River and load its snapshot, and ingest must not wait for
+        that. Queries sent meanwhile are answered once it has loaded."""
+        self._supervisor = asyncio.create_task(self._supervise(), name="swarmlearn-online")
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while not self._stopping:
+            became_ready = await self._session()
+            if self._stopping:
+                return
+            failures = 0 if became_ready else failures + 1
+            await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+            self.restarts += 1
+
+    async def _session(self) -> bool:
+        """Run one learner process until its channel ends; True if it got as far as ready."""
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self._process = process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _WORKER_MAIN, str(theirs.fileno()), str(self.db_path),
+                str(self.snapshot_path), self.settings.to_json(),
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )  # fmt: skip
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        # What was committed before this process existed is in the log it reads; tell it the newest.
+        self._sent_committed = 0
+        self._flush()
+        became_ready = False
+        stopped = False
+        try:
+            message = await _read_message(reader)
+            if message[0] != "ready":
+                log.error("the online learner could not start: %s", message[3])
+                return False
+            _, self.applied_seq, self.agents, how, self._start_seq = message
+            became_ready = self.ready = True
+            log.info("online learner at sequence %d of %d: %s", self.applied_seq, self._start_seq, how)
+            stopped = await self._read_loop(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.ready = False
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.close()
+            self._fail_pending()
+            code = await process.wait()
+            if not stopped and not self._stopping:
+                log.error("the online learner process exited (exit code %s); restarting it", code)
+        return became_ready
+
+    def _fail_pending(self) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(NotReady("the online learner process exited; it is being restarted"))
+        self._pending.clear()
+
+    # -- commits ------------------------------------------------------------------------------
+
+    def committed(self, seq: int) -> None:
+        """Events up to ``seq`` are in the log. Cheap; calls in one loop iteration share one message."""
+        if seq > self._committed:
+            self._committed = seq
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._writer is not None and self._committed > self._sent_committed:
+            self._sent_committed = self._committed
+            self._send(("committed", self._committed))
+
+    # -- queries ------------------------------------------------------------------------------
+
+    async def predict(self, agent_id: str, horizon: int, coverage: float, *, min_seq: int) -> Answer:
+        """``Answer.value``: per target, a ``Forecast``."""
+        return await self._ask("predict", (agent_id, horizon, coverage), min_seq)
+
+    async def stats(self, agent_ids: tuple[str, ...], *, min_seq: int = 0) -> Answer:
+        """``Answer.value``: ``AgentStats`` by agent id, for the agents the learner has met."""
+        return await self._ask("stats", (agent_ids,), min_seq)
+
+    async def _ask(self, kind: str, args: tuple[Any, ...], min_seq: int) -> Answer:
+        if self._writer is None:
+            raise NotReady("the online learner is (re)starting; retry shortly")
+        qid = next(self._ids)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._pending[qid] = future
+        try:
+            self._send(("query", qid, kind, args, min_seq))
+            return await future
+        finally:
+            self._pending.pop(qid, None)
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        assert self._writer is not None
+        data = pickle.dumps(message, protocol=5)
+        self._writer.write(struct.pack("!i", len(data)) + data)
+
+    # -- what the process says -----------------------------------------------------------------
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> bool:
+        """Dispatch what the process says until it says ``stopped`` (True) or the channel ends."""
+        while True:
+            message = await _read_message(reader)
+            kind = message[0]
+            if kind == "answer":
+                _, qid, applied, value = message
+                self._resolve(qid, Answer(applied, value))
+            elif kind == "error":
+                _, qid, error_kind, detail = message
+                self._fail(qid, _error(error_kind, detail))
+            elif kind == "progress":
+                _, self.applied_seq, self.agents = message
+            elif kind == "drift":
+                self._drifts(message[1])
+            elif kind == "snapshot":
+                _, seq, size, seconds = message
+                self.last_snapshot = (seq, size, seconds)
+                log.debug("online snapshot at sequence %d: %d bytes in %.3f s", seq, size, seconds)
+            elif kind == "snapshot_failed":
+                log.error("online snapshot not written: %s", message[1])
+            elif kind == "stopped":
+                self.applied_seq = message[1]
+                return True
+
+    def _resolve(self, qid: int, answer: Answer) -> None:
+        future = self._pending.get(qid)
+        if future is not None and not future.done():
+            self.applied_seq = max(self.applied_seq, answer.applied_seq)
+            future.set_result(answer)
+
+    def _fail(self, qid: int, exc: Exception) -> None:
+        future = self._pending.get(qid)
+        if future is not None and not future.done():
+            future.set_exception(exc)
+
+    def _drifts(self, found: list[tuple[int, str, str, float, int]]) -> None:
+        for seq, agent_id, target, timestamp, count in found:
+            drift = Drift(seq, agent_id, target, timestamp, count, replayed=seq <= self._start_seq)
+            if drift.replayed:
+                log.debug("drift (replayed) in %s of agent %r at sequence %d", target, agent_id, seq)
+            else:
+                log.info("drift in %s of agent %r at sequence %d (drift %d of it)", target, agent_id, seq, count)
+            if self._on_drift is not None:
+                self._on_drift(drift)
+
+    # -- stop -------------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Ask the process to write its snapshot and exit, and wait for it. A process that has not
+        finished loading has learned nothing new: it is killed instead of waited for."""
+        self._stopping = True
+        if self._supervisor is None:
+            return
+        if self._writer is not None and self.ready:
+            self._send(("stop",))
+        elif self._process is not None and self._process.returncode is None:
+            self._process.kill()
+        else:  # between two processes: sleeping before a restart
+            self._supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._supervisor
+
+
+async def _read_message(reader: asyncio.StreamReader) -> tuple[Any, ...]:
+    (size,) = struct.unpack("!i", await reader.readexactly(4))
+    if size == -1:  # Connection's header for messages of 2 GiB or more
+        (size,) = struct.unpack("!Q", await reader.readexactly(8))
+    message: tuple[Any, ...] = pickle.loads(await reader.readexactly(size))
+    return message
+
+
+def _error(kind: str, detail: Any) -> Exception:
+    if kind == "invalid":
+        return InvalidArgument(*detail)
+    if kind == "unknown":
+        return UnknownAgent(detail)
+    if kind == "behind":
+        applied, wanted = detail
+        return NotReady(
+            f"the online learner is catching up: at sequence {applied} of {wanted}, "
+            f"{wanted - applied} events behind; retry shortly"
+        )
+    return RuntimeError(f"online learner: {detail}")

@@ -1,0 +1,164 @@
+"""Versioned snapshots of the learner process's state, and their checks on load.
+
+A snapshot file is::
+
+    MAGIC                      b"swarmlearn-online-snapshot\\n"
+    header length              4 bytes, big-endian
+    header                     JSON: format, fingerprint, applied_seq, anchor, payload sha256 and size
+    payload                    pickle (protocol 5) of the state
+
+River's estimators have no other serialisation than pickle, so the payload is one, with three
+guards: the file lives in the daemon's private data directory (written 0600 by the daemon, as
+the event log is); it is loaded only if everything in the header checks out; and it is unpickled
+by an unpickler that resolves only the classes a state is made of (swarmlearn, River, numpy and a
+few builtins; from swarmlearn and River classes only, never functions), so even a tampered file
+cannot name ``os.system``.
+
+What "checks out" means: the same format version; the same *fingerprint* (swarmlearn, River,
+numpy and Python versions and the learners' configuration: a state built by other code or other
+settings would answer differently from one rebuilt now); a payload of the recorded size and
+SHA-256; and an *anchor* that matches the log: the event the snapshot says it applied last is
+the event at that sequence in this log (a restored backup or a replaced log fails this). Any
+failure is reported as ``SnapshotRejected`` with the reason, and the caller rebuilds from the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import platform
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy
+import river
+
+from swarmlearn._version import __version__
+
+FORMAT_VERSION = 1
+MAGIC = b"swarmlearn-online-snapshot\n"
+_HEADER_LIMIT = 1 << 20
+
+_SAFE_BUILTINS = frozenset(
+    {"bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list", "range", "set", "slice",
+     "str", "tuple"}
+)  # fmt: skip
+_SAFE_COLLECTIONS = frozenset({"Counter", "OrderedDict", "defaultdict", "deque"})
+_NUMPY = frozenset(
+    {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
+     ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar")}
+)  # fmt: skip
+# Only classes from these: a class rebuilds an object; a function could do anything.
+_CLASS_PREFIXES = ("swarmlearn.online.", "swarmlearn.prompts.", "river.")
+
+
+class SnapshotRejected(Exception):
+    """The snapshot cannot be used; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """The last event a state applied: its sequence number and identity in the log."""
+
+    seq: int
+    agent_id: str
+    event_id: str
+
+
+def fingerprint(config: Any) -> str:
+    """What a state's behaviour depends on besides the events: code versions and configuration."""
+    document = {
+        "format": FORMAT_VERSION,
+        "swarmlearn": __version__,
+        "river": river.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "config": config,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def save(path: Path, state: object, *, anchor: Anchor, fingerprint: str) -> int:
+    """Write ``state`` atomically (temporary file, fsync, rename); returns the file's size."""
+    payload = pickle.dumps(state, protocol=5)
+    header = json.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "fingerprint": fingerprint,
+            "anchor": [anchor.seq, anchor.agent_id, anchor.event_id],
+            "payload_bytes": len(payload),
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        }
+    ).encode()
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(MAGIC + struct.pack(">I", len(header)) + header)
+        out.write(payload)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+    return len(MAGIC) + 4 + len(header) + len(payload)
+
+
+def load(path: Path, *, fingerprint: str, anchor_at: Callable[[int], Anchor | None]) -> tuple[object, Anchor]:
+    """The state in ``path`` and its anchor, or ``SnapshotRejected``.
+
+    ``anchor_at(seq)`` looks the event at ``seq`` up in the log (None if there is none).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SnapshotRejected("no snapshot") from None
+    except OSError as exc:
+        raise SnapshotRejected(f"cannot read {path}: {exc.strerror}") from None
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
+        raise SnapshotRejected("not a snapshot file")
+    (header_size,) = struct.unpack_from(">I", data, len(MAGIC))
+    start = len(MAGIC) + 4
+    if header_size > _HEADER_LIMIT or start + header_size > len(data):
+        raise SnapshotRejected("truncated header")
+    try:
+        header = json.loads(data[start : start + header_size])
+        version = header["format"]
+        recorded_fingerprint = header["fingerprint"]
+        seq, agent_id, event_id = header["anchor"]
+        size, digest = header["payload_bytes"], header["payload_sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise SnapshotRejected("unreadable header") from None
+    if version != FORMAT_VERSION:
+        raise SnapshotRejected(f"format {version}, this release reads {FORMAT_VERSION}")
+    if recorded_fingerprint != fingerprint:
+        raise SnapshotRejected("made by another release or configuration")
+    payload = data[start + header_size :]
+    if len(payload) != size or hashlib.sha256(payload).hexdigest() != digest:
+        raise SnapshotRejected("payload damaged (size or SHA-256 differs)")
+    anchor = Anchor(int(seq), str(agent_id), str(event_id))
+    if anchor.seq and anchor_at(anchor.seq) != anchor:
+        raise SnapshotRejected(f"does not match the event log at sequence {anchor.seq}")
+    try:
+        state = _StateUnpickler(io.BytesIO(payload)).load()
+    except Exception as exc:  # anything a damaged or foreign pickle raises
+        raise SnapshotRejected(f"cannot unpickle: {type(exc).__name__}: {exc}") from None
+    return state, anchor
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (
+            (module == "builtins" and name in _SAFE_BUILTINS)
+            or (module == "collections" and name in _SAFE_COLLECTIONS)
+            or (module, name) in _NUMPY
+        ):
+            return super().find_class(module, name)
+        if module.startswith(_CLASS_PREFIXES):
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a learner state")

@@ -1,0 +1,266 @@
+"""The learner process: it follows the committed event log, learns every event, and answers queries.
+
+Started by ``OnlineLearner`` (``_process``) as a ``python -c`` calling ``main`` with FD DB SNAPSHOT
+SETTINGS_JSON, FD being one end of a socket pair (``multiprocessing.connection`` framing). Learning
+costs about 40 µs an event, most of a core at 25,000 events/s, so it cannot share the daemon's GIL
+with ingest; here it has a process of its own, reads the log with its own SQLite connection, and
+never slows an ack.
+
+The loop: read up to ``_READ_CHUNK`` events after ``applied_seq``, learn them in slices of
+``_SLICE``, and between slices answer whatever queries have arrived, so a Predict waits for at most
+one slice (about 2.5 ms) even while the learner catches up on a burst. A query carries the log's
+durable sequence at the time it was asked (``min_seq``): a query about an agent the learner has not
+met yet waits until the learner has applied that far (up to ``max_wait_s``), so an agent answers
+from its first acknowledged event. Snapshots are written every ``snapshot_interval_s`` when
+something changed and on stop; at start the last one is loaded if it checks out (``_snapshot``) and
+the log after it replayed, else the whole log is.
+
+Messages to this process: ``("committed", seq)``, ``("query", qid, kind, args, min_seq)``,
+``("stop",)``. From it: ``("ready", applied_seq, agents, how_loaded, log_sequence)``, ``("answer", qid,
+applied_seq, value)``, ``("error", qid, kind, detail)``, ``("progress", applied_seq, agents)``,
+``("drift", [(seq, agent_id, target, timestamp, count), ...])``, ``("snapshot", applied_seq, bytes,
+seconds)``, ``("snapshot_failed", reason)`` and ``("stopped", applied_seq)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import sqlite3
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from swarmlearn.errors import InvalidArgument, UnknownAgent
+from swarmlearn.events import Event
+from swarmlearn.online import _snapshot
+from swarmlearn.online._config import WorkerSettings
+from swarmlearn.online._learner import OnlineState
+from swarmlearn.store import event_at, last_sequence, open_reader, read_events
+
+_READ_CHUNK = 2048
+_SLICE = 64
+_IDLE_POLL_S = 0.5
+_PROGRESS_EVERY_S = 0.1
+
+
+class _Query(NamedTuple):
+    qid: int
+    kind: str
+    args: tuple[Any, ...]
+    min_seq: int
+    deadline: float
+
+
+class Worker:
+    def __init__(self, channel: Connection, db: sqlite3.Connection, snapshot_path: Path, settings: WorkerSettings):
+        self.channel = channel
+        self.db = db
+        self.snapshot_path = snapshot_path
+        self.settings = settings
+        self.fingerprint = _snapshot.fingerprint(dataclasses.asdict(settings.config))
+        self.state = OnlineState(settings.config)
+        self.known_seq = 0
+        self.start_seq = 0
+        self.buffer: deque[tuple[int, Event]] = deque()
+        self.deferred: list[_Query] = []
+        self.stopping = False
+        self.orphaned = False
+        self.snapshot_seq = 0
+        self.snapshot_at = time.monotonic()
+        self.progress_at = 0.0
+        self.progress_seq = -1
+        self._handlers: dict[str, Callable[..., Any]] = {"predict": self._predict, "stats": self._stats}
+
+    # -- start and stop -------------------------------------------------------------------------
+
+    def restore(self) -> str:
+        """Load the snapshot if it checks out; returns how the state was obtained, for the log."""
+        try:
+            loaded, anchor = _snapshot.load(self.snapshot_path, fingerprint=self.fingerprint, anchor_at=self._anchor_at)
+            state = loaded["online"] if isinstance(loaded, dict) else None
+            if not isinstance(state, OnlineState) or state.applied_seq != anchor.seq:
+                raise _snapshot.SnapshotRejected("its state is not a learner state at its anchor")
+        except _snapshot.SnapshotRejected as exc:
+            how = f"rebuilding from the event log ({exc})"
+        else:
+            self.state = state
+            self.snapshot_seq = state.applied_seq
+            how = f"snapshot at sequence {state.applied_seq}"
+        self.known_seq = self.start_seq = last_sequence(self.db)
+        return how
+
+    def _anchor_at(self, seq: int) -> _snapshot.Anchor | None:
+        found = event_at(self.db, seq)
+        return None if found is None else _snapshot.Anchor(seq, *found)
+
+    def snapshot(self) -> None:
+        seq = self.state.applied_seq
+        found = self._anchor_at(seq) if seq else None
+        anchor = found or _snapshot.Anchor(0, "", "")
+        started = time.perf_counter()
+        try:
+            state = {"online": self.state}
+            size = _snapshot.save(self.snapshot_path, state, anchor=anchor, fingerprint=self.fingerprint)
+        except OSError as exc:
+            self._tell(("snapshot_failed", f"{self.snapshot_path}: {exc.strerror or exc}"))
+        else:
+            self._tell(("snapshot", seq, size, time.perf_counter() - started))
+        self.snapshot_seq = seq
+        self.snapshot_at = time.monotonic()
+
+    def _tell(self, message: tuple[Any, ...]) -> None:
+        if not self.orphaned:
+            self.channel.send(message)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while not self.stopping:
+            busy = bool(self.buffer) or self.known_seq > self.state.applied_seq
+            self._receive(0.0 if busy else self._idle_timeout())
+            if self.stopping:
+                break
+            if not self.buffer:
+                self._read()
+            if self.buffer:
+                self._learn_slice()
+            self._answer_deferred()
+            self._report_progress()
+            if self.state.applied_seq != self.snapshot_seq and (
+                time.monotonic() - self.snapshot_at >= self.settings.snapshot_interval_s
+            ):
+                self.snapshot()
+        if self.state.applied_seq != self.snapshot_seq:
+            self.snapshot()
+        if not self.orphaned:
+            self.channel.send(("stopped", self.state.applied_seq))
+
+    def _idle_timeout(self) -> float:
+        now = time.monotonic()
+        due = [q.deadline - now for q in self.deferred]
+        if self.state.applied_seq != self.snapshot_seq:
+            due.append(self.snapshot_at + self.settings.snapshot_interval_s - now)
+        return max(0.0, min([_IDLE_POLL_S, *due]))
+
+    def _receive(self, timeout: float) -> None:
+        while True:
+            try:
+                if not self.channel.poll(timeout):
+                    return
+                message = self.channel.recv()
+            except (EOFError, OSError):  # the daemon is gone: save what was learned, then leave
+                self.stopping = self.orphaned = True
+                return
+            timeout = 0.0
+            kind = message[0]
+            if kind == "committed":
+                self.known_seq = max(self.known_seq, message[1])
+            elif kind == "query":
+                _, qid, query_kind, args, min_seq = message
+                self.known_seq = max(self.known_seq, min_seq)
+                self._query(_Query(qid, query_kind, tuple(args), min_seq, time.monotonic() + self.settings.max_wait_s))
+            elif kind == "stop":
+                self.stopping = True
+                return
+
+    def _read(self) -> None:
+        events = read_events(self.db, after_seq=self.state.applied_seq, limit=_READ_CHUNK)
+        self.buffer.extend(events)
+        if events:
+            self.known_seq = max(self.known_seq, events[-1][0])
+
+    def _learn_slice(self) -> None:
+        state, buffer = self.state, self.buffer
+        drifts = []
+        for _ in range(min(_SLICE, len(buffer))):
+            seq, event = buffer.popleft()
+            for target in state.learn(event, seq):
+                learner = state.agents[event.agent_id].targets[target]
+                drifts.append((seq, event.agent_id, target, event.timestamp, learner.drift_count))
+        if drifts:
+            self.channel.send(("drift", drifts))
+
+    def _report_progress(self) -> None:
+        now = time.monotonic()
+        if self.state.applied_seq != self.progress_seq and now - self.progress_at >= _PROGRESS_EVERY_S:
+            self.progress_seq = self.state.applied_seq
+            self.progress_at = now
+            self.channel.send(("progress", self.state.applied_seq, len(self.state.agents)))
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def _query(self, query: _Query) -> None:
+        if self._waits(query):
+            self.deferred.append(query)
+        else:
+            self._answer(query)
+
+    def _waits(self, query: _Query) -> bool:
+        """A query about agents not met yet waits while the log has events the learner has not applied."""
+        if self.state.applied_seq >= query.min_seq or time.monotonic() >= query.deadline:
+            return False
+        agents = self.state.agents
+        return any(agent_id not in agents for agent_id in _agents_of(query))
+
+    def _answer_deferred(self) -> None:
+        if self.deferred:
+            waiting = self.deferred
+            self.deferred = []
+            for query in waiting:
+                self._query(query)
+
+    def _answer(self, query: _Query) -> None:
+        applied = self.state.applied_seq
+        try:
+            value = self._handlers[query.kind](*query.args)
+        except UnknownAgent as exc:
+            if applied < query.min_seq:
+                reply: tuple[Any, ...] = ("error", query.qid, "behind", (applied, query.min_seq))
+            else:
+                reply = ("error", query.qid, "unknown", exc.agent_id)
+        except InvalidArgument as exc:
+            reply = ("error", query.qid, "invalid", (exc.field, exc.reason))
+        except Exception as exc:  # a bug must not take the learner down with it
+            reply = ("error", query.qid, "internal", f"{type(exc).__name__}: {exc}")
+        else:
+            reply = ("answer", query.qid, applied, value)
+        self.channel.send(reply)
+
+    def _predict(self, agent_id: str, horizon: int, coverage: float) -> Any:
+        return self.state.predict(agent_id, horizon, coverage)
+
+    def _stats(self, agent_ids: tuple[str, ...]) -> Any:
+        agents = self.state.agents
+        return {agent_id: agents[agent_id].stats() for agent_id in agent_ids if agent_id in agents}
+
+
+def _agents_of(query: _Query) -> tuple[str, ...]:
+    if query.kind == "stats":
+        ids: tuple[str, ...] = query.args[0]
+        return ids
+    return (query.args[0],)
+
+
+def main() -> None:
+    """Command-line entry: ``FD DB SNAPSHOT SETTINGS_JSON``."""
+    fd, db_path, snapshot_path, settings_json = sys.argv[1:5]
+    # The daemon decides when to stop: a Ctrl-C to the process group must not lose the snapshot.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    channel = Connection(int(fd))
+    try:
+        settings = WorkerSettings.from_json(settings_json)
+        worker = Worker(channel, open_reader(Path(db_path)), Path(snapshot_path), settings)
+        how = worker.restore()
+    except Exception as exc:
+        channel.send(("error", None, "start", f"{type(exc).__name__}: {exc}"))
+        return
+    channel.send(("ready", worker.state.applied_seq, len(worker.state.agents), how, worker.start_seq))
+    with contextlib.suppress(EOFError, OSError):  # the daemon is gone
+        worker.run()
