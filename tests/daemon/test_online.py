@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import pickle
+import random
 import subprocess
 import sys
-import random
 from collections.abc import Iterator
 
 import pytest
