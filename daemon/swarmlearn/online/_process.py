@@ -47,7 +47,8 @@ class Drift:
     timestamp: float
     count: int
     replayed: bool
-    """Found while replaying events learned before (a restart without a usable snapshot), not new."""
+    """Found while relearning events that were in the log before this daemon started, or that a
+    learner process which died had applied already: reported before, or old news."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +65,11 @@ class OnlineLearner:
         snapshot_path: Path,
         settings: WorkerSettings,
         *,
+        log_sequence: int = 0,
         on_drift: Callable[[Drift], object] | None = None,
     ) -> None:
+        """``log_sequence``: the log's sequence when the daemon started; drifts in events up to it
+        were (or could have been) reported by the daemon that ingested them, and are replays here."""
         self.db_path = db_path
         self.snapshot_path = snapshot_path
         self.settings = settings
@@ -77,7 +81,7 @@ class OnlineLearner:
         self.restarts = 0
         self.last_snapshot: tuple[int, int, float] | None = None
         """(sequence, bytes, seconds) of the last snapshot written."""
-        self._start_seq = 0
+        self._replayed_up_to = log_sequence
         self._process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -130,14 +134,17 @@ class OnlineLearner:
             if message[0] != "ready":
                 log.error("the online learner could not start: %s", message[3])
                 return False
-            _, self.applied_seq, self.agents, how, self._start_seq = message
+            _, self.applied_seq, self.agents, how, refused, start_seq = message
             became_ready = self.ready = True
-            log.info("online learner at sequence %d of %d: %s", self.applied_seq, self._start_seq, how)
+            level = logging.WARNING if refused else logging.INFO
+            log.log(level, "online learner at sequence %d of %d: %s", self.applied_seq, start_seq, how)
             stopped = await self._read_loop(reader)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self.ready = False
+            # A process started after this one relearns what this one applied: not news again.
+            self._replayed_up_to = max(self._replayed_up_to, self.applied_seq)
             writer, self._writer = self._writer, None
             if writer is not None:
                 writer.close()
@@ -236,7 +243,7 @@ class OnlineLearner:
 
     def _drifts(self, found: list[tuple[int, str, str, float, int]]) -> None:
         for seq, agent_id, target, timestamp, count in found:
-            drift = Drift(seq, agent_id, target, timestamp, count, replayed=seq <= self._start_seq)
+            drift = Drift(seq, agent_id, target, timestamp, count, replayed=seq <= self._replayed_up_to)
             if drift.replayed:
                 log.debug("drift (replayed) in %s of agent %r at sequence %d", target, agent_id, seq)
             else:

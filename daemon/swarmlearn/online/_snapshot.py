@@ -96,7 +96,7 @@ def save(path: Path, state: object, *, anchor: Anchor, fingerprint: str) -> int:
             "payload_sha256": hashlib.sha256(payload).hexdigest(),
         }
     ).encode()
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes never share one
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(MAGIC + struct.pack(">I", len(header)) + header)

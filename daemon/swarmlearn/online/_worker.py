@@ -16,10 +16,11 @@ something changed and on stop; at start the last one is loaded if it checks out 
 the log after it replayed, else the whole log is.
 
 Messages to this process: ``("committed", seq)``, ``("query", qid, kind, args, min_seq)``,
-``("stop",)``. From it: ``("ready", applied_seq, agents, how_loaded, log_sequence)``, ``("answer", qid,
-applied_seq, value)``, ``("error", qid, kind, detail)``, ``("progress", applied_seq, agents)``,
-``("drift", [(seq, agent_id, target, timestamp, count), ...])``, ``("snapshot", applied_seq, bytes,
-seconds)``, ``("snapshot_failed", reason)`` and ``("stopped", applied_seq)``.
+``("stop",)``. From it: ``("ready", applied_seq, agents, how_loaded, snapshot_refused,
+log_sequence)``, ``("answer", qid, applied_seq, value)``, ``("error", qid, kind, detail)``,
+``("progress", applied_seq, agents)``, ``("drift", [(seq, agent_id, target, timestamp, count),
+...])``, ``("snapshot", applied_seq, bytes, seconds)``, ``("snapshot_failed", reason)`` and
+``("stopped", applied_seq)``.
 """
 
 from __future__ import annotations
@@ -79,21 +80,22 @@ class Worker:
 
     # -- start and stop -------------------------------------------------------------------------
 
-    def restore(self) -> str:
-        """Load the snapshot if it checks out; returns how the state was obtained, for the log."""
+    def restore(self) -> tuple[str, bool]:
+        """Load the snapshot if it checks out; returns how the state was obtained, for the log, and
+        whether a snapshot was there but refused (worth a warning)."""
         try:
             loaded, anchor = _snapshot.load(self.snapshot_path, fingerprint=self.fingerprint, anchor_at=self._anchor_at)
             state = loaded["online"] if isinstance(loaded, dict) else None
             if not isinstance(state, OnlineState) or state.applied_seq != anchor.seq:
                 raise _snapshot.SnapshotRejected("its state is not a learner state at its anchor")
         except _snapshot.SnapshotRejected as exc:
-            how = f"rebuilding from the event log ({exc})"
+            how, refused = f"rebuilding from the event log ({exc})", self.snapshot_path.exists()
         else:
             self.state = state
             self.snapshot_seq = state.applied_seq
-            how = f"snapshot at sequence {state.applied_seq}"
+            how, refused = f"snapshot at sequence {state.applied_seq}", False
         self.known_seq = self.start_seq = last_sequence(self.db)
-        return how
+        return how, refused
 
     def _anchor_at(self, seq: int) -> _snapshot.Anchor | None:
         found = event_at(self.db, seq)
@@ -257,10 +259,10 @@ def main() -> None:
     try:
         settings = WorkerSettings.from_json(settings_json)
         worker = Worker(channel, open_reader(Path(db_path)), Path(snapshot_path), settings)
-        how = worker.restore()
+        how, refused = worker.restore()
     except Exception as exc:
         channel.send(("error", None, "start", f"{type(exc).__name__}: {exc}"))
         return
-    channel.send(("ready", worker.state.applied_seq, len(worker.state.agents), how, worker.start_seq))
+    channel.send(("ready", worker.state.applied_seq, len(worker.state.agents), how, refused, worker.start_seq))
     with contextlib.suppress(EOFError, OSError):  # the daemon is gone
         worker.run()

@@ -134,6 +134,7 @@ class DaemonServer:
             WorkerSettings(
                 snapshot_interval_s=settings.online_snapshot_interval_s, max_wait_s=settings.online_max_wait_s
             ),
+            log_sequence=self._store.durable_sequence,
             on_drift=self._drift,
         )
         self._online.start()

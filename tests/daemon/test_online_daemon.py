@@ -1,0 +1,286 @@
+"""The online learner inside a real daemon: Predict, agent stats, drift, restarts and snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from swarmlearn.config import Settings
+from swarmlearn.importer import event_to_proto
+from swarmlearn.online import Drift, OnlineState
+from swarmlearn.online._snapshot import Anchor, SnapshotRejected, load, save
+from swarmlearn.server import DaemonServer
+from swarmlearn.store import open_reader, read_events
+from swarmlearn.synthetic import generate_swarm
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, service_pb2_grpc
+from tests.daemon.pbevents import BASE_TS, event
+
+Stub = service_pb2_grpc.SwarmLearnStub
+
+
+async def ingest(stub: Stub, pbs: list[events_pb2.StreamEvent], batch: int = 500) -> None:
+    requests = [events_pb2.EventBatch(batch_id=str(i), events=pbs[i : i + batch]) for i in range(0, len(pbs), batch)]
+    acks = [ack async for ack in stub.Ingest(iter(requests))]
+    assert sum(a.accepted + a.duplicates for a in acks) == len(pbs)
+
+
+async def caught_up(server: DaemonServer) -> None:
+    deadline = time.monotonic() + 30.0
+    while not (server.online.ready and server.online.applied_seq >= server.store.durable_sequence):
+        assert time.monotonic() < deadline, "the online learner did not catch up"
+        await asyncio.sleep(0.02)
+
+
+def reference(db: Path) -> OnlineState:
+    """The state a learner that never restarted has after the whole log."""
+    state = OnlineState()
+    conn = open_reader(db)
+    for seq, e in read_events(conn, after_seq=0, limit=10**9):
+        state.learn(e, seq)
+    conn.close()
+    return state
+
+
+def assert_answers_like(
+    response: agents_pb2.PredictResponse, state: OnlineState, horizon: int, coverage: float
+) -> None:
+    expected = state.predict(response.agent_id, horizon, coverage)
+    assert response.as_of_sequence == state.applied_seq
+    for forecast in response.forecasts:
+        want = expected[forecast.target]
+        assert forecast.model_kind == want.kind
+        assert forecast.running_mae == want.mae
+        assert [(p.value, p.lower, p.upper) for p in forecast.points] == [tuple(p) for p in want.points]
+
+
+def settings(data_dir: Path, **overrides: Any) -> Settings:
+    return Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=data_dir, grace_period_s=2.0, **overrides)
+
+
+@pytest_asyncio.fixture
+async def swarm_daemon(tmp_path: Path) -> AsyncIterator[tuple[DaemonServer, Stub]]:
+    """A daemon that has learned a small synthetic swarm (4 agents x 300 events)."""
+    server = DaemonServer(settings(tmp_path / "data"))
+    await server.start()
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = Stub(channel)
+        await ingest(stub, [event_to_proto(e) for e in generate_swarm(agents=4, events_per_agent=300, seed=3)])
+        await caught_up(server)
+        yield server, stub
+    await server.stop()
+
+
+async def test_predict_answers_from_the_first_acknowledged_event(stub: Stub) -> None:
+    await ingest(stub, [event("fresh", "e-0", latency=321.0)])
+    response = await stub.Predict(agents_pb2.PredictRequest(agent_id="fresh", horizon=3))
+    assert response.as_of_sequence >= 1
+    latency = {f.target: f for f in response.forecasts}["latency_ms"]
+    assert latency.model_kind == "online:ewma"
+    assert not latency.HasField("running_mae")  # nothing scored yet
+    assert [p.step for p in latency.points] == [1, 2, 3]
+    assert [p.value for p in latency.points] == [321.0] * 3
+    assert all(p.lower == -math.inf and p.upper == math.inf for p in latency.points)
+
+
+async def test_predict_refuses_bad_requests_naming_the_field(stub: Stub) -> None:
+    await ingest(stub, [event("a", "e-0")])
+    cases = [
+        (agents_pb2.PredictRequest(agent_id=""), "agent_id:"),
+        (agents_pb2.PredictRequest(agent_id="a", targets=["latency_ms", "vibes"]), "targets[1]:"),
+        (agents_pb2.PredictRequest(agent_id="a", coverage=1.5), "coverage:"),
+        (agents_pb2.PredictRequest(agent_id="a", horizon=49), "horizon:"),
+    ]
+    for request, field in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Predict(request)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (refused.value.details() or "").startswith(field), refused.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.Predict(agents_pb2.PredictRequest(agent_id="nobody"))
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "'nobody'" in (unknown.value.details() or "")
+    # A subset of targets, in the order asked.
+    subset = await stub.Predict(agents_pb2.PredictRequest(agent_id="a", targets=["success_rate", "latency_ms"]))
+    assert [f.target for f in subset.forecasts] == ["success_rate", "latency_ms"]
+
+
+async def test_agent_stats_carry_features_baselines_and_drift(server: DaemonServer, stub: Stub) -> None:
+    latencies = [100.0, 130.0, 160.0]
+    pbs = [event("a", f"e-{i}", latency=value) for i, value in enumerate(latencies)]
+    for i, pb in enumerate(pbs):
+        pb.timestamp.seconds = BASE_TS + 22 * 3600 + 30 * i  # 22:00 UTC, 30 s apart
+    pbs[2].performance_metrics.success_rate = 0.25  # an error
+    await ingest(stub, pbs)
+    stats = await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id="a"))
+    assert stats.online_sequence == 3
+    f = stats.features
+    assert f["latency_ms.mean"] == pytest.approx(130.0)
+    assert f["latency_ms.std"] == pytest.approx(30.0)  # sample standard deviation
+    assert f["error_rate"] == pytest.approx(1 / 3)
+    assert f["inter_arrival_s.mean"] == pytest.approx(30.0)
+    assert f["last.latency_ms"] == 160.0
+    assert f["last.hour_sin"] == pytest.approx(math.sin(2 * math.pi * 22 / 24))
+    assert f["last.hour_cos"] == pytest.approx(math.cos(2 * math.pi * 22 / 24))
+    assert {"latency_ms.p50", "latency_ms.p99", "tokens_per_second.p95", "latency_ms.ewma"} <= set(f)
+    assert len(stats.baselines) == 12  # four baselines for each of three targets
+    for target in ("latency_ms", "tokens_per_second", "success_rate"):
+        mine = [b for b in stats.baselines if b.target == target]
+        assert {b.model_kind for b in mine} == {"online:naive", "online:ewma", "online:holt", "online:linear"}
+        assert sum(b.best for b in mine) == 1
+    assert [d.target for d in stats.drift] == ["latency_ms", "tokens_per_second", "success_rate"]
+    page = await stub.ListAgents(agents_pb2.ListAgentsRequest())
+    assert page.agents[0].features["latency_ms.mean"] == pytest.approx(130.0)
+
+
+async def test_drift_is_counted_exposed_and_offered_to_listeners(server: DaemonServer, stub: Stub) -> None:
+    heard: list[Drift] = []
+    server.drift_listeners.append(heard.append)
+    pbs = []
+    for i in range(500):
+        level = 100.0 if i < 400 else 220.0  # a regime shift at event 400
+        pb = event("shifty", f"e-{i}", latency=level + (i * 7919 % 13) - 6)
+        pb.timestamp.seconds = BASE_TS + 60 * i
+        pbs.append(pb)
+    await ingest(stub, pbs)
+    await caught_up(server)
+    latency = [d for d in heard if d.target == "latency_ms"]
+    assert latency, "no drift reported for the latency shift"
+    assert all(not d.replayed for d in latency)
+    assert 400 < latency[0].seq <= 400 + 25  # found within 25 events of the shift
+    stats = await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id="shifty"))
+    drift = {d.target: d for d in stats.drift}["latency_ms"]
+    assert drift.drift_count == len(latency)
+    assert drift.last_drift_time.seconds == BASE_TS + 60 * (latency[-1].seq - 1)
+    metric = server.metrics.registry.get_sample_value("swarmlearn_online_drifts_total", {"target": "latency_ms"})
+    assert metric == len(latency)
+
+
+# Every reason a snapshot is refused is checked in test_snapshot_loads_only_what_checks_out; here one
+# stands for all of them: what matters is that the daemon then rebuilds from the log.
+@pytest.mark.parametrize("damage", ["none", "corrupted"])
+async def test_state_after_a_restart_equals_state_without_one(tmp_path: Path, damage: str) -> None:
+    data = tmp_path / "data"
+    swarm = [event_to_proto(e) for e in generate_swarm(agents=3, events_per_agent=400, seed=8)]
+    first = DaemonServer(settings(data))
+    await first.start()
+    async with grpc.aio.insecure_channel(first.address) as channel:
+        await ingest(Stub(channel), swarm[:700])
+    await caught_up(first)
+    await first.stop()  # graceful: the learner snapshots what it applied
+    snapshot = data / "online.snapshot"
+    assert snapshot.exists()
+    if damage == "corrupted":
+        raw = bytearray(snapshot.read_bytes())
+        raw[-100] ^= 0xFF
+        snapshot.write_bytes(bytes(raw))
+    second = DaemonServer(settings(data))
+    await second.start()
+    async with grpc.aio.insecure_channel(second.address) as channel:
+        stub = Stub(channel)
+        await ingest(stub, swarm[700:])
+        await caught_up(second)
+        expected = reference(data / "events.sqlite3")
+        for agent_id in expected.agents:
+            for horizon, coverage in ((1, 0.8), (12, 0.95)):
+                request = agents_pb2.PredictRequest(agent_id=agent_id, horizon=horizon, coverage=coverage)
+                assert_answers_like(await stub.Predict(request), expected, horizon, coverage)
+    await second.stop()
+
+
+async def test_a_dead_learner_is_restarted_from_its_snapshot_and_the_log(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = DaemonServer(settings(data, online_snapshot_interval_s=0.05))
+    await server.start()
+    swarm = [event_to_proto(e) for e in generate_swarm(agents=3, events_per_agent=400, seed=9)]
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = Stub(channel)
+            await ingest(stub, swarm[:600])
+            await caught_up(server)
+            await ingest(stub, swarm[600:])  # more than the snapshot holds, for the replay to redo
+            process = server.online._process
+            assert process is not None
+            os.kill(process.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    response = await stub.Predict(agents_pb2.PredictRequest(agent_id="planner", horizon=12))
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                    assert time.monotonic() < deadline, "the learner was not restarted"
+                    await asyncio.sleep(0.1)
+                    continue
+                break
+            await caught_up(server)
+            assert server.online.restarts == 1
+            status = await stub.GetStatus(daemon_pb2.GetStatusRequest())
+            assert status.online_restarts == 1 and status.online_running
+            expected = reference(data / "events.sqlite3")
+            response = await stub.Predict(agents_pb2.PredictRequest(agent_id="planner", horizon=12, coverage=0.8))
+            assert_answers_like(response, expected, 12, 0.8)
+    finally:
+        await server.stop()
+
+
+def test_snapshot_loads_only_what_checks_out(tmp_path: Path) -> None:
+    path = tmp_path / "online.snapshot"
+    state = OnlineState()
+    for seq, e in enumerate(generate_swarm(agents=2, events_per_agent=50), start=1):
+        state.learn(e, seq)
+    anchor = Anchor(100, "reviewer", "reviewer-49")
+    save(path, {"online": state}, anchor=anchor, fingerprint="f1")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+    def anchor_at(seq: int) -> Anchor | None:
+        return anchor if seq == 100 else None
+
+    loaded, got = load(path, fingerprint="f1", anchor_at=anchor_at)
+    assert got == anchor and isinstance(loaded, dict)
+    assert loaded["online"].predict("planner", 3, 0.9) == state.predict("planner", 3, 0.9)
+    with pytest.raises(SnapshotRejected, match="another release or configuration"):
+        load(path, fingerprint="f2", anchor_at=anchor_at)
+    with pytest.raises(SnapshotRejected, match="does not match the event log"):
+        load(path, fingerprint="f1", anchor_at=lambda seq: Anchor(100, "reviewer", "other"))
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-10])
+    with pytest.raises(SnapshotRejected, match="damaged"):
+        load(path, fingerprint="f1", anchor_at=anchor_at)
+    path.write_bytes(b"hello")
+    with pytest.raises(SnapshotRejected, match="not a snapshot"):
+        load(path, fingerprint="f1", anchor_at=anchor_at)
+    with pytest.raises(SnapshotRejected, match="no snapshot"):
+        load(tmp_path / "missing", fingerprint="f1", anchor_at=anchor_at)
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_tampered_snapshot_cannot_run_code(tmp_path: Path) -> None:
+    """Even with a matching header (someone who can write the data directory), only learner classes load."""
+    path = tmp_path / "online.snapshot"
+    save(path, {"online": _Exploit()}, anchor=Anchor(0, "", ""), fingerprint="f")
+    assert b"system" in path.read_bytes()
+    with pytest.raises(SnapshotRejected, match="not part of a learner state"):
+        load(path, fingerprint="f", anchor_at=lambda seq: None)
+
+
+async def test_agents_page_shows_online_state_of_every_agent(swarm_daemon: tuple[DaemonServer, Stub]) -> None:
+    server, stub = swarm_daemon
+    page = await stub.ListAgents(agents_pb2.ListAgentsRequest(page_size=10))
+    assert len(page.agents) == 4
+    for agent in page.agents:
+        assert agent.online_sequence == server.store.durable_sequence
+        assert agent.features["latency_ms.mean"] == pytest.approx(agent.mean_metrics.latency_ms)
+        assert any(b.best and b.HasField("running_mae") for b in agent.baselines)
