@@ -5,6 +5,7 @@ SwarmLearnDaemonError
 ├── UnknownAgent         -> NOT_FOUND
 ├── Overloaded           -> RESOURCE_EXHAUSTED
 ├── NotReady             -> UNAVAILABLE
+├── Disabled             -> FAILED_PRECONDITION
 └── ShuttingDown         -> UNAVAILABLE
 """
 
@@ -34,6 +35,10 @@ class Overloaded(SwarmLearnDaemonError):
 
 class NotReady(SwarmLearnDaemonError):
     """A part of the daemon cannot answer yet (the online learner is catching up or restarting)."""
+
+
+class Disabled(SwarmLearnDaemonError):
+    """The operator turned the feature off; the message names the setting."""
 
 
 class ShuttingDown(SwarmLearnDaemonError):

@@ -20,7 +20,7 @@ from swarmlearn.importer import event_to_proto
 from swarmlearn.online import Drift, OnlineState
 from swarmlearn.online._snapshot import Anchor, SnapshotRejected, load, save
 from swarmlearn.server import DaemonServer
-from swarmlearn.store import open_reader, read_events
+from swarmlearn.store import agent_shard, open_reader, read_events
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, service_pb2_grpc
 from tests.daemon.pbevents import BASE_TS, event
@@ -167,7 +167,9 @@ async def test_drift_is_counted_exposed_and_offered_to_listeners(server: DaemonS
 
 # Every reason a snapshot is refused is checked in test_snapshot_loads_only_what_checks_out; here one
 # stands for all of them: what matters is that the daemon then rebuilds from the log.
-@pytest.mark.parametrize("damage", ["none", "corrupted"])
+# "resharded": the second daemon splits the agents among three learner processes instead of two,
+# so no snapshot fits and the stale ones are removed.
+@pytest.mark.parametrize("damage", ["none", "corrupted", "resharded"])
 async def test_state_after_a_restart_equals_state_without_one(tmp_path: Path, damage: str) -> None:
     data = tmp_path / "data"
     swarm = [event_to_proto(e) for e in generate_swarm(agents=3, events_per_agent=400, seed=8)]
@@ -177,19 +179,22 @@ async def test_state_after_a_restart_equals_state_without_one(tmp_path: Path, da
         await ingest(Stub(channel), swarm[:700])
     await caught_up(first)
     await first.stop()  # graceful: the learner snapshots what it applied
-    snapshot = data / "online.snapshot"
-    assert snapshot.exists()
+    snapshots = sorted(data.glob("online-*-of-2.snapshot"))
+    assert len(snapshots) == 2  # one per learner process (online_workers = 2)
     if damage == "corrupted":
-        raw = bytearray(snapshot.read_bytes())
+        raw = bytearray(snapshots[0].read_bytes())
         raw[-100] ^= 0xFF
-        snapshot.write_bytes(bytes(raw))
-    second = DaemonServer(settings(data))
+        snapshots[0].write_bytes(bytes(raw))
+    second = DaemonServer(settings(data, online_workers=3 if damage == "resharded" else 2))
     await second.start()
+    if damage == "resharded":
+        assert sorted(p.name for p in data.glob("online-*.snapshot")) == []
     async with grpc.aio.insecure_channel(second.address) as channel:
         stub = Stub(channel)
         await ingest(stub, swarm[700:])
         await caught_up(second)
         expected = reference(data / "events.sqlite3")
+        assert len(expected.agents) == 3
         for agent_id in expected.agents:
             for horizon, coverage in ((1, 0.8), (12, 0.95)):
                 request = agents_pb2.PredictRequest(agent_id=agent_id, horizon=horizon, coverage=coverage)
@@ -208,7 +213,7 @@ async def test_a_dead_learner_is_restarted_from_its_snapshot_and_the_log(tmp_pat
             await ingest(stub, swarm[:600])
             await caught_up(server)
             await ingest(stub, swarm[600:])  # more than the snapshot holds, for the replay to redo
-            process = server.online._process
+            process = server.online.shard_of("planner")._process
             assert process is not None
             os.kill(process.pid, signal.SIGKILL)
             deadline = time.monotonic() + 30
@@ -284,3 +289,28 @@ async def test_agents_page_shows_online_state_of_every_agent(swarm_daemon: tuple
         assert agent.online_sequence == server.store.durable_sequence
         assert agent.features["latency_ms.mean"] == pytest.approx(agent.mean_metrics.latency_ms)
         assert any(b.best and b.HasField("running_mae") for b in agent.baselines)
+
+
+async def test_online_learning_can_be_turned_off(tmp_path: Path) -> None:
+    server = DaemonServer(settings(tmp_path / "data", online_workers=0))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = Stub(channel)
+            await ingest(stub, [event("a", "e-0")])
+            with pytest.raises(grpc.aio.AioRpcError) as off:
+                await stub.Predict(agents_pb2.PredictRequest(agent_id="a"))
+            assert off.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "online_workers" in (off.value.details() or "")
+            stats = await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id="a"))
+            assert stats.event_count == 1 and not stats.features and stats.online_sequence == 0
+    finally:
+        await server.stop()
+
+
+def test_agents_are_partitioned_stably() -> None:
+    """The partition of an agent must not change between processes or releases (snapshots depend on it)."""
+    agents = ("planner", "coder", "reviewer", "retriever")
+    assert [agent_shard(a, 2) for a in agents] == [1, 1, 0, 1]  # pinned: CRC-32, not hash()
+    assert [agent_shard(a, 7) for a in agents] == [2, 3, 3, 0]
+    assert agent_shard("planner", 1) == 0

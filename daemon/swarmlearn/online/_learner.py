@@ -105,6 +105,11 @@ class OnlineState:
             learner = self.agents[event.agent_id] = AgentLearner(self.config)
         return learner.learn(event)
 
+    def advance(self, seq: int) -> None:
+        """The log was read up to ``seq``: what this state has not learned up to there is another
+        partition's (see ``WorkerSettings.shard``)."""
+        self.applied_seq = max(self.applied_seq, seq)
+
     def agent(self, agent_id: str) -> AgentLearner:
         try:
             return self.agents[agent_id]

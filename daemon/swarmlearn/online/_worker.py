@@ -26,7 +26,6 @@ log_sequence)``, ``("answer", qid, applied_seq, value)``, ``("error", qid, kind,
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import signal
 import sqlite3
 import sys
@@ -64,11 +63,13 @@ class Worker:
         self.db = db
         self.snapshot_path = snapshot_path
         self.settings = settings
-        self.fingerprint = _snapshot.fingerprint(dataclasses.asdict(settings.config))
+        self.fingerprint = _snapshot.fingerprint(settings.identity())
         self.state = OnlineState(settings.config)
         self.known_seq = 0
         self.start_seq = 0
         self.buffer: deque[tuple[int, Event]] = deque()
+        self.scanned = 0
+        """The log was read up to here; once the buffer is learned, the state has applied up to it."""
         self.deferred: list[_Query] = []
         self.stopping = False
         self.orphaned = False
@@ -172,10 +173,22 @@ class Worker:
                 return
 
     def _read(self) -> None:
-        events = read_events(self.db, after_seq=self.state.applied_seq, limit=_READ_CHUNK)
+        upto = last_sequence(self.db)
+        if upto <= self.state.applied_seq:
+            return
+        settings = self.settings
+        events = read_events(
+            self.db,
+            after_seq=self.state.applied_seq,
+            upto=upto,
+            limit=_READ_CHUNK,
+            shard=(settings.shard, settings.shards) if settings.shards > 1 else None,
+        )
         self.buffer.extend(events)
-        if events:
-            self.known_seq = max(self.known_seq, events[-1][0])
+        self.scanned = upto if len(events) < _READ_CHUNK else events[-1][0]
+        self.known_seq = max(self.known_seq, upto)
+        if not events:
+            self.state.advance(self.scanned)
 
     def _learn_slice(self) -> None:
         state, buffer = self.state, self.buffer
@@ -185,6 +198,8 @@ class Worker:
             for target in state.learn(event, seq):
                 learner = state.agents[event.agent_id].targets[target]
                 drifts.append((seq, event.agent_id, target, event.timestamp, learner.drift_count))
+        if not buffer:
+            state.advance(self.scanned)
         if drifts:
             self.channel.send(("drift", drifts))
 

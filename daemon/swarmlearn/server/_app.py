@@ -130,9 +130,11 @@ class DaemonServer:
         self.metrics.track_store(lambda: self.store.durable_sequence, lambda: self.store.size_bytes())
         self._online = OnlineLearner(
             settings.db_path,
-            settings.online_snapshot_path,
+            settings.data_dir,
             WorkerSettings(
-                snapshot_interval_s=settings.online_snapshot_interval_s, max_wait_s=settings.online_max_wait_s
+                snapshot_interval_s=settings.online_snapshot_interval_s,
+                max_wait_s=settings.online_max_wait_s,
+                shards=settings.online_workers,
             ),
             log_sequence=self._store.durable_sequence,
             on_drift=self._drift,
@@ -211,7 +213,7 @@ class DaemonServer:
             ingest_streams=ingest_streams,
             online_sequence=self.online.applied_seq,
             online_agents=self.online.agents,
-            online_running=self.online.running,
+            online_running=self.online.ready,
             online_restarts=self.online.restarts,
         )
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import grpc
 
 from swarmlearn.errors import (
+    Disabled,
     InvalidArgument,
     NotReady,
     Overloaded,
@@ -26,6 +27,7 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     UnknownAgent: grpc.StatusCode.NOT_FOUND,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     NotReady: grpc.StatusCode.UNAVAILABLE,
+    Disabled: grpc.StatusCode.FAILED_PRECONDITION,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     StoreClosed: grpc.StatusCode.UNAVAILABLE,
 }

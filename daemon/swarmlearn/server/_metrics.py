@@ -49,7 +49,7 @@ class Metrics:
             "swarmlearn_online_sequence", "Event log sequence the online learner has applied", registry=r
         )
         self.online_restarts = Gauge(
-            "swarmlearn_online_restarts", "Times the online learner process died and was restarted", registry=r
+            "swarmlearn_online_restarts", "Times an online learner process died and was restarted", registry=r
         )
         self.drifts = Counter(
             "swarmlearn_online_drifts",
@@ -57,9 +57,11 @@ class Metrics:
             ["target"],
             registry=r,
         )
-        self.snapshot_bytes = Gauge("swarmlearn_online_snapshot_bytes", "Size of the last online snapshot", registry=r)
+        self.snapshot_bytes = Gauge(
+            "swarmlearn_online_snapshot_bytes", "Size of the last online snapshots (all learner processes)", registry=r
+        )
         self.snapshot_seconds = Gauge(
-            "swarmlearn_online_snapshot_seconds", "Time the last online snapshot took to write", registry=r
+            "swarmlearn_online_snapshot_seconds", "Longest time the last online snapshots took to write", registry=r
         )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -72,8 +74,8 @@ class Metrics:
     def track_online(self, learner: OnlineLearner) -> None:
         self.online_sequence.set_function(lambda: learner.applied_seq)
         self.online_restarts.set_function(lambda: learner.restarts)
-        self.snapshot_bytes.set_function(lambda: learner.last_snapshot[1] if learner.last_snapshot else 0)
-        self.snapshot_seconds.set_function(lambda: learner.last_snapshot[2] if learner.last_snapshot else 0)
+        self.snapshot_bytes.set_function(lambda: learner.snapshot_bytes)
+        self.snapshot_seconds.set_function(lambda: learner.snapshot_seconds)
 
     def record_ack(self, result: IngestResult, seconds: float) -> None:
         self.batches.inc()

@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -285,20 +286,45 @@ class EventStore:
             last = events[-1][0]
 
 
+def agent_shard(agent_id: str, shards: int) -> int:
+    """Which of ``shards`` partitions an agent's events belong to: stable across processes and
+    releases (CRC-32 of the id), unlike ``hash()``."""
+    return zlib.crc32(agent_id.encode()) % shards
+
+
 def open_reader(path: Path) -> sqlite3.Connection:
     """A read-only connection to the log for another process (the writer must have created it)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA query_only=ON")
+    conn.create_function("swarmlearn_shard", 2, agent_shard, deterministic=True)
     return conn
 
 
 def read_events(
-    conn: sqlite3.Connection, *, after_seq: int, limit: int, agent_id: str | None = None
+    conn: sqlite3.Connection,
+    *,
+    after_seq: int,
+    limit: int,
+    agent_id: str | None = None,
+    upto: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> list[tuple[int, Event]]:
-    """Up to ``limit`` committed events after ``after_seq``, in log order, as ``(seq, event)``."""
-    where = "seq > ?" + (" AND agent_id = ?" if agent_id is not None else "")
-    params: tuple[object, ...] = (after_seq,) if agent_id is None else (after_seq, agent_id)
-    rows = conn.execute(f"SELECT seq, {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT ?", (*params, limit))
+    """Up to ``limit`` committed events with ``after_seq < seq <= upto``, in log order, as ``(seq, event)``;
+    only one agent's, or only those of partition ``shard = (index, count)`` (needs ``open_reader``)."""
+    where = ["seq > ?"]
+    params: list[object] = [after_seq]
+    if upto is not None:
+        where.append("seq <= ?")
+        params.append(upto)
+    if agent_id is not None:
+        where.append("agent_id = ?")
+        params.append(agent_id)
+    if shard is not None:
+        where.append("swarmlearn_shard(agent_id, ?) = ?")
+        params += (shard[1], shard[0])
+    rows = conn.execute(
+        f"SELECT seq, {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit)
+    )
     return [(row[0], _from_row(row[1:])) for row in rows]
 
 
