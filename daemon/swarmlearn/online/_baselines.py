@@ -26,8 +26,9 @@ class Baseline(Protocol):
     kind: ClassVar[str]
     """Reported as ``online:<kind>``."""
 
-    def learn_one(self, y: float, x: Mapping[str, float]) -> None:
-        """Learn this event's value ``y``; ``x`` are its standardised features."""
+    def learn_one(self, y: float, x: Mapping[str, float]) -> tuple[float, float]:
+        """Learn this event's value ``y``; ``x`` are its standardised features. Returns ``line()``
+        (the target learner needs it after every event; one call instead of two)."""
 
     def line(self) -> tuple[float, float]:
         """``(a, b)`` with the forecast of step h being ``a + b·h``."""
@@ -51,8 +52,9 @@ class Naive(_LineForecast):
     def __init__(self, config: OnlineConfig) -> None:
         self.last = 0.0
 
-    def learn_one(self, y: float, x: Mapping[str, float]) -> None:
+    def learn_one(self, y: float, x: Mapping[str, float]) -> tuple[float, float]:
         self.last = y
+        return y, 0.0
 
     def line(self) -> tuple[float, float]:
         return self.last, 0.0
@@ -64,8 +66,9 @@ class Ewma(_LineForecast):
     def __init__(self, config: OnlineConfig) -> None:
         self.mean = stats.EWMean(fading_factor=config.ewma_alpha)  # its first value is its first level
 
-    def learn_one(self, y: float, x: Mapping[str, float]) -> None:
+    def learn_one(self, y: float, x: Mapping[str, float]) -> tuple[float, float]:
         self.mean.update(y)
+        return float(self.mean.get()), 0.0
 
     def line(self) -> tuple[float, float]:
         return float(self.mean.get()), 0.0
@@ -78,9 +81,10 @@ class Holt(_LineForecast):
         self.model = time_series.HoltWinters(alpha=config.holt_alpha, beta=config.holt_beta)
         self.last = 0.0
 
-    def learn_one(self, y: float, x: Mapping[str, float]) -> None:
+    def learn_one(self, y: float, x: Mapping[str, float]) -> tuple[float, float]:
         self.model.learn_one(y)
         self.last = y
+        return self.line()
 
     def line(self) -> tuple[float, float]:
         # HoltWinters needs two values before it has a level; until then it repeats the last value.
@@ -115,7 +119,7 @@ class Linear(_LineForecast):
         self._x: Mapping[str, float] | None = None
         self._n = 0
 
-    def learn_one(self, y: float, x: Mapping[str, float]) -> None:
+    def learn_one(self, y: float, x: Mapping[str, float]) -> tuple[float, float]:
         alpha = self.config.level_alpha
         if self._x is None:
             self.level = y
@@ -128,6 +132,7 @@ class Linear(_LineForecast):
         self._x = x
         self._n += 1
         self.prediction = self.level + self.scale * float(self.model.predict_one(x))
+        return self.prediction, 0.0
 
     def line(self) -> tuple[float, float]:
         return self.prediction, 0.0

@@ -30,9 +30,11 @@ class RunningStats:
         self.moments = [(stats.Var(), stats.EWMean(fading_factor=alpha)) for _ in METRICS]
         self.quantiles = [[stats.Quantile(q) for _, q in QUANTILES] for _ in QUANTILE_METRICS]
         self._quantile_index = tuple(METRICS.index(name) for name in QUANTILE_METRICS)
-        self.errors = stats.Mean()
+        # Counts and sums where a plain number is exact and River's call would only add overhead.
+        self.events = 0
+        self.errors = 0
         self.recent_errors = stats.EWMean(fading_factor=alpha)
-        self.gaps = stats.Mean()
+        self.gap_sum = 0.0
         self.recent_gaps = stats.EWMean(fading_factor=alpha)
         self.last_timestamp: float | None = None
         self.last_features: tuple[float, ...] = ()
@@ -46,12 +48,15 @@ class RunningStats:
             value = features[index]
             for estimator in estimators:
                 estimator.update(value)
-        failed = 1.0 if features[4] < self.failure_below else 0.0
-        self.errors.update(failed)
-        self.recent_errors.update(failed)
+        self.events += 1
+        if features[4] < self.failure_below:
+            self.errors += 1
+            self.recent_errors.update(1.0)
+        else:
+            self.recent_errors.update(0.0)
         if self.last_timestamp is not None:
             gap = max(0.0, timestamp - self.last_timestamp)
-            self.gaps.update(gap)
+            self.gap_sum += gap
             self.recent_gaps.update(gap)
         self.last_timestamp = timestamp
         self.last_features = features
@@ -69,10 +74,10 @@ class RunningStats:
         for name, estimators in zip(QUANTILE_METRICS, self.quantiles, strict=True):
             for (label, _), estimator in zip(QUANTILES, estimators, strict=True):
                 out[f"{name}.{label}"] = float(estimator.get())
-        out["error_rate"] = float(self.errors.get())
+        out["error_rate"] = self.errors / self.events
         out["error_rate.ewma"] = float(self.recent_errors.get())
-        if self.gaps.n:
-            out["inter_arrival_s.mean"] = float(self.gaps.get())
+        if self.events > 1:
+            out["inter_arrival_s.mean"] = self.gap_sum / (self.events - 1)
             out["inter_arrival_s.ewma"] = float(self.recent_gaps.get())
         out.update((f"last.{name}", value) for name, value in zip(FEATURE_NAMES, self.last_features, strict=True))
         return out

@@ -16,7 +16,6 @@ time (numpy, one pass for all steps, 0.1-0.3 ms for H = 1..12) and refreshed onc
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -39,6 +38,9 @@ def _quantile(ordered: npt.NDArray[np.float64], q: float) -> npt.NDArray[np.floa
     weight = position - below
     result: npt.NDArray[np.float64] = ordered[:, below] + weight * (ordered[:, above] - ordered[:, below])
     return result
+
+
+assert len(BASELINES) == 4, "TargetLearner.learn writes the ring row for exactly four baselines"
 
 
 class TargetLearner:
@@ -69,29 +71,33 @@ class TargetLearner:
     def learn(self, y: float, x: dict[str, float], timestamp: float) -> bool:
         """Score, then learn ``y``; True when this value made ADWIN find a drift."""
         drifted = self.n >= self.config.warm_up and self._score(y, timestamp)
-        for baseline in self.baselines:
-            baseline.learn_one(y, x)
-        lines = self._lines = [baseline.line() for baseline in self.baselines]
+        lines = self._lines = [baseline.learn_one(y, x) for baseline in self.baselines]
         self.n += 1
         self.last_value = y
         if self.n >= self.config.warm_up:
-            self._ring[self._written % len(self._ring)] = (y, *itertools.chain.from_iterable(lines))
+            # Unpacked by hand: half the cost of itertools.chain (0.6 against 1.2 µs, three times an event).
+            (a0, b0), (a1, b1), (a2, b2), (a3, b3) = lines
+            self._ring[self._written % len(self._ring)] = (y, a0, b0, a1, b1, a2, b2, a3, b3)
             self._written += 1
         return drifted
 
     def _score(self, y: float, timestamp: float) -> bool:
-        errors = [abs(y - a - b) for a, b in self._lines]
-        abs_sum = self._abs_sum
-        for i, error in enumerate(errors):
-            abs_sum[i] += error
+        # One pass over the baselines: this runs for every target of every event.
         self._scored += 1
         # The plain mean until there are 1/alpha errors, so the first few do not weigh for long.
         fade = max(self.config.selection_alpha, 1.0 / self._scored)
-        recent = self._recent = [r + fade * (e - r) for r, e in zip(self._recent, errors, strict=True)]
+        abs_sum, recent = self._abs_sum, self._recent
+        best, best_recent = 0, math.inf
+        for i, (a, b) in enumerate(self._lines):
+            error = abs(y - a - b)
+            abs_sum[i] += error
+            r = recent[i] = recent[i] + fade * (error - recent[i])
+            if r < best_recent:
+                best, best_recent = i, r
         a, b = self._lines[self.best]
         residual = y - a - b
         self._answer_abs_sum += abs(residual)
-        self.best = recent.index(min(recent))
+        self.best = best
         self.drift.update(residual)
         if self.drift.drift_detected:
             self.drift_count += 1

@@ -1,0 +1,211 @@
+"""Online learning under load, and Predict latency beside a raw grpcio unary echo.
+
+    python benchmarks/online.py [--events 200000] [--repeat 3] [--workers 0,1,2] [--predicts 2000]
+
+Part 1, ingest with learning on. A fresh ``swarmlearn serve`` per run (online_workers = 0, 1, 2;
+0 is the foundation's daemon without online learning), fed the same 200,000 pre-built events of a
+synthetic swarm of 8 agents at batch 1000 with the client's window (20,000 events unacknowledged),
+sqlite synchronous=FULL. Two figures per run: *acked ev/s* (events / time to the last ack) and
+*learned ev/s* (events / time until every learner process has applied the last event, read from
+GetStatus), the one that says whether learning keeps up. Configurations alternate run by run.
+
+Part 2, Predict. One daemon that has learned 6 agents x 2,000 events; sequential unary calls from a
+blocking grpcio stub (the way an agent asks), H = 1 and H = 12, and the same number of calls to a
+raw grpcio server in another process whose Predict returns a fixed answer at once: the
+transport's floor. Batches of 200 calls alternate between the two servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+
+from ingest import drive, free_port, make_batches, percentile, wait_ready  # benchmarks/ingest.py
+from swarmlearn.importer import event_to_proto
+from swarmlearn.synthetic import generate_swarm
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, service_pb2_grpc
+
+
+class EchoServicer(service_pb2_grpc.SwarmLearnServicer):
+    """A fixed Predict answer the size of a real H=1 one, returned without any work."""
+
+    def __init__(self) -> None:
+        self.answer = agents_pb2.PredictResponse(
+            forecasts=[
+                agents_pb2.TargetForecast(
+                    target=t,
+                    model_kind="online:ewma",
+                    running_mae=1.0,
+                    points=[agents_pb2.ForecastPoint(step=1, value=1.0, lower=0.5, upper=1.5)],
+                )
+                for t in ("latency_ms", "tokens_per_second", "success_rate")
+            ]
+        )
+
+    async def Predict(self, request, context):  # type: ignore[no-untyped-def]
+        return self.answer
+
+
+async def run_echo_server(port: int) -> None:
+    server = grpc.aio.server()
+    service_pb2_grpc.add_SwarmLearnServicer_to_server(EchoServicer(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def start_daemon(port: int, data_dir: str, workers: int) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        SWARMLEARN_LOG_LEVEL="WARNING",
+        SWARMLEARN_METRICS_LISTEN="",
+        SWARMLEARN_ONLINE_WORKERS=str(workers),
+    )
+    cmd = [sys.executable, "-m", "swarmlearn", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+async def learned_by(target: str, sequence: int) -> float:
+    """perf_counter() when every learner process has applied ``sequence``."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.SwarmLearnStub(channel)
+        while True:
+            status = await stub.GetStatus(daemon_pb2.GetStatusRequest())
+            if status.online_sequence >= sequence:
+                return time.perf_counter()
+            await asyncio.sleep(0.01)
+
+
+async def ingest_once(batches: list, workers: int) -> tuple[float, float]:  # type: ignore[type-arg]
+    count = sum(len(b.events) for b in batches)
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        proc = start_daemon(port, data_dir, workers)
+        target = f"127.0.0.1:{port}"
+        try:
+            await wait_ready(target)
+            if workers:  # the learners start in the background; let them load before the clock starts
+                await learned_by(target, 0)
+                await asyncio.sleep(3.0)
+            start = time.perf_counter()
+            elapsed, _, acked = await drive(target, batches)
+            learned = (await learned_by(target, count) - start) if workers else elapsed
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    if acked != count:
+        raise SystemExit(f"acked {acked} of {count} events")
+    return count / elapsed, count / learned
+
+
+def predict_latencies(target: str, requests: list[agents_pb2.PredictRequest]) -> list[float]:
+    with grpc.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.SwarmLearnStub(channel)
+        for request in requests[:50]:  # warm the channel and the caches
+            stub.Predict(request)
+        out = []
+        for request in requests:
+            start = time.perf_counter()
+            stub.Predict(request)
+            out.append(time.perf_counter() - start)
+    return out
+
+
+async def predict_bench(args: argparse.Namespace) -> list[dict[str, float]]:
+    port, echo_port = free_port(), free_port()
+    rows = []
+    with tempfile.TemporaryDirectory() as data_dir:
+        proc = start_daemon(port, data_dir, 2)
+        echo = subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)])
+        target, echo_target = f"127.0.0.1:{port}", f"127.0.0.1:{echo_port}"
+        try:
+            await wait_ready(target)
+            await wait_ready(echo_target)
+            events = [event_to_proto(e) for e in generate_swarm(agents=6, events_per_agent=2000, seed=1)]
+            await drive(target, make_batches(events, 1000))
+            await learned_by(target, len(events))
+            agents = sorted({e.agent_id for e in events})
+            for horizon in (1, 12):
+                requests = [
+                    agents_pb2.PredictRequest(agent_id=agents[i % len(agents)], horizon=horizon)
+                    for i in range(args.predicts)
+                ]
+                times: dict[str, list[float]] = {"echo": [], "swarmlearn": []}
+                for start in range(0, len(requests), 200):
+                    chunk = requests[start : start + 200]
+                    times["echo"] += await asyncio.to_thread(predict_latencies, echo_target, chunk)
+                    times["swarmlearn"] += await asyncio.to_thread(predict_latencies, target, chunk)
+                row = {"horizon": horizon, "calls": len(requests)}
+                for name, values in times.items():
+                    row[f"{name}_p50_ms"] = percentile(values, 50) * 1e3
+                    row[f"{name}_p99_ms"] = percentile(values, 99) * 1e3
+                rows.append(row)
+        finally:
+            for p in (proc, echo):
+                p.terminate()
+                p.wait(60)
+    return rows
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    workers = [int(w) for w in args.workers.split(",")]
+    events = [event_to_proto(e) for e in generate_swarm(agents=8, events_per_agent=args.events // 8, seed=0)]
+    batches = make_batches(events, 1000)
+    acked: dict[int, list[float]] = {w: [] for w in workers}
+    learned: dict[int, list[float]] = {w: [] for w in workers}
+    for _ in range(args.repeat):
+        for w in workers:
+            a, lr = await ingest_once(batches, w)
+            acked[w].append(a)
+            learned[w].append(lr)
+    print(
+        f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}, grpcio {grpc.__version__}"
+    )
+    print(f"# ingest: {len(events):,} events, batch 1000, synchronous=FULL; median of {args.repeat} runs [min-max]")
+    print("| online_workers | acked ev/s | learned ev/s | acked vs no learning |")
+    print("|---|---|---|---|")
+    base = statistics.median(acked[0]) if 0 in acked else None
+    for w in workers:
+        a, lr = statistics.median(acked[w]), statistics.median(learned[w])
+        ratio = f"{a / base:.2f}" if base else "-"
+        learned_cell = "-" if w == 0 else f"{lr:,.0f} [{min(learned[w]):,.0f}-{max(learned[w]):,.0f}]"
+        print(f"| {w} | {a:,.0f} [{min(acked[w]):,.0f}-{max(acked[w]):,.0f}] | {learned_cell} | {ratio} |")
+    rows = await predict_bench(args)
+    print()
+    print(f"# Predict: sequential unary calls, blocking grpcio stub; {rows[0]['calls']:.0f} calls per cell")
+    print("| horizon | echo p50 / p99 ms | swarmlearn p50 / p99 ms | p50 ratio |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['horizon']:.0f} | {r['echo_p50_ms']:.3f} / {r['echo_p99_ms']:.3f} "
+            f"| {r['swarmlearn_p50_ms']:.3f} / {r['swarmlearn_p99_ms']:.3f} "
+            f"| {r['swarmlearn_p50_ms'] / r['echo_p50_ms']:.2f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", default="0,1,2", help="online_workers values to compare (0 = learning off)")
+    parser.add_argument("--predicts", type=int, default=2000)
+    args = parser.parse_args()
+    if args.echo_server:
+        asyncio.run(run_echo_server(args.echo_server))
+        return
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
