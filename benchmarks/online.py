@@ -28,8 +28,8 @@ import tempfile
 import time
 
 import grpc
-
 from ingest import drive, free_port, make_batches, percentile, wait_ready  # benchmarks/ingest.py
+
 from swarmlearn.importer import event_to_proto
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn_client.v1 import agents_pb2, daemon_pb2, service_pb2_grpc
@@ -72,6 +72,10 @@ def start_daemon(port: int, data_dir: str, workers: int) -> subprocess.Popen[byt
     )
     cmd = [sys.executable, "-m", "swarmlearn", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def start_echo(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, "--echo-server", str(port)])
 
 
 async def learned_by(target: str, sequence: int) -> float:
@@ -125,7 +129,7 @@ async def predict_bench(args: argparse.Namespace) -> list[dict[str, float]]:
     rows = []
     with tempfile.TemporaryDirectory() as data_dir:
         proc = start_daemon(port, data_dir, 2)
-        echo = subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)])
+        echo = start_echo(echo_port)
         target, echo_target = f"127.0.0.1:{port}", f"127.0.0.1:{echo_port}"
         try:
             await wait_ready(target)
