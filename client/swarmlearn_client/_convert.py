@@ -192,6 +192,7 @@ def agent_stats_from_proto(s: agents_pb2.AgentStats) -> AgentStats:
             for d in s.drift
         ),
         online_sequence=s.online_sequence,
+        answered_mae=dict(s.answered_mae),
     )
 
 

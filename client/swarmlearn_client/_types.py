@@ -7,7 +7,7 @@ plain dicts (cheap, JSON-friendly); treat them as read-only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -128,6 +128,8 @@ class AgentStats:
     drift: tuple[DriftState, ...]
     online_sequence: int = 0
     """Event log sequence the online fields are as of; 0 if the learner has not reached the agent."""
+    answered_mae: Mapping[str, float] = field(default_factory=dict)
+    """Per target, the progressive-validation MAE of what Predict answered (compare with naive's)."""
 
 
 @dataclass(frozen=True, slots=True)

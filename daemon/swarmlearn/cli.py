@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from swarmlearn._tables import (
+    agents_table,
+    baseline_detail_table,
+    baselines_table,
+    features_table,
+    forecast_table,
+)
 from swarmlearn.config import Settings, SettingsError, field_names, load_settings
 from swarmlearn.importer import LineError, event_to_proto, read_jsonl
 from swarmlearn.server import Daemon, DataDirLocked, SecurityError, configure_logging, serve
@@ -262,35 +270,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 # -- agents / stats ---------------------------------------------------------------------------
 
 
-def _agents_table(agents: Sequence[AgentStats]) -> Table:
-    table = Table(title="agents")
-    for column in (
-        "agent",
-        "events",
-        "prompt events",
-        "mean latency ms",
-        "mean tokens/s",
-        "mean success",
-        "last event",
-    ):
-        table.add_column(
-            column, justify="left" if column in ("agent", "last event") else "right", no_wrap=column == "agent"
-        )
-    for a in agents:
-        m = a.mean_metrics
-        last = a.last_event_time.strftime("%Y-%m-%d %H:%M") if a.last_event_time else "-"
-        table.add_row(
-            a.agent_id,
-            str(a.event_count),
-            str(a.prompt_event_count),
-            f"{m.latency_ms:,.1f}",
-            f"{m.tokens_per_second:,.1f}",
-            f"{m.success_rate:.3f}",
-            last,
-        )
-    return table
-
-
 def _all_agents(client: Client) -> list[AgentStats]:
     agents: list[AgentStats] = []
     token = ""
@@ -308,7 +287,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"agents": agents})
     else:
-        out.print(_agents_table(agents))
+        out.print(agents_table(agents))
     return 0
 
 
@@ -317,11 +296,48 @@ def cmd_stats(args: argparse.Namespace) -> int:
         stats = client.get_agent_stats(args.agent)
     if args.json:
         _print_json(stats)
-    else:
-        out.print(_agents_table([stats]))
-        first = stats.first_event_time.isoformat() if stats.first_event_time else "-"
-        out.print(f"first event {first}")
+        return 0
+    out.print(agents_table([stats]))
+    first = stats.first_event_time.isoformat() if stats.first_event_time else "-"
+    out.print(f"first event {first}")
+    if not stats.baselines:
+        out.print("the online learner has not reached this agent yet (or online learning is off)")
+        return 0
+    out.print(baselines_table([stats]))
+    out.print(baseline_detail_table(stats))
+    out.print(features_table(stats))
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        forecast = client.predict(
+            args.agent, horizon=args.horizon, targets=args.targets or (), coverage=args.coverage or 0.0
+        )
+    if args.json:
+        _print_json(forecast)
+    else:
+        out.print(forecast_table(forecast))
+    return 0
+
+
+def _wait_learned(client: Client, sequence: int, *, quiet: bool, timeout: float = 120.0) -> bool:
+    """Wait (with a progress bar) until the online learner has applied the log up to ``sequence``."""
+    started = time.monotonic()
+    with Progress(
+        TextColumn("online learning"), BarColumn(), TextColumn("{task.completed}/{task.total} learned"),
+        console=err, disable=quiet,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("learn", total=sequence)
+        while time.monotonic() - started < timeout:
+            status = client.status()
+            if not status.online_running and time.monotonic() - started > 30:  # off, or cannot start
+                return False
+            progress.update(task, completed=min(status.online_sequence, sequence))
+            if status.online_sequence >= sequence:
+                return True
+            time.sleep(0.1)
+    return False
 
 
 # -- demo -------------------------------------------------------------------------------------
@@ -356,15 +372,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 with client.ingest_stream(batch_size=500, on_ack=on_ack) as stream:
                     for event in generate_swarm(agents=args.agents, events_per_agent=args.events, seed=args.seed):
                         stream.send(event_to_proto(event))
+            learned = _wait_learned(client, stream.summary.durable_sequence, quiet=args.json)
             agents = _all_agents(client)
         summary = stream.summary
         if args.json:
-            _print_json({"ingest": _summary_dict(summary, [], []), "agents": agents})
+            _print_json({"ingest": _summary_dict(summary, [], []), "agents": agents, "learned": learned})
         else:
             out.print(
                 f"ingested: accepted {summary.accepted}, duplicates {summary.duplicates}, rejected {summary.rejected}"
             )
-            out.print(_agents_table(agents))
+            out.print(agents_table(agents))
+            if learned:
+                out.print(baselines_table(agents))
+            else:
+                out.print("the online learner did not catch up in time; `swarmlearn stats AGENT` shows it later")
     finally:
         if daemon is not None:
             daemon.stop()
@@ -429,8 +450,13 @@ def _parser() -> argparse.ArgumentParser:
     ingest_cmd.add_argument("--batch-size", type=int, default=1000)
 
     command("agents", cmd_agents, "list the agents the daemon knows")
-    stats_cmd = command("stats", cmd_stats, "what the daemon knows about one agent")
+    stats_cmd = command("stats", cmd_stats, "what the daemon knows about one agent: counts, baselines, drift")
     stats_cmd.add_argument("agent", help="agent id")
+    predict_cmd = command("predict", cmd_predict, "forecast an agent's next events, with intervals")
+    predict_cmd.add_argument("agent", help="agent id")
+    predict_cmd.add_argument("--horizon", type=int, default=1, help="events ahead (default 1)")
+    predict_cmd.add_argument("--coverage", type=float, help="nominal interval coverage in (0, 1) (default: daemon's)")
+    predict_cmd.add_argument("--targets", nargs="+", choices=("latency_ms", "tokens_per_second", "success_rate"))
 
     demo_cmd = command("demo", cmd_demo, "stream a synthetic swarm into a daemon (started here unless --target)")
     demo_cmd.add_argument("--agents", type=int, default=6)

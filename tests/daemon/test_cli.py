@@ -103,6 +103,34 @@ def test_demo_streams_a_swarm_into_its_own_daemon(capsys: pytest.CaptureFixture[
     # Profiles differ: the coder is slower than the retriever, and only some agents send prompts.
     assert agents["coder"]["mean_metrics"]["latency_ms"] > 5 * agents["retriever"]["mean_metrics"]["latency_ms"]
     assert agents["retriever"]["prompt_event_count"] == 0 < agents["coder"]["prompt_event_count"]
+    # The demo waits for the online learner, so every agent shows its baselines and what they answered.
+    assert report["learned"] is True
+    for agent in agents.values():
+        assert agent["online_sequence"] == 800
+        assert {b["target"] for b in agent["baselines"] if b["best"]} == {
+            "latency_ms",
+            "tokens_per_second",
+            "success_rate",
+        }
+        assert set(agent["answered_mae"]) == {"latency_ms", "tokens_per_second", "success_rate"}
+
+
+def test_stats_and_predict_commands(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    run_json(capsys, "demo", "--agents", "2", "--events", "150", "--target", daemon.address, "--json")
+    forecast = run_json(
+        capsys, "predict", "planner", "--horizon", "12", "--coverage", "0.9", "--target", daemon.address, "--json"
+    )
+    assert [f["target"] for f in forecast["forecasts"]] == ["latency_ms", "tokens_per_second", "success_rate"]
+    latency = forecast["forecasts"][0]
+    assert [p["step"] for p in latency["points"]] == list(range(1, 13))
+    assert all(p["lower"] <= p["value"] <= p["upper"] for p in latency["points"])
+    assert latency["model_kind"].startswith("online:")
+    assert main(["stats", "planner", "--target", daemon.address]) == 0
+    shown = capsys.readouterr().out
+    for expected in ("naive", "recent MAE", "latency_ms.p99", "error_rate", "online:holt"):
+        assert expected in shown, expected
+    assert main(["predict", "planner", "--horizon", "0", "--target", daemon.address]) == 1
+    assert "INVALID_ARGUMENT: horizon" in capsys.readouterr().err
 
 
 def test_demo_against_a_running_daemon(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:

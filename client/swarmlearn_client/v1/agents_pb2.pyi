@@ -91,8 +91,15 @@ class DriftState(_message.Message):
     def __init__(self, target: _Optional[str] = ..., drift_count: _Optional[int] = ..., last_drift_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AgentStats(_message.Message):
-    __slots__ = ("agent_id", "event_count", "first_event_time", "last_event_time", "mean_metrics", "prompt_event_count", "features", "baselines", "drift", "online_sequence")
+    __slots__ = ("agent_id", "event_count", "first_event_time", "last_event_time", "mean_metrics", "prompt_event_count", "features", "baselines", "drift", "online_sequence", "answered_mae")
     class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class AnsweredMaeEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +116,7 @@ class AgentStats(_message.Message):
     BASELINES_FIELD_NUMBER: _ClassVar[int]
     DRIFT_FIELD_NUMBER: _ClassVar[int]
     ONLINE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_MAE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     event_count: int
     first_event_time: _timestamp_pb2.Timestamp
@@ -119,7 +127,8 @@ class AgentStats(_message.Message):
     baselines: _containers.RepeatedCompositeFieldContainer[BaselineStats]
     drift: _containers.RepeatedCompositeFieldContainer[DriftState]
     online_sequence: int
-    def __init__(self, agent_id: _Optional[str] = ..., event_count: _Optional[int] = ..., first_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mean_metrics: _Optional[_Union[_events_pb2.PerformanceMetrics, _Mapping]] = ..., prompt_event_count: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., baselines: _Optional[_Iterable[_Union[BaselineStats, _Mapping]]] = ..., drift: _Optional[_Iterable[_Union[DriftState, _Mapping]]] = ..., online_sequence: _Optional[int] = ...) -> None: ...
+    answered_mae: _containers.ScalarMap[str, float]
+    def __init__(self, agent_id: _Optional[str] = ..., event_count: _Optional[int] = ..., first_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mean_metrics: _Optional[_Union[_events_pb2.PerformanceMetrics, _Mapping]] = ..., prompt_event_count: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., baselines: _Optional[_Iterable[_Union[BaselineStats, _Mapping]]] = ..., drift: _Optional[_Iterable[_Union[DriftState, _Mapping]]] = ..., online_sequence: _Optional[int] = ..., answered_mae: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

@@ -122,6 +122,8 @@ def agent_stats(summary: AgentSummary, online: OnlineAgentStats | None = None, a
                     recent_mae=error.recent_mae,
                 )
             )
+        if stats.answer_mae is not None:
+            message.answered_mae[target] = stats.answer_mae
         drift = agents_pb2.DriftState(target=target, drift_count=stats.drift_count)
         if stats.last_drift_timestamp is not None:
             drift.last_drift_time.CopyFrom(_timestamp(stats.last_drift_timestamp))

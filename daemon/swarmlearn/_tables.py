@@ -1,0 +1,122 @@
+"""The command line's tables: what an agent's stats, baselines and forecasts look like on a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from swarmlearn_client import AgentStats, Forecast
+
+_TARGETS = ("latency_ms", "tokens_per_second", "success_rate")
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}" if abs(value) < 100 else f"{value:,.1f}"
+
+
+def agents_table(agents: Sequence[AgentStats]) -> Table:
+    table = Table(title="agents")
+    for column in (
+        "agent",
+        "events",
+        "prompt events",
+        "mean latency ms",
+        "mean tokens/s",
+        "mean success",
+        "last event",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("agent", "last event") else "right", no_wrap=column == "agent"
+        )
+    for a in agents:
+        m = a.mean_metrics
+        last = a.last_event_time.strftime("%Y-%m-%d %H:%M") if a.last_event_time else "-"
+        table.add_row(
+            a.agent_id,
+            str(a.event_count),
+            str(a.prompt_event_count),
+            f"{m.latency_ms:,.1f}",
+            f"{m.tokens_per_second:,.1f}",
+            f"{m.success_rate:.3f}",
+            last,
+        )
+    return table
+
+
+def baselines_table(agents: Sequence[AgentStats]) -> Table:
+    """Per agent and target: the answering baseline, the error of what was answered, the naive
+    error, and drifts. Errors are progressive validation: every forecast scored before its value was learned."""
+    table = Table(title="online baselines (MAE of each forecast, scored before its value was learned)")
+    for column in ("agent", "target", "answers now", "answered MAE", "naive MAE", "vs naive", "drifts", "last drift"):
+        table.add_column(column, justify="left" if column in ("agent", "target", "answers", "last drift") else "right")
+    for a in agents:
+        drift = {d.target: d for d in a.drift}
+        for target in _TARGETS:
+            mine = {b.model_kind: b for b in a.baselines if b.target == target}
+            best = next((b for b in mine.values() if b.best), None)
+            naive = mine.get("online:naive")
+            if best is None:
+                continue
+            answered = a.answered_mae.get(target)
+            ratio = "-"
+            if answered is not None and naive is not None and naive.running_mae:
+                ratio = f"{answered / naive.running_mae:.2f}"
+            d = drift.get(target)
+            last = d.last_drift_time.strftime("%Y-%m-%d %H:%M") if d and d.last_drift_time else "-"
+            table.add_row(
+                a.agent_id,
+                target,
+                best.model_kind.removeprefix("online:"),
+                _number(answered),
+                _number(naive.running_mae if naive else None),
+                ratio,
+                str(d.drift_count if d else 0),
+                last,
+            )
+    return table
+
+
+def baseline_detail_table(stats: AgentStats) -> Table:
+    table = Table(title=f"baselines of {stats.agent_id} (as of log sequence {stats.online_sequence})")
+    for column in ("target", "model", "MAE", "recent MAE", "scored", "answers"):
+        table.add_column(column, justify="left" if column in ("target", "model") else "right")
+    for b in stats.baselines:
+        table.add_row(
+            b.target,
+            b.model_kind,
+            _number(b.running_mae),
+            _number(b.recent_mae),
+            str(b.scored),
+            "yes" if b.best else "",
+        )
+    return table
+
+
+def features_table(stats: AgentStats) -> Table:
+    table = Table(title=f"online statistics of {stats.agent_id}", show_header=False)
+    table.add_column("name")
+    table.add_column("value", justify="right")
+    for name in sorted(stats.features):
+        if not name.startswith("last."):
+            table.add_row(name, _number(stats.features[name], 4))
+    return table
+
+
+def forecast_table(forecast: Forecast) -> Table:
+    table = Table(title=f"forecast for {forecast.agent_id} (as of log sequence {forecast.as_of_sequence})")
+    for column in ("target", "step", "value", "interval", "model", "MAE"):
+        table.add_column(column, justify="left" if column in ("target", "model", "interval") else "right")
+    for f in forecast.forecasts:
+        for p in f.points:
+            table.add_row(
+                f.target if p.step == 1 else "",
+                str(p.step),
+                _number(p.value),
+                f"[{_number(p.lower)}, {_number(p.upper)}]",
+                f.model_kind if p.step == 1 else "",
+                _number(f.running_mae) if p.step == 1 else "",
+            )
+    return table
