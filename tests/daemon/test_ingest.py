@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from swarmlearn.server import DaemonServer
-from swarmlearn_client.v1 import agents_pb2, events_pb2, prompts_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, events_pb2, jobs_pb2, service_pb2_grpc
 from tests.daemon.pbevents import event, events, override
 
 
@@ -152,7 +152,7 @@ async def test_errors_carry_status_codes(stub: service_pb2_grpc.SwarmLearnStub) 
         await stub.ListAgents(agents_pb2.ListAgentsRequest(page_token="%%%"))
     assert token.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as later:
-        await stub.ScorePrompts(prompts_pb2.ScorePromptsRequest(agent_id="agent-1"))
+        await stub.StartTraining(jobs_pb2.StartTrainingRequest())
     assert later.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

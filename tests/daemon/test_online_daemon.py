@@ -14,15 +14,17 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from river import stats
 
 from swarmlearn.config import Settings
 from swarmlearn.importer import event_to_proto
 from swarmlearn.online import Drift, OnlineState
 from swarmlearn.online._snapshot import Anchor, SnapshotRejected, load, save
+from swarmlearn.prompts import Candidate, PromptLearner, Weights
 from swarmlearn.server import DaemonServer
 from swarmlearn.store import agent_shard, open_reader, read_events
 from swarmlearn.synthetic import generate_swarm
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, prompts_pb2, service_pb2_grpc
 from tests.daemon.pbevents import BASE_TS, event
 
 Stub = service_pb2_grpc.SwarmLearnStub
@@ -49,6 +51,29 @@ def reference(db: Path) -> OnlineState:
         state.learn(e, seq)
     conn.close()
     return state
+
+
+def prompts_reference(db: Path) -> PromptLearner:
+    learner = PromptLearner()
+    conn = open_reader(db)
+    for seq, e in read_events(conn, after_seq=0, limit=10**9):
+        learner.learn(e, seq)
+    conn.close()
+    return learner
+
+
+PROMPTS = ("please verify step-by-step with examples", "whatever asap")
+
+
+async def assert_scores_like(stub: Stub, learner: PromptLearner, agent_id: str) -> None:
+    request = prompts_pb2.ScorePromptsRequest(
+        agent_id=agent_id, candidates=[prompts_pb2.PromptCandidate(text=t) for t in PROMPTS]
+    )
+    got = await stub.ScorePrompts(request)
+    want = learner.score(agent_id, tuple(Candidate(t) for t in PROMPTS), Weights(), False)
+    assert [(r.index, r.score, r.predicted_latency_ms) for r in got.ranked] == [
+        (r.index, r.score, r.predicted_latency_ms) for r in want.ranked
+    ]
 
 
 def assert_answers_like(
@@ -194,11 +219,13 @@ async def test_state_after_a_restart_equals_state_without_one(tmp_path: Path, da
         await ingest(stub, swarm[700:])
         await caught_up(second)
         expected = reference(data / "events.sqlite3")
+        prompts = prompts_reference(data / "events.sqlite3")
         assert len(expected.agents) == 3
         for agent_id in expected.agents:
             for horizon, coverage in ((1, 0.8), (12, 0.95)):
                 request = agents_pb2.PredictRequest(agent_id=agent_id, horizon=horizon, coverage=coverage)
                 assert_answers_like(await stub.Predict(request), expected, horizon, coverage)
+            await assert_scores_like(stub, prompts, agent_id)
     await second.stop()
 
 
@@ -272,11 +299,21 @@ class _Exploit:
         return (os.system, ("echo pwned > /dev/null",))
 
 
+class _Dunder:
+    """The first step from a learner object towards a function's globals."""
+
+    def __reduce__(self) -> tuple[object, tuple[object, str]]:
+        return (getattr, (stats.Mean(), "__init__"))
+
+
 def test_a_tampered_snapshot_cannot_run_code(tmp_path: Path) -> None:
     """Even with a matching header (someone who can write the data directory), only learner classes load."""
     path = tmp_path / "online.snapshot"
     save(path, {"online": _Exploit()}, anchor=Anchor(0, "", ""), fingerprint="f")
     assert b"system" in path.read_bytes()
+    with pytest.raises(SnapshotRejected, match="not part of a learner state"):
+        load(path, fingerprint="f", anchor_at=lambda seq: None)
+    save(path, {"online": _Dunder()}, anchor=Anchor(0, "", ""), fingerprint="f")
     with pytest.raises(SnapshotRejected, match="not part of a learner state"):
         load(path, fingerprint="f", anchor_at=lambda seq: None)
 

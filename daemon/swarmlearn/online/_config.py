@@ -70,14 +70,24 @@ class WorkerSettings:
 
     snapshot_interval_s: float = 60.0
     max_wait_s: float = 2.0
+    role: str = "baselines"
+    """``baselines`` (``OnlineState``, one partition of the agents) or ``prompts`` (``PromptLearner``,
+    every agent)."""
     shard: int = 0
-    """This process learns the agents with ``agent_shard(agent_id, shards) == shard``."""
+    """A baselines process learns the agents with ``agent_shard(agent_id, shards) == shard``."""
     shards: int = 1
     config: OnlineConfig = dataclasses.field(default_factory=OnlineConfig)
 
     def identity(self) -> dict[str, object]:
         """What a snapshot's state depends on (the timings do not change what is learned)."""
-        return {"shard": self.shard, "shards": self.shards, "config": dataclasses.asdict(self.config)}
+        if self.role == "prompts":
+            return {"role": self.role}  # the prompt models' configuration is PromptConfig's defaults
+        return {
+            "role": self.role,
+            "shard": self.shard,
+            "shards": self.shards,
+            "config": dataclasses.asdict(self.config),
+        }
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -31,6 +31,7 @@ from typing import Any
 
 from swarmlearn.errors import Disabled, InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.online._config import WorkerSettings
+from swarmlearn.prompts import Candidate, Weights
 from swarmlearn.store import agent_shard
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,24 @@ class OnlineLearner:
             )
             for i in range(count)
         ]
+        # The prompt models see every agent (see swarmlearn.prompts._learner): one process of their own.
+        self.prompts = (
+            _Shard(
+                db_path,
+                snapshot_dir / PROMPTS_SNAPSHOT,
+                dataclasses.replace(settings, role="prompts", shard=0, shards=1),
+                log_sequence=log_sequence,
+                on_drift=None,
+            )
+            if count
+            else None
+        )
+        self.processes = [*self.shards, *([self.prompts] if self.prompts else [])]
 
     @property
     def applied_seq(self) -> int:
-        """The log sequence every partition has applied."""
-        return min((shard.applied_seq for shard in self.shards), default=0)
+        """The log sequence every learner process has applied."""
+        return min((process.applied_seq for process in self.processes), default=0)
 
     @property
     def agents(self) -> int:
@@ -104,19 +118,19 @@ class OnlineLearner:
 
     @property
     def ready(self) -> bool:
-        return bool(self.shards) and all(shard.ready for shard in self.shards)
+        return bool(self.processes) and all(process.ready for process in self.processes)
 
     @property
     def restarts(self) -> int:
-        return sum(shard.restarts for shard in self.shards)
+        return sum(process.restarts for process in self.processes)
 
     @property
     def snapshot_bytes(self) -> int:
-        return sum(shard.last_snapshot[1] for shard in self.shards if shard.last_snapshot)
+        return sum(process.last_snapshot[1] for process in self.processes if process.last_snapshot)
 
     @property
     def snapshot_seconds(self) -> float:
-        return max((shard.last_snapshot[2] for shard in self.shards if shard.last_snapshot), default=0.0)
+        return max((p.last_snapshot[2] for p in self.processes if p.last_snapshot), default=0.0)
 
     def shard_of(self, agent_id: str) -> _Shard:
         if not self.shards:
@@ -130,12 +144,12 @@ class OnlineLearner:
         for stale in self.snapshot_dir.glob(snapshot_name("*", "*")):
             if stale.name not in keep:
                 stale.unlink()
-        for shard in self.shards:
-            shard.start()
+        for process in self.processes:
+            process.start()
 
     def committed(self, seq: int) -> None:
-        for shard in self.shards:
-            shard.committed(seq)
+        for process in self.processes:
+            process.committed(seq)
 
     async def predict(self, agent_id: str, horizon: int, coverage: float, *, min_seq: int) -> Answer:
         """``Answer.value``: per target, a ``Forecast``."""
@@ -166,8 +180,19 @@ class OnlineLearner:
             raise NotReady("the online learner is (re)starting; retry shortly")
         return Answer(min(applied, default=self.applied_seq), merged)
 
+    async def score(
+        self, agent_id: str, candidates: tuple[Candidate, ...], weights: Weights, select: bool, *, min_seq: int
+    ) -> Answer:
+        """``Answer.value``: a ``ScoreResult``."""
+        if self.prompts is None:
+            raise Disabled("online learning is off (setting online_workers = 0)")
+        return await self.prompts.ask("score", (agent_id, candidates, weights, select), min_seq)
+
     async def stop(self) -> None:
-        await asyncio.gather(*(shard.stop() for shard in self.shards))
+        await asyncio.gather(*(process.stop() for process in self.processes))
+
+
+PROMPTS_SNAPSHOT = "prompts.snapshot"
 
 
 def snapshot_name(shard: int | str, shards: int | str) -> str:

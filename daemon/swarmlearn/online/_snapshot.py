@@ -25,6 +25,7 @@ failure is reported as ``SnapshotRejected`` with the reason, and the caller rebu
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -50,6 +51,7 @@ _SAFE_BUILTINS = frozenset(
      "str", "tuple"}
 )  # fmt: skip
 _SAFE_COLLECTIONS = frozenset({"Counter", "OrderedDict", "defaultdict", "deque"})
+_SAFE_OTHERS = frozenset({("random", "Random")})  # the prompt bandit's generator
 _NUMPY = frozenset(
     {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
      ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar")}
@@ -149,12 +151,26 @@ def load(path: Path, *, fingerprint: str, anchor_at: Callable[[int], Anchor | No
     return state, anchor
 
 
+def _bound_method(obj: object, name: str) -> Any:
+    """What a pickle asks of ``getattr``, limited to what a state needs: River's TargetStandardScaler
+    keeps bound methods of itself (``self._scale``), which pickle as ``getattr(obj, name)``. Never a
+    dunder (the way from a function to its globals), only a method bound to a learner object."""
+    if not name.startswith("__") and type(obj).__module__.startswith(_CLASS_PREFIXES):
+        found = getattr(obj, name, None)
+        if inspect.ismethod(found) and found.__self__ is obj:
+            return found
+    raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) is not part of a learner state")
+
+
 class _StateUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name == "getattr":
+            return _bound_method
         if (
             (module == "builtins" and name in _SAFE_BUILTINS)
             or (module == "collections" and name in _SAFE_COLLECTIONS)
             or (module, name) in _NUMPY
+            or (module, name) in _SAFE_OTHERS
         ):
             return super().find_class(module, name)
         if module.startswith(_CLASS_PREFIXES):

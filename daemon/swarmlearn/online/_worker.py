@@ -41,6 +41,8 @@ from swarmlearn.events import Event
 from swarmlearn.online import _snapshot
 from swarmlearn.online._config import WorkerSettings
 from swarmlearn.online._learner import OnlineState
+from swarmlearn.prompts import Candidate, Weights
+from swarmlearn.prompts._learner import PromptLearner
 from swarmlearn.store import event_at, last_sequence, open_reader, read_events
 
 _READ_CHUNK = 2048
@@ -64,7 +66,13 @@ class Worker:
         self.snapshot_path = snapshot_path
         self.settings = settings
         self.fingerprint = _snapshot.fingerprint(settings.identity())
-        self.state = OnlineState(settings.config)
+        self.state: OnlineState | PromptLearner
+        if settings.role == "prompts":
+            self.state = PromptLearner()
+            self._handlers: dict[str, Callable[..., Any]] = {"score": self._score}
+        else:
+            self.state = OnlineState(settings.config)
+            self._handlers = {"predict": self._predict, "stats": self._stats}
         self.known_seq = 0
         self.start_seq = 0
         self.buffer: deque[tuple[int, Event]] = deque()
@@ -77,7 +85,6 @@ class Worker:
         self.snapshot_at = time.monotonic()
         self.progress_at = 0.0
         self.progress_seq = -1
-        self._handlers: dict[str, Callable[..., Any]] = {"predict": self._predict, "stats": self._stats}
 
     # -- start and stop -------------------------------------------------------------------------
 
@@ -86,8 +93,8 @@ class Worker:
         whether a snapshot was there but refused (worth a warning)."""
         try:
             loaded, anchor = _snapshot.load(self.snapshot_path, fingerprint=self.fingerprint, anchor_at=self._anchor_at)
-            state = loaded["online"] if isinstance(loaded, dict) else None
-            if not isinstance(state, OnlineState) or state.applied_seq != anchor.seq:
+            state = loaded.get(self.settings.role) if isinstance(loaded, dict) else None
+            if not isinstance(state, type(self.state)) or state.applied_seq != anchor.seq:
                 raise _snapshot.SnapshotRejected("its state is not a learner state at its anchor")
         except _snapshot.SnapshotRejected as exc:
             how, refused = f"rebuilding from the event log ({exc})", self.snapshot_path.exists()
@@ -108,7 +115,7 @@ class Worker:
         anchor = found or _snapshot.Anchor(0, "", "")
         started = time.perf_counter()
         try:
-            state = {"online": self.state}
+            state = {self.settings.role: self.state}
             size = _snapshot.save(self.snapshot_path, state, anchor=anchor, fingerprint=self.fingerprint)
         except OSError as exc:
             self._tell(("snapshot_failed", f"{self.snapshot_path}: {exc.strerror or exc}"))
@@ -196,6 +203,7 @@ class Worker:
         for _ in range(min(_SLICE, len(buffer))):
             seq, event = buffer.popleft()
             for target in state.learn(event, seq):
+                assert isinstance(state, OnlineState)  # only the baselines find drifts
                 learner = state.agents[event.agent_id].targets[target]
                 drifts.append((seq, event.agent_id, target, event.timestamp, learner.drift_count))
         if not buffer:
@@ -250,11 +258,17 @@ class Worker:
         self.channel.send(reply)
 
     def _predict(self, agent_id: str, horizon: int, coverage: float) -> Any:
+        assert isinstance(self.state, OnlineState)
         return self.state.predict(agent_id, horizon, coverage)
 
     def _stats(self, agent_ids: tuple[str, ...]) -> Any:
+        assert isinstance(self.state, OnlineState)
         agents = self.state.agents
         return {agent_id: agents[agent_id].stats() for agent_id in agent_ids if agent_id in agents}
+
+    def _score(self, agent_id: str, candidates: tuple[Candidate, ...], weights: Weights, select: bool) -> Any:
+        assert isinstance(self.state, PromptLearner)
+        return self.state.score(agent_id, candidates, weights, select)
 
 
 def _agents_of(query: _Query) -> tuple[str, ...]:

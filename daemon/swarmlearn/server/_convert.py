@@ -10,9 +10,10 @@ from swarmlearn.events import Event, EventType, Rejection
 from swarmlearn.ingest import IngestResult
 from swarmlearn.online import AgentStats as OnlineAgentStats
 from swarmlearn.online import Answer, Forecast
+from swarmlearn.prompts import Candidate, ScoreResult, Weights
 from swarmlearn.server._status import StatusReport
 from swarmlearn.store import AgentSummary
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, prompts_pb2
 
 _EVENT_TYPES = {int(t): t for t in EventType}
 _ECHOED_ID_CHARS = 128
@@ -170,4 +171,44 @@ def daemon_status(report: StatusReport) -> daemon_pb2.DaemonStatus:
         online_agents=report.online_agents,
         online_running=report.online_running,
         online_restarts=report.online_restarts,
+    )
+
+
+_WEIGHTS = ("quality", "success", "latency", "cost")
+
+
+def score_request(request: prompts_pb2.ScorePromptsRequest) -> tuple[tuple[Candidate, ...], Weights]:
+    """Candidates and weights; unset optional fields become None (the documented defaults apply)."""
+    candidates = tuple(
+        Candidate(
+            text=c.text,
+            prompt_tokens=c.prompt_tokens if c.HasField("prompt_tokens") else None,
+            expected_response_tokens=c.expected_response_tokens if c.HasField("expected_response_tokens") else None,
+            variant=c.variant,
+        )
+        for c in request.candidates
+    )
+    w = request.weights
+    weights = Weights(*(getattr(w, name) if w.HasField(name) else None for name in _WEIGHTS))
+    return candidates, weights
+
+
+def score_response(result: ScoreResult) -> prompts_pb2.ScorePromptsResponse:
+    return prompts_pb2.ScorePromptsResponse(
+        agent_id=result.agent_id,
+        ranked=[
+            prompts_pb2.ScoredPrompt(
+                index=r.index,
+                variant=r.variant,
+                predicted_quality=r.predicted_quality,
+                predicted_success=r.predicted_success,
+                predicted_latency_ms=r.predicted_latency_ms,
+                predicted_response_tokens=r.predicted_response_tokens,
+                uncertainty=r.uncertainty,
+                score=r.score,
+            )
+            for r in result.ranked
+        ],
+        used_global_model=result.used_global_model,
+        selected_variant=result.selected_variant,
     )

@@ -19,12 +19,20 @@ from swarmlearn.errors import InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.ingest import Ingestor, PendingIngest
 from swarmlearn.online import TARGETS, OnlineLearner
 from swarmlearn.online import AgentStats as OnlineAgentStats
-from swarmlearn.server._convert import agent_stats, daemon_status, decode_batch, ingest_ack, predict_response
+from swarmlearn.server._convert import (
+    agent_stats,
+    daemon_status,
+    decode_batch,
+    ingest_ack,
+    predict_response,
+    score_request,
+    score_response,
+)
 from swarmlearn.server._errors import abort_for, mapped
 from swarmlearn.server._metrics import Metrics
 from swarmlearn.server._status import StatusReport
 from swarmlearn.store import EventStore
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, prompts_pb2, service_pb2_grpc
 
 _RETRY_AFTER_MS = 1000
 _MAX_PAGE = 1000
@@ -140,6 +148,17 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
             agent_id, request.horizon or 1, coverage, min_seq=self._store.durable_sequence
         )
         return predict_response(agent_id, answer, targets)
+
+    @mapped
+    async def ScorePrompts(
+        self, request: prompts_pb2.ScorePromptsRequest, context: Context
+    ) -> prompts_pb2.ScorePromptsResponse:
+        agent_id = _agent_id(request.agent_id)
+        candidates, weights = score_request(request)
+        answer = await self._online.score(
+            agent_id, candidates, weights, request.select, min_seq=self._store.durable_sequence
+        )
+        return score_response(answer.value)
 
     @mapped
     async def GetAgentStats(self, request: agents_pb2.GetAgentStatsRequest, context: Context) -> agents_pb2.AgentStats:

@@ -1,0 +1,46 @@
+"""Prompt optimisation: online prompt models per agent and global, candidate scoring, variant selection.
+
+The daemon process only passes requests and answers on (``_types``, no River); the models run in the
+learner process and are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from swarmlearn.prompts._types import Candidate, ScoredPrompt, ScoreResult, Weights
+
+if TYPE_CHECKING:
+    from swarmlearn.prompts._config import PromptConfig
+    from swarmlearn.prompts._learner import PromptLearner
+    from swarmlearn.prompts._models import TARGETS
+    from swarmlearn.prompts._state import AgentPrompts, PromptState
+
+_LAZY = {
+    "TARGETS": "swarmlearn.prompts._models",
+    "AgentPrompts": "swarmlearn.prompts._state",
+    "PromptConfig": "swarmlearn.prompts._config",
+    "PromptLearner": "swarmlearn.prompts._learner",
+    "PromptState": "swarmlearn.prompts._state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "TARGETS",
+    "AgentPrompts",
+    "Candidate",
+    "PromptConfig",
+    "PromptLearner",
+    "PromptState",
+    "ScoreResult",
+    "ScoredPrompt",
+    "Weights",
+]

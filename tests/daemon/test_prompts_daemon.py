@@ -1,0 +1,132 @@
+"""ScorePrompts in a real daemon: learned from ingested prompt events, validated, variant selection."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from swarmlearn.config import Settings
+from swarmlearn.importer import event_to_proto
+from swarmlearn.server import DaemonServer
+from swarmlearn.synthetic import generate_swarm
+from swarmlearn_client.v1 import events_pb2, prompts_pb2, service_pb2_grpc
+from tests.daemon.pbevents import BASE_TS, event
+
+Stub = service_pb2_grpc.SwarmLearnStub
+GOOD = "please verify the result step-by-step with examples and constraints"
+BAD = "whatever asap maybe etc the task"
+
+
+async def ingest(stub: Stub, pbs: list[events_pb2.StreamEvent]) -> None:
+    requests = [events_pb2.EventBatch(batch_id=str(i), events=pbs[i : i + 500]) for i in range(0, len(pbs), 500)]
+    acks = [ack async for ack in stub.Ingest(iter(requests))]
+    assert sum(a.accepted + a.duplicates for a in acks) == len(pbs)
+
+
+async def caught_up(server: DaemonServer) -> None:
+    deadline = time.monotonic() + 60.0
+    while not (server.online.ready and server.online.applied_seq >= server.store.durable_sequence):
+        assert time.monotonic() < deadline, "the learners did not catch up"
+        await asyncio.sleep(0.02)
+
+
+def variant_events(n: int) -> list[events_pb2.StreamEvent]:
+    """An agent trying two prompt variants; "b" gets better answers."""
+    rng = random.Random(4)
+    out = []
+    for i in range(n):
+        variant = "a" if i % 2 else "b"
+        pb = event("chooser", f"v-{i}", latency=500.0 + rng.gauss(0, 20))
+        pb.timestamp.seconds = BASE_TS + 60 * i
+        pb.attributes["prompt_variant"] = variant
+        pb.prompt_data.prompt_text = f"{'verify step-by-step' if variant == 'b' else 'asap whatever'} task {i % 7}"
+        pb.prompt_data.prompt_tokens = 6
+        pb.prompt_data.response_tokens = 60
+        pb.prompt_data.quality_score = (0.85 if variant == "b" else 0.45) + rng.gauss(0, 0.03)
+        out.append(pb)
+    return out
+
+
+@pytest_asyncio.fixture
+async def learned(tmp_path: Path) -> AsyncIterator[tuple[DaemonServer, Stub]]:
+    server = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path / "data"))
+    await server.start()
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = Stub(channel)
+        swarm = [event_to_proto(e) for e in generate_swarm(agents=4, events_per_agent=1500, seed=2)]
+        await ingest(stub, swarm + variant_events(400))
+        await caught_up(server)
+        yield server, stub
+    await server.stop()
+
+
+async def test_scores_rank_prompts_by_what_was_learned(learned: tuple[DaemonServer, Stub]) -> None:
+    _, stub = learned
+    request = prompts_pb2.ScorePromptsRequest(
+        agent_id="coder", candidates=[prompts_pb2.PromptCandidate(text=t) for t in (BAD, GOOD)]
+    )
+    response = await stub.ScorePrompts(request)
+    assert [r.index for r in response.ranked] == [1, 0]  # the good words first
+    best, worst = response.ranked
+    assert best.predicted_quality > worst.predicted_quality + 0.1
+    assert best.score > worst.score
+    assert 0 < best.uncertainty < 1 and 0 <= best.predicted_success <= 1 and best.predicted_latency_ms > 0
+    # An agent the daemon never saw borrows the swarm's models, and says so.
+    stranger = await stub.ScorePrompts(
+        prompts_pb2.ScorePromptsRequest(agent_id="stranger", candidates=request.candidates)
+    )
+    assert stranger.used_global_model
+    assert [r.index for r in stranger.ranked] == [1, 0]
+
+
+async def test_select_converges_on_the_better_variant_and_still_explores(learned: tuple[DaemonServer, Stub]) -> None:
+    _, stub = learned
+    request = prompts_pb2.ScorePromptsRequest(
+        agent_id="chooser",
+        candidates=[prompts_pb2.PromptCandidate(text="x", variant=v) for v in ("a", "b")],
+        select=True,
+    )
+    chosen = Counter([(await stub.ScorePrompts(request)).selected_variant for _ in range(300)])
+    assert set(chosen) <= {"a", "b"}
+    assert chosen["b"] > 0.75 * 300, chosen
+    assert chosen["a"] >= 1, chosen  # not starved
+
+
+async def test_bad_requests_are_refused_naming_the_field(learned: tuple[DaemonServer, Stub]) -> None:
+    _, stub = learned
+    one = [prompts_pb2.PromptCandidate(text=GOOD)]
+    cases = [
+        (prompts_pb2.ScorePromptsRequest(agent_id="", candidates=one), "agent_id"),
+        (prompts_pb2.ScorePromptsRequest(agent_id="coder"), "candidates"),
+        (
+            prompts_pb2.ScorePromptsRequest(agent_id="coder", candidates=one * 101),
+            "candidates",
+        ),
+        (
+            prompts_pb2.ScorePromptsRequest(
+                agent_id="coder", candidates=[prompts_pb2.PromptCandidate(text="x" * 65_537)]
+            ),
+            "candidates[0].text",
+        ),
+        (
+            prompts_pb2.ScorePromptsRequest(
+                agent_id="coder", candidates=one, weights=prompts_pb2.ObjectiveWeights(latency=-1.0)
+            ),
+            "weights.latency",
+        ),
+    ]
+    for request, field in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ScorePrompts(request)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert (refused.value.details() or "").startswith(field + ":"), refused.value.details()
+    # The daemon keeps answering.
+    assert (await stub.ScorePrompts(prompts_pb2.ScorePromptsRequest(agent_id="coder", candidates=one))).ranked
