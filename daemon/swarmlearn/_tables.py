@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rich.table import Table
 
-from swarmlearn_client import AgentStats, Forecast
+from swarmlearn_client import AgentStats, Forecast, PromptCandidate, PromptRanking
 
 _TARGETS = ("latency_ms", "tokens_per_second", "success_rate")
 
@@ -119,4 +120,44 @@ def forecast_table(forecast: Forecast) -> Table:
                 f.model_kind if p.step == 1 else "",
                 _number(f.running_mae) if p.step == 1 else "",
             )
+    return table
+
+
+def ranking_table(ranking: PromptRanking, candidates: Sequence[PromptCandidate]) -> Table:
+    scope = "the swarm's models (agent unknown or young)" if ranking.used_global_model else "the agent's models"
+    title = f"prompts for {ranking.agent_id}, best first; answered by {scope}"
+    if ranking.selected_variant:
+        title += f"; use variant {ranking.selected_variant!r} next"
+    table = Table(title=title)
+    for column in ("#", "prompt", "variant", "score", "±", "quality", "success", "latency ms", "response tokens"):
+        table.add_column(column, justify="left" if column in ("prompt", "variant") else "right")
+    for rank, r in enumerate(ranking.ranked, start=1):
+        text = candidates[r.index].text
+        table.add_row(
+            str(rank),
+            text if len(text) <= 60 else text[:57] + "...",
+            r.variant,
+            f"{r.score:.3f}",
+            f"{r.uncertainty:.3f}",
+            f"{r.predicted_quality:.3f}",
+            f"{r.predicted_success:.3f}",
+            f"{r.predicted_latency_ms:,.0f}",
+            f"{r.predicted_response_tokens:,.0f}",
+        )
+    return table
+
+
+def prompt_learning_table(rows: Sequence[Mapping[str, Any]], prompts: Sequence[str]) -> Table:
+    table = Table(title=f"prompt scores for coder as events arrive: good = {prompts[0]!r}, bad = {prompts[1]!r}")
+    for column in ("events learned", "good quality", "bad quality", "good score", "bad score", "good first"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            f"{row['events']:,}",
+            f"{row['good_quality']:.3f}",
+            f"{row['bad_quality']:.3f}",
+            f"{row['good_score']:.3f}",
+            f"{row['bad_score']:.3f}",
+            "yes" if row["good_ranked_first"] else "no",
+        )
     return table

@@ -31,13 +31,24 @@ from swarmlearn._tables import (
     baselines_table,
     features_table,
     forecast_table,
+    prompt_learning_table,
+    ranking_table,
 )
 from swarmlearn.config import Settings, SettingsError, field_names, load_settings
 from swarmlearn.importer import LineError, event_to_proto, read_jsonl
 from swarmlearn.server import Daemon, DataDirLocked, SecurityError, configure_logging, serve
 from swarmlearn.store import BackupError, BackupManifest, backup, restore
 from swarmlearn.synthetic import generate_swarm
-from swarmlearn_client import AgentStats, BatchAck, Client, IngestSummary, Rejection, SwarmLearnError
+from swarmlearn_client import (
+    AgentStats,
+    BatchAck,
+    Client,
+    IngestSummary,
+    ObjectiveWeights,
+    PromptCandidate,
+    Rejection,
+    SwarmLearnError,
+)
 
 err = Console(stderr=True)
 out = Console()
@@ -355,6 +366,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         err.print(f"started a daemon on {args.target}, data in {data_dir}")
     try:
         total = args.agents * args.events
+        events = [
+            event_to_proto(e) for e in generate_swarm(agents=args.agents, events_per_agent=args.events, seed=args.seed)
+        ]
+        learning: list[dict[str, Any]] = []
         with _client(args) as client:
             with Progress(
                 TextColumn("streaming synthetic swarm"),
@@ -369,28 +384,113 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 def on_ack(ack: BatchAck) -> None:
                     progress.advance(task, ack.accepted + ack.duplicates + len(ack.rejected))
 
-                with client.ingest_stream(batch_size=500, on_ack=on_ack) as stream:
-                    for event in generate_swarm(agents=args.agents, events_per_agent=args.events, seed=args.seed):
-                        stream.send(event_to_proto(event))
-            learned = _wait_learned(client, stream.summary.durable_sequence, quiet=args.json)
+                # In quarters: after each, how the prompt models rank a good and a bad prompt so far.
+                accepted = duplicates = rejected = 0
+                quarter = -(-len(events) // 4)
+                for start in range(0, len(events), quarter):
+                    part = client.ingest(events[start : start + quarter], batch_size=500, on_ack=on_ack)
+                    accepted, duplicates, rejected = (
+                        accepted + part.accepted, duplicates + part.duplicates, rejected + part.rejected
+                    )  # fmt: skip
+                    if _wait_learned(client, part.durable_sequence, quiet=True):
+                        learning.append(_prompt_checkpoint(client, start + len(events[start : start + quarter])))
+            learned = _wait_learned(client, client.status().durable_sequence, quiet=args.json)
             agents = _all_agents(client)
-        summary = stream.summary
+        totals = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
         if args.json:
-            _print_json({"ingest": _summary_dict(summary, [], []), "agents": agents, "learned": learned})
+            _print_json({"ingest": totals, "agents": agents, "learned": learned, "prompt_learning": learning})
         else:
-            out.print(
-                f"ingested: accepted {summary.accepted}, duplicates {summary.duplicates}, rejected {summary.rejected}"
-            )
+            out.print(f"ingested: accepted {accepted}, duplicates {duplicates}, rejected {rejected}")
             out.print(agents_table(agents))
             if learned:
                 out.print(baselines_table(agents))
             else:
                 out.print("the online learner did not catch up in time; `swarmlearn stats AGENT` shows it later")
+            if learning:
+                out.print(prompt_learning_table(learning, _DEMO_PROMPTS))
     finally:
         if daemon is not None:
             daemon.stop()
         if scratch is not None:
             scratch.cleanup()
+    return 0
+
+
+_DEMO_PROMPTS = (
+    "verify the result step-by-step with examples and constraints, concise",
+    "whatever, asap, maybe fix the code etc",
+)
+
+
+def _prompt_checkpoint(client: Client, events: int) -> dict[str, Any]:
+    ranking = client.score_prompts("coder", _DEMO_PROMPTS)
+    by_index = {r.index: r for r in ranking.ranked}
+    return {
+        "events": events,
+        "good_quality": by_index[0].predicted_quality,
+        "bad_quality": by_index[1].predicted_quality,
+        "good_score": by_index[0].score,
+        "bad_score": by_index[1].score,
+        "good_ranked_first": ranking.ranked[0].index == 0,
+        "used_global_model": ranking.used_global_model,
+    }
+
+
+# -- prompts ----------------------------------------------------------------------------------
+
+
+def _read_candidates(path: Path) -> list[PromptCandidate]:
+    """One candidate per line: plain text, or a JSON object with ``text`` and optionally ``variant``,
+    ``prompt_tokens``, ``expected_response_tokens``. Blank lines are skipped."""
+    candidates = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SettingsError(f"candidates file {path}: {exc.strerror}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                raw = json.loads(line)
+                candidates.append(
+                    PromptCandidate(
+                        text=str(raw["text"]),
+                        variant=str(raw.get("variant", "")),
+                        prompt_tokens=raw.get("prompt_tokens"),
+                        expected_response_tokens=raw.get("expected_response_tokens"),
+                    )
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SettingsError(f"candidates file {path}, line {number}: not a candidate ({exc})") from None
+        else:
+            candidates.append(PromptCandidate(text=line))
+    return candidates
+
+
+def _weights(values: Sequence[str] | None) -> ObjectiveWeights | None:
+    if not values:
+        return None
+    parsed: dict[str, float] = {}
+    for item in values:
+        name, _, number = item.partition("=")
+        if name not in ("quality", "success", "latency", "cost") or not number:
+            raise SettingsError(f"--weight {item!r}: use quality=, success=, latency= or cost= and a number")
+        try:
+            parsed[name] = float(number)
+        except ValueError:
+            raise SettingsError(f"--weight {item!r}: {number!r} is not a number") from None
+    return ObjectiveWeights(**parsed)
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    candidates = _read_candidates(args.candidates)
+    with _client(args) as client:
+        ranking = client.score_prompts(args.agent, candidates, weights=_weights(args.weight), select=args.select)
+    if args.json:
+        _print_json(ranking)
+    else:
+        out.print(ranking_table(ranking, candidates))
     return 0
 
 
@@ -457,6 +557,14 @@ def _parser() -> argparse.ArgumentParser:
     predict_cmd.add_argument("--horizon", type=int, default=1, help="events ahead (default 1)")
     predict_cmd.add_argument("--coverage", type=float, help="nominal interval coverage in (0, 1) (default: daemon's)")
     predict_cmd.add_argument("--targets", nargs="+", choices=("latency_ms", "tokens_per_second", "success_rate"))
+
+    prompts_cmd = command("prompts", cmd_prompts, "rank candidate prompts for an agent (best first)")
+    prompts_cmd.add_argument("agent", help="agent id")
+    prompts_cmd.add_argument(
+        "--candidates", type=Path, required=True, help="file: one prompt per line, or JSON lines with text, variant"
+    )
+    prompts_cmd.add_argument("--weight", nargs="+", metavar="NAME=W", help="objective weights, e.g. latency=2 cost=0")
+    prompts_cmd.add_argument("--select", action="store_true", help="also pick the prompt variant to use next")
 
     demo_cmd = command("demo", cmd_demo, "stream a synthetic swarm into a daemon (started here unless --target)")
     demo_cmd.add_argument("--agents", type=int, default=6)

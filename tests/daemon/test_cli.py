@@ -115,6 +115,33 @@ def test_demo_streams_a_swarm_into_its_own_daemon(capsys: pytest.CaptureFixture[
         assert set(agent["answered_mae"]) == {"latency_ms", "tokens_per_second", "success_rate"}
 
 
+def test_prompts_command_ranks_a_file_of_candidates(
+    daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = run_json(capsys, "demo", "--agents", "2", "--events", "400", "--target", daemon.address, "--json")
+    checkpoints = report["prompt_learning"]
+    assert len(checkpoints) == 4 and checkpoints[-1]["events"] == 800
+    # What the demo shows: the gap between a good and a bad prompt widens as events arrive.
+    gaps = [c["good_quality"] - c["bad_quality"] for c in checkpoints]
+    assert gaps[-1] > gaps[0] and checkpoints[-1]["good_ranked_first"]
+    candidates = tmp_path / "candidates.txt"
+    candidates.write_text(
+        'whatever asap maybe etc\n\n{"text": "verify the code step-by-step with examples", "variant": "careful"}\n'
+    )
+    ask = ["prompts", "coder", "--candidates", str(candidates), "--target", daemon.address]
+    ranking = run_json(capsys, *ask, "--weight", "latency=0", "--json")
+    assert [r["index"] for r in ranking["ranked"]] == [1, 0]
+    assert ranking["ranked"][0]["variant"] == "careful"
+    assert main(["prompts", "coder", "--candidates", str(candidates), "--target", daemon.address]) == 0
+    assert "answered by" in capsys.readouterr().out
+    assert main(["prompts", "coder", "--candidates", str(candidates), "--weight", "vibes=1"]) == 2
+    assert (
+        main(["prompts", "coder", "--candidates", str(candidates), "--weight", "cost=-1", "--target", daemon.address])
+        == 1
+    )
+    assert "INVALID_ARGUMENT: weights.cost" in capsys.readouterr().err
+
+
 def test_stats_and_predict_commands(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
     run_json(capsys, "demo", "--agents", "2", "--events", "150", "--target", daemon.address, "--json")
     forecast = run_json(
