@@ -9,10 +9,11 @@ sqlite synchronous=FULL. Two figures per run: *acked ev/s* (events / time to the
 *learned ev/s* (events / time until every learner process has applied the last event, read from
 GetStatus), the one that says whether learning keeps up. Configurations alternate run by run.
 
-Part 2, Predict. One daemon that has learned 6 agents x 2,000 events; sequential unary calls from a
-blocking grpcio stub (the way an agent asks), H = 1 and H = 12, and the same number of calls to a
-raw grpcio server in another process whose Predict returns a fixed answer at once: the
-transport's floor. Batches of 200 calls alternate between the two servers.
+Part 2, Predict and ScorePrompts. One daemon that has learned 6 agents x 2,000 events; sequential
+unary calls from a blocking grpcio stub (the way an agent asks): Predict at H = 1 and H = 12,
+ScorePrompts with 1 and 100 candidates (new texts in every request), and the same calls to a raw
+grpcio server in another process that answers each at once with a fixed message: the transport's
+floor. Chunks of calls alternate between the two servers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -31,8 +33,8 @@ import grpc
 from ingest import drive, free_port, make_batches, percentile, wait_ready  # benchmarks/ingest.py
 
 from swarmlearn.importer import event_to_proto
-from swarmlearn.synthetic import generate_swarm
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, service_pb2_grpc
+from swarmlearn.synthetic import BAD_WORDS, FILLER, GOOD_WORDS, generate_swarm
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, prompts_pb2, service_pb2_grpc
 
 
 class EchoServicer(service_pb2_grpc.SwarmLearnServicer):
@@ -53,6 +55,9 @@ class EchoServicer(service_pb2_grpc.SwarmLearnServicer):
 
     async def Predict(self, request, context):  # type: ignore[no-untyped-def]
         return self.answer
+
+    async def ScorePrompts(self, request, context):  # type: ignore[no-untyped-def]
+        return prompts_pb2.ScorePromptsResponse(agent_id=request.agent_id)
 
 
 async def run_echo_server(port: int) -> None:
@@ -111,20 +116,36 @@ async def ingest_once(batches: list, workers: int) -> tuple[float, float]:  # ty
     return count / elapsed, count / learned
 
 
-def predict_latencies(target: str, requests: list[agents_pb2.PredictRequest]) -> list[float]:
-    with grpc.insecure_channel(target) as channel:
-        stub = service_pb2_grpc.SwarmLearnStub(channel)
-        for request in requests[:50]:  # warm the channel and the caches
-            stub.Predict(request)
+def latencies(target: str, method: str, requests: list) -> list[float]:  # type: ignore[type-arg]
+    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        call = getattr(service_pb2_grpc.SwarmLearnStub(channel), method)
+        for request in requests[:20]:  # warm the channel and the caches
+            call(request)
         out = []
         for request in requests:
             start = time.perf_counter()
-            stub.Predict(request)
+            call(request)
             out.append(time.perf_counter() - start)
     return out
 
 
-async def predict_bench(args: argparse.Namespace) -> list[dict[str, float]]:
+def prompt_requests(agents: list[str], count: int, candidates: int) -> list[prompts_pb2.ScorePromptsRequest]:
+    """Fresh texts in every request (the daemon caches featurised texts), built from the swarm's words."""
+    rng = random.Random(candidates)
+    words = [*GOOD_WORDS, *BAD_WORDS, *FILLER]
+    return [
+        prompts_pb2.ScorePromptsRequest(
+            agent_id=agents[i % len(agents)],
+            candidates=[
+                prompts_pb2.PromptCandidate(text=" ".join(rng.choices(words, k=rng.randint(5, 40))))
+                for _ in range(candidates)
+            ],
+        )
+        for i in range(count)
+    ]
+
+
+async def predict_bench(args: argparse.Namespace) -> list[dict[str, float | str]]:
     port, echo_port = free_port(), free_port()
     rows = []
     with tempfile.TemporaryDirectory() as data_dir:
@@ -138,17 +159,30 @@ async def predict_bench(args: argparse.Namespace) -> list[dict[str, float]]:
             await drive(target, make_batches(events, 1000))
             await learned_by(target, len(events))
             agents = sorted({e.agent_id for e in events})
-            for horizon in (1, 12):
-                requests = [
-                    agents_pb2.PredictRequest(agent_id=agents[i % len(agents)], horizon=horizon)
-                    for i in range(args.predicts)
-                ]
+            cells: list[tuple[str, str, int, list]] = [  # type: ignore[type-arg]
+                (
+                    "Predict",
+                    f"H = {horizon}",
+                    args.predicts,
+                    [
+                        agents_pb2.PredictRequest(agent_id=agents[i % len(agents)], horizon=horizon)
+                        for i in range(args.predicts)
+                    ],
+                )
+                for horizon in (1, 12)
+            ]
+            cells += [
+                ("ScorePrompts", f"{n} candidates", count, prompt_requests(agents, count, n))
+                for n, count in ((1, args.predicts), (100, max(100, args.predicts // 10)))
+            ]
+            for method, label, count, requests in cells:
                 times: dict[str, list[float]] = {"echo": [], "swarmlearn": []}
-                for start in range(0, len(requests), 200):
-                    chunk = requests[start : start + 200]
-                    times["echo"] += await asyncio.to_thread(predict_latencies, echo_target, chunk)
-                    times["swarmlearn"] += await asyncio.to_thread(predict_latencies, target, chunk)
-                row = {"horizon": horizon, "calls": len(requests)}
+                step = max(20, count // 10)
+                for start in range(0, len(requests), step):
+                    chunk = requests[start : start + step]
+                    times["echo"] += await asyncio.to_thread(latencies, echo_target, method, chunk)
+                    times["swarmlearn"] += await asyncio.to_thread(latencies, target, method, chunk)
+                row: dict[str, float | str] = {"method": method, "case": label, "calls": len(requests)}
                 for name, values in times.items():
                     row[f"{name}_p50_ms"] = percentile(values, 50) * 1e3
                     row[f"{name}_p99_ms"] = percentile(values, 99) * 1e3
@@ -186,14 +220,14 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"| {w} | {a:,.0f} [{min(acked[w]):,.0f}-{max(acked[w]):,.0f}] | {learned_cell} | {ratio} |")
     rows = await predict_bench(args)
     print()
-    print(f"# Predict: sequential unary calls, blocking grpcio stub; {rows[0]['calls']:.0f} calls per cell")
-    print("| horizon | echo p50 / p99 ms | swarmlearn p50 / p99 ms | p50 ratio |")
-    print("|---|---|---|---|")
+    print("# unary RPCs, one at a time from a blocking grpcio stub; echo: the same RPC answered at once, no work")
+    print("| RPC | case | calls | echo p50 / p99 ms | swarmlearn p50 / p99 ms | p50 ratio |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['horizon']:.0f} | {r['echo_p50_ms']:.3f} / {r['echo_p99_ms']:.3f} "
+            f"| {r['method']} | {r['case']} | {r['calls']} | {r['echo_p50_ms']:.3f} / {r['echo_p99_ms']:.3f} "
             f"| {r['swarmlearn_p50_ms']:.3f} / {r['swarmlearn_p99_ms']:.3f} "
-            f"| {r['swarmlearn_p50_ms'] / r['echo_p50_ms']:.2f} |"
+            f"| {float(r['swarmlearn_p50_ms']) / float(r['echo_p50_ms']):.2f} |"
         )
 
 
