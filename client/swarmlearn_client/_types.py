@@ -192,7 +192,7 @@ class PromptRanking:
     ranked: tuple[ScoredPrompt, ...]
     """Best first."""
     used_global_model: bool
-    """The agent was unknown or young, so the global model answered."""
+    """The swarm's global models answered every target (always for an unknown or young agent)."""
     selected_variant: str
     """Set when ``select=True``: the variant to use next (with exploration)."""
 

@@ -53,6 +53,6 @@ class ScoreResult:
     ranked: tuple[ScoredPrompt, ...]
     """Best first; ties keep the request's order."""
     used_global_model: bool
-    """True when the agent was unknown or young and the global models answered."""
+    """True when the global models answered every target (always for an unknown or young agent)."""
     selected_variant: str
     """The variant to use next when selection was asked for and there was one to choose; else empty."""
