@@ -2,7 +2,8 @@
 
 SwarmLearnDaemonError
 ├── InvalidArgument      -> INVALID_ARGUMENT (names the field)
-├── UnknownAgent         -> NOT_FOUND
+├── NotFound             -> NOT_FOUND
+│   └── UnknownAgent
 ├── Overloaded           -> RESOURCE_EXHAUSTED
 ├── NotReady             -> UNAVAILABLE
 ├── Disabled             -> FAILED_PRECONDITION
@@ -23,7 +24,11 @@ class InvalidArgument(SwarmLearnDaemonError):
         self.reason = reason
 
 
-class UnknownAgent(SwarmLearnDaemonError):
+class NotFound(SwarmLearnDaemonError):
+    """What the request names does not exist; the message says what."""
+
+
+class UnknownAgent(NotFound):
     def __init__(self, agent_id: str) -> None:
         super().__init__(f"unknown agent {agent_id!r}: no event of it is stored")
         self.agent_id = agent_id

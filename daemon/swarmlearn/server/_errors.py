@@ -12,11 +12,11 @@ import grpc
 from swarmlearn.errors import (
     Disabled,
     InvalidArgument,
+    NotFound,
     NotReady,
     Overloaded,
     ShuttingDown,
     SwarmLearnDaemonError,
-    UnknownAgent,
 )
 from swarmlearn.store import StoreClosed
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    UnknownAgent: grpc.StatusCode.NOT_FOUND,
+    NotFound: grpc.StatusCode.NOT_FOUND,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     NotReady: grpc.StatusCode.UNAVAILABLE,
     Disabled: grpc.StatusCode.FAILED_PRECONDITION,

@@ -1,0 +1,216 @@
+"""The model registry: every trained version per scope and model kind, one champion per scope.
+
+A *scope* is what a model forecasts for: ``""`` for the swarm (a global model, every agent) or an
+agent id. Versions count from 1 per (scope, kind). The champion of a scope is the version Predict
+uses for it; each scope keeps its history of champions, so ``rollback`` returns to the one before.
+
+Promotion is decided on the challenger's test split, against rivals evaluated on the same windows
+(``decide``): the current champion and the best online baseline. Errors of different targets are in
+different units (milliseconds, tokens per second, a rate), so they are never pooled: the challenger's
+error is divided by the rival's per target, and the geometric mean of those ratios must be below
+``1 - margin`` against every rival. ``PromoteModel`` (an operator's explicit choice) skips the rule.
+
+The registry lives in ``<data_dir>/models/registry.json`` beside the checkpoints, written atomically
+(a temporary file, fsync, rename); a backup copies the whole directory. It is JSON: nothing in it is
+executable, and checkpoints are loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarmlearn.errors import InvalidArgument, NotFound
+
+FORMAT_VERSION = 1
+REGISTRY_FILE = "registry.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    scope: str
+    """``""`` for the swarm's global model, else an agent id."""
+    kind: str
+    """``lstm``, ``tcn`` or ``nbeats``."""
+    version: int
+    created_at: float
+    checkpoint: str
+    """Path of the checkpoint file, relative to the registry's directory."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """``<target>.<metric>`` on the test split of the run that made it, e.g. ``latency_ms.mae``."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The configuration that made it (model and training)."""
+    job_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    promote: bool
+    reason: str
+    ratios: dict[str, float]
+    """Per rival, the geometric mean over targets of challenger error / rival error."""
+
+
+def decide(
+    challenger: Mapping[str, float],
+    rivals: Mapping[str, Mapping[str, float]],
+    targets: Sequence[str],
+    *,
+    metric: str = "mae",
+    margin: float = 0.0,
+) -> Decision:
+    """Whether ``challenger`` beats every rival (``{"champion": metrics, "online": metrics}``) on
+    ``<target>.<metric>`` for all ``targets``; metrics of one split. A rival without the metric for a
+    target cannot be compared there and the target is skipped for it."""
+    ratios: dict[str, float] = {}
+    for name, rival in rivals.items():
+        logs = []
+        for target in targets:
+            key = f"{target}.{metric}"
+            mine, theirs = challenger.get(key), rival.get(key)
+            if mine is None or theirs is None or not math.isfinite(mine) or not math.isfinite(theirs):
+                continue
+            # A perfect rival (0 error) can only be tied; a tiny floor keeps the ratio finite.
+            logs.append(math.log(max(mine, 1e-12) / max(theirs, 1e-12)))
+        if logs:
+            ratios[name] = math.exp(sum(logs) / len(logs))
+    missing = [name for name in rivals if name not in ratios]
+    if missing:
+        return Decision(False, f"no comparable {metric} against {', '.join(missing)}", ratios)
+    losing = {name: r for name, r in ratios.items() if r >= 1.0 - margin}
+    if losing:
+        worst = ", ".join(f"{name} ({r:.3f} of its {metric})" for name, r in losing.items())
+        return Decision(False, f"does not beat {worst}", ratios)
+    beaten = ", ".join(f"{name} ({r:.3f} of its {metric})" for name, r in ratios.items())
+    return Decision(True, f"beats {beaten}" if beaten else "nothing to beat", ratios)
+
+
+class ModelRegistry:
+    """Thread-safe; every change is on disk before the call returns."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._versions: dict[tuple[str, str, int], ModelVersion] = {}
+        self._champions: dict[str, list[tuple[str, int]]] = {}
+        path = root / REGISTRY_FILE
+        if path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            document = json.loads(path.read_text())
+            if document.get("format") != FORMAT_VERSION:
+                raise ValueError(f"format {document.get('format')}, this release reads {FORMAT_VERSION}")
+            for raw in document["versions"]:
+                v = ModelVersion(**raw)
+                self._versions[(v.scope, v.kind, v.version)] = v
+            self._champions = {
+                scope: [(str(kind), int(version)) for kind, version in history]
+                for scope, history in document["champions"].items()
+            }
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RuntimeError(f"cannot read the model registry {path}: {exc}") from None
+
+    def _save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        document = {
+            "format": FORMAT_VERSION,
+            "versions": [asdict(v) for v in sorted(self._versions.values(), key=_order)],
+            "champions": {scope: [list(entry) for entry in history] for scope, history in self._champions.items()},
+        }
+        path = self.root / REGISTRY_FILE
+        temporary = path.with_name(f"{REGISTRY_FILE}.{os.getpid()}.tmp")
+        with open(temporary, "w") as out:
+            json.dump(document, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def versions(self, scope: str | None = None, kind: str | None = None) -> list[ModelVersion]:
+        with self._lock:
+            found = [
+                v
+                for v in self._versions.values()
+                if (scope is None or v.scope == scope) and (kind is None or v.kind == kind)
+            ]
+        return sorted(found, key=_order)
+
+    def get(self, scope: str, kind: str, version: int) -> ModelVersion:
+        with self._lock:
+            found = self._versions.get((scope, kind, version))
+        if found is None:
+            raise NotFound(f"no model {kind} version {version} in scope {scope!r}")
+        return found
+
+    def champion(self, scope: str) -> ModelVersion | None:
+        with self._lock:
+            history = self._champions.get(scope)
+            return self._versions[(scope, *history[-1])] if history else None
+
+    def is_champion(self, version: ModelVersion) -> bool:
+        champion = self.champion(version.scope)
+        return champion is not None and (champion.kind, champion.version) == (version.kind, version.version)
+
+    def checkpoint_path(self, version: ModelVersion) -> Path:
+        return self.root / version.checkpoint
+
+    # -- changes ----------------------------------------------------------------------------------
+
+    def next_version(self, scope: str, kind: str) -> int:
+        with self._lock:
+            return 1 + max((v for s, k, v in self._versions if s == scope and k == kind), default=0)
+
+    def register(
+        self,
+        scope: str,
+        kind: str,
+        version: int,
+        checkpoint: Path,
+        *,
+        metrics: Mapping[str, float],
+        config: Mapping[str, Any],
+        job_id: str = "",
+    ) -> ModelVersion:
+        """Record a trained version whose checkpoint is already written under the registry's root."""
+        relative = checkpoint.resolve().relative_to(self.root.resolve())
+        entry = ModelVersion(scope, kind, version, time.time(), str(relative), dict(metrics), dict(config), job_id)
+        with self._lock:
+            if (scope, kind, version) in self._versions:
+                raise InvalidArgument("version", f"{kind} version {version} of scope {scope!r} exists")
+            self._versions[(scope, kind, version)] = entry
+            self._save()
+        return entry
+
+    def promote(self, scope: str, kind: str, version: int) -> ModelVersion:
+        """Make a version the champion of its scope (no check: the caller decided)."""
+        entry = self.get(scope, kind, version)
+        with self._lock:
+            history = self._champions.setdefault(scope, [])
+            if not history or history[-1] != (kind, version):
+                history.append((kind, version))
+                self._save()
+        return entry
+
+    def rollback(self, scope: str) -> ModelVersion:
+        """Return to the champion before the current one."""
+        with self._lock:
+            history = self._champions.get(scope, [])
+            if len(history) < 2:
+                raise NotFound(f"scope {scope!r} has no earlier champion to roll back to")
+            history.pop()
+            self._save()
+            return self._versions[(scope, *history[-1])]
+
+
+def _order(v: ModelVersion) -> tuple[str, str, int]:
+    return (v.scope, v.kind, v.version)
