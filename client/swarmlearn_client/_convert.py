@@ -342,6 +342,7 @@ def status_from_proto(s: daemon_pb2.DaemonStatus) -> DaemonStatus:
         online_agents=s.online_agents,
         online_running=s.online_running,
         online_restarts=s.online_restarts,
+        online_workers=s.online_workers,
     )
 
 

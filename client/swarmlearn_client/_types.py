@@ -263,6 +263,8 @@ class DaemonStatus:
     online_agents: int = 0
     online_running: bool = False
     online_restarts: int = 0
+    online_workers: int = 0
+    """The daemon's ``online_workers`` setting; 0 means online learning is off."""
 
 
 @dataclass(frozen=True, slots=True)

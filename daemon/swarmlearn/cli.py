@@ -342,7 +342,7 @@ def _wait_learned(client: Client, sequence: int, *, quiet: bool, timeout: float 
         task = progress.add_task("learn", total=sequence)
         while time.monotonic() - started < timeout:
             status = client.status()
-            if not status.online_running and time.monotonic() - started > 30:  # off, or cannot start
+            if status.online_workers == 0:  # online learning is off
                 return False
             progress.update(task, completed=min(status.online_sequence, sequence))
             if status.online_sequence >= sequence:
@@ -451,18 +451,18 @@ def _read_candidates(path: Path) -> list[PromptCandidate]:
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
+            where = f"candidates file {path}, line {number}"
             try:
                 raw = json.loads(line)
-                candidates.append(
-                    PromptCandidate(
-                        text=str(raw["text"]),
-                        variant=str(raw.get("variant", "")),
-                        prompt_tokens=raw.get("prompt_tokens"),
-                        expected_response_tokens=raw.get("expected_response_tokens"),
-                    )
-                )
+                text, variant = raw["text"], raw.get("variant", "")
             except (ValueError, KeyError, TypeError) as exc:
-                raise SettingsError(f"candidates file {path}, line {number}: not a candidate ({exc})") from None
+                raise SettingsError(f"{where}: not a candidate ({exc})") from None
+            if not isinstance(text, str) or not isinstance(variant, str):
+                raise SettingsError(f"{where}: text and variant must be strings")
+            counts = [raw.get(name) for name in ("prompt_tokens", "expected_response_tokens")]
+            if any(c is not None and (type(c) is not int or c < 0) for c in counts):
+                raise SettingsError(f"{where}: token counts must be whole numbers >= 0")
+            candidates.append(PromptCandidate(text, variant, *counts))
         else:
             candidates.append(PromptCandidate(text=line))
     return candidates

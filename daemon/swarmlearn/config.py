@@ -75,6 +75,9 @@ class Settings:
     online_max_wait_s: float = 2.0
     """How long Predict and GetAgentStats wait for the online learner to reach an agent it has not
     met yet but whose events are committed; past it Predict answers UNAVAILABLE."""
+    online_stop_timeout_s: float = 30.0
+    """On stop, how long each online learner gets to write its snapshot and exit before it is killed
+    (its previous snapshot then stands, and the next start replays more of the log)."""
     predict_coverage: float = 0.8
     """Nominal coverage of Predict's intervals when the request leaves ``coverage`` at 0."""
 
@@ -105,6 +108,7 @@ class Settings:
         _check(0 <= self.online_workers <= 64, "online_workers", "must be in [0, 64]")
         _check(self.online_snapshot_interval_s > 0, "online_snapshot_interval_s", "must be > 0")
         _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
+        _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")
         _check(0 < self.predict_coverage < 1, "predict_coverage", "must be in (0, 1)")
         _check((self.tls_cert is None) == (self.tls_key is None), "tls_cert", "tls_cert and tls_key go together")
         _check(self.tls_client_ca is None or self.tls_cert is not None, "tls_client_ca", "needs tls_cert and tls_key")

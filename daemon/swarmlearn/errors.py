@@ -30,7 +30,8 @@ class NotFound(SwarmLearnDaemonError):
 
 class UnknownAgent(NotFound):
     def __init__(self, agent_id: str) -> None:
-        super().__init__(f"unknown agent {agent_id!r}: no event of it is stored")
+        shown = agent_id if len(agent_id) <= 128 else agent_id[:128] + "..."  # error details are metadata
+        super().__init__(f"unknown agent {shown!r}: no event of it is stored")
         self.agent_id = agent_id
 
 

@@ -21,7 +21,7 @@ class IngestResult:
 class PendingIngest:
     """A batch handed to the store; ``result()`` waits for its commit."""
 
-    __slots__ = ("_commit", "_on_commit", "_rejected", "_store")
+    __slots__ = ("_agents", "_commit", "_known", "_on_commit", "_rejected", "_store")
 
     def __init__(
         self,
@@ -29,17 +29,23 @@ class PendingIngest:
         rejected: tuple[Rejection, ...],
         store: EventStore,
         on_commit: Callable[[int], object] | None = None,
+        agents: set[str] | None = None,
+        known: set[str] | None = None,
     ):
         self._commit = commit
         self._rejected = rejected
         self._store = store
         self._on_commit = on_commit
+        self._agents = agents
+        self._known = known
 
     async def result(self) -> IngestResult:
         if self._commit is None:
             # Read now, not at submit: acks of one stream never show the sequence going back.
             return IngestResult(0, 0, self._rejected, self._store.durable_sequence)
         commit = await self._commit
+        if self._known is not None and self._agents:
+            self._known.update(self._agents)
         if self._on_commit is not None:
             self._on_commit(commit.durable_sequence)
         return IngestResult(commit.accepted, commit.duplicates, self._rejected, commit.durable_sequence)
@@ -56,6 +62,12 @@ class Ingestor:
         self._store = store
         self._limits = limits
         self._on_commit = on_commit
+        self._known: set[str] = set(store.agent_ids())
+
+    def knows(self, agent_id: str) -> bool:
+        """Whether the log holds a committed event of this agent (kept in memory: Predict asks
+        before every call, and a stranger must get NOT_FOUND without waiting for the learner)."""
+        return agent_id in self._known
 
     def submit(self, events: Sequence[tuple[int, Event]], rejected: list[Rejection]) -> PendingIngest:
         """Validate ``(index, event)`` pairs and queue the good ones for commit, in call order.
@@ -75,4 +87,5 @@ class Ingestor:
         if not good:
             return PendingIngest(None, tuple(rejected), self._store)
         commit = asyncio.wrap_future(self._store.submit(good))
-        return PendingIngest(commit, tuple(rejected), self._store, self._on_commit)
+        agents = {e.agent_id for e in good}
+        return PendingIngest(commit, tuple(rejected), self._store, self._on_commit, agents, self._known)

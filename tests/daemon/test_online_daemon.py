@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
+import json
 import math
 import os
+import pickle
 import signal
+import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +24,7 @@ from river import stats
 from swarmlearn.config import Settings
 from swarmlearn.importer import event_to_proto
 from swarmlearn.online import Drift, OnlineState
-from swarmlearn.online._snapshot import Anchor, SnapshotRejected, load, save
+from swarmlearn.online._snapshot import MAGIC, Anchor, SnapshotRejected, _StateUnpickler, load, save
 from swarmlearn.prompts import Candidate, PromptLearner, Weights
 from swarmlearn.server import DaemonServer
 from swarmlearn.store import agent_shard, open_reader, read_events
@@ -351,3 +356,163 @@ def test_agents_are_partitioned_stably() -> None:
     assert [agent_shard(a, 2) for a in agents] == [1, 1, 0, 1]  # pinned: CRC-32, not hash()
     assert [agent_shard(a, 7) for a in agents] == [2, 3, 3, 0]
     assert agent_shard("planner", 1) == 0
+
+
+# -- faults: real learner processes, with the failures injected from outside --------------------
+
+
+async def wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 30.0
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+async def test_a_drift_reported_before_a_learner_died_is_not_reported_again(tmp_path: Path) -> None:
+    server = DaemonServer(settings(tmp_path / "data", online_workers=1))
+    heard: list[Drift] = []
+
+    def kill_on_first(drift: Drift) -> None:
+        heard.append(drift)
+        if len(heard) == 1:  # before the worker's next (throttled) progress report, if any
+            process = server.online.shards[0]._process
+            assert process is not None
+            os.kill(process.pid, signal.SIGKILL)
+
+    server.drift_listeners.append(kill_on_first)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            pbs = []
+            for i in range(500):
+                pb = event("shifty", f"e-{i}", latency=(100.0 if i < 400 else 220.0) + (i * 7919 % 13) - 6)
+                pb.timestamp.seconds = BASE_TS + 60 * i
+                pbs.append(pb)
+            await ingest(Stub(channel), pbs)
+            await wait_for(lambda: server.online.restarts == 1, "the learner was not restarted")
+            await caught_up(server)
+    finally:
+        await server.stop()
+    new = [(d.seq, d.target) for d in heard if not d.replayed]
+    assert new and len(new) == len(set(new)), f"a drift was reported as new twice: {heard}"
+
+
+async def test_a_learner_that_keeps_dying_is_restarted_with_a_growing_backoff(tmp_path: Path) -> None:
+    server = DaemonServer(settings(tmp_path / "data", online_workers=1))
+    await server.start()
+    shard = server.online.shards[0]
+    kills = 0
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 6.0:
+            process = shard._process
+            if process is not None and process.returncode is None:
+                os.kill(process.pid, signal.SIGKILL)
+                kills += 1
+                await process.wait()
+            await asyncio.sleep(0.05)
+    finally:
+        await server.stop()
+    # Backoff 2 s after the first death, then 4 s: a fixed 1 s would allow about six.
+    assert kills <= 3 and shard.restarts <= 3, (kills, shard.restarts)
+
+
+async def test_stop_kills_a_learner_that_does_not_answer(tmp_path: Path) -> None:
+    server = DaemonServer(settings(tmp_path / "data", online_workers=1, online_stop_timeout_s=1.0))
+    await server.start()
+    await wait_for(lambda: server.online.ready, "the learners did not start")
+    process = server.online.shards[0]._process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)  # wedged: it will never write its snapshot nor exit
+    started = time.monotonic()
+    await asyncio.wait_for(server.stop(), 20)
+    assert time.monotonic() - started < 10
+    assert process.returncode is not None  # killed, not left behind
+
+
+async def test_a_failed_spawn_is_retried_and_stop_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spawn = asyncio.create_subprocess_exec
+    refusals = 0
+
+    async def out_of_processes(*args: Any, **kwargs: Any) -> Any:
+        nonlocal refusals
+        if refusals < 1:
+            refusals += 1
+            raise OSError(11, "Resource temporarily unavailable")
+        return await spawn(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", out_of_processes)
+    server = DaemonServer(settings(tmp_path / "data", online_workers=1))
+    await server.start()
+    try:
+        await wait_for(lambda: server.online.ready, "the learner was never started after a failed spawn")
+        assert refusals == 1
+    finally:
+        await asyncio.wait_for(server.stop(), 30)
+
+
+async def test_requests_are_checked_before_the_learner_is_asked(server: DaemonServer, stub: Stub) -> None:
+    """INVALID_ARGUMENT whatever the learner's state, NOT_FOUND at once for a stranger."""
+    await ingest(stub, [event("a", "e-0")])
+    await wait_for(lambda: server.online.ready, "the learners did not start")
+    with pytest.raises(grpc.aio.AioRpcError) as overlong:
+        await stub.Predict(agents_pb2.PredictRequest(agent_id="x" * 20_000))
+    assert overlong.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (overlong.value.details() or "").startswith("agent_id:")
+    with pytest.raises(grpc.aio.AioRpcError) as horizon:
+        await stub.Predict(agents_pb2.PredictRequest(agent_id="nobody", horizon=49))
+    assert horizon.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    processes = [server.online.shard_of("a"), server.online.prompts]
+    for shard in processes:
+        assert shard is not None and shard._process is not None
+        os.kill(shard._process.pid, signal.SIGKILL)
+    await wait_for(lambda: not any(p is not None and p.ready for p in processes), "the learners did not die")
+    for call, field in (
+        (stub.Predict(agents_pb2.PredictRequest(agent_id="a", horizon=49)), "horizon:"),
+        (stub.ScorePrompts(prompts_pb2.ScorePromptsRequest(agent_id="a")), "candidates:"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (refused.value.details() or "").startswith(field)
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as stranger:
+        await stub.Predict(agents_pb2.PredictRequest(agent_id="nobody"))
+    assert stranger.value.code() == grpc.StatusCode.NOT_FOUND
+    assert time.monotonic() - started < 1.0  # not held until the learner is back
+
+
+def test_the_snapshot_unpickler_refuses_what_learner_modules_merely_import(tmp_path: Path) -> None:
+    """Protocol 4 resolves dotted names, and learner modules import subprocess, pathlib, ..."""
+    marker = tmp_path / "pwned"
+
+    def text(value: str) -> bytes:
+        raw = value.encode()
+        return b"\x8c" + bytes([len(raw)]) + raw  # SHORT_BINUNICODE
+
+    payload = (
+        b"\x80\x04" + text("swarmlearn.online._process") + text("subprocess.Popen") + b"\x93"  # STACK_GLOBAL
+        + b"(" + text("touch") + text(str(marker)) + b"t\x85R."  # Popen(("touch", marker))
+    )  # fmt: skip
+    for module, name in (("swarmlearn.online._worker", "Connection"), ("swarmlearn.online._snapshot", "Path")):
+        with pytest.raises(pickle.UnpicklingError):
+            _StateUnpickler(io.BytesIO(b"")).find_class(module, name)
+    path = tmp_path / "online-0-of-1.snapshot"
+    save(path, None, anchor=Anchor(0, "", ""), fingerprint="f")  # a valid header ...
+    raw = path.read_bytes()
+    header_end = raw.index(b"}") + 1
+    header = json.loads(raw[len(MAGIC) + 4 : header_end])
+    header.update(payload_bytes=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest())
+    encoded = json.dumps(header).encode()
+    path.write_bytes(MAGIC + struct.pack(">I", len(encoded)) + encoded + payload)  # ... around a crafted pickle
+    with pytest.raises(SnapshotRejected, match="not part of a learner state"):
+        load(path, fingerprint="f", anchor_at=lambda seq: None)
+    assert not marker.exists()
+
+
+def test_a_failed_snapshot_save_leaves_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "online-0-of-1.snapshot"
+    target.mkdir()  # os.replace onto a directory fails after the temporary file was written
+    with pytest.raises(OSError):
+        save(target, {"x": 1}, anchor=Anchor(0, "", ""), fingerprint="f")
+    assert list(tmp_path.glob("*.tmp")) == []

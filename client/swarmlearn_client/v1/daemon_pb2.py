@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswarmlearn/v1/daemon.proto\x12\rswarmlearn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"\xa4\x03\n\x0c\x44\x61\x65monStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x30\n\x0cstarted_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x0e\n\x06listen\x18\x04 \x01(\t\x12\x0b\n\x03tls\x18\x05 \x01(\x08\x12$\n\x1c\x63lient_certificates_required\x18\x06 \x01(\x08\x12\x12\n\ntoken_auth\x18\x07 \x01(\x08\x12\x10\n\x08\x64\x61ta_dir\x18\x08 \x01(\t\x12\x15\n\revents_stored\x18\t \x01(\x04\x12\x18\n\x10\x64urable_sequence\x18\n \x01(\x04\x12\x17\n\x0f\x65vent_log_bytes\x18\x0b \x01(\x04\x12\x13\n\x0b\x61gent_count\x18\x0c \x01(\x04\x12\x16\n\x0eingest_streams\x18\r \x01(\r\x12\x17\n\x0fonline_sequence\x18\x0e \x01(\x04\x12\x15\n\ronline_agents\x18\x0f \x01(\x04\x12\x16\n\x0eonline_running\x18\x10 \x01(\x08\x12\x17\n\x0fonline_restarts\x18\x11 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswarmlearn/v1/daemon.proto\x12\rswarmlearn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"\xbc\x03\n\x0c\x44\x61\x65monStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x30\n\x0cstarted_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x0e\n\x06listen\x18\x04 \x01(\t\x12\x0b\n\x03tls\x18\x05 \x01(\x08\x12$\n\x1c\x63lient_certificates_required\x18\x06 \x01(\x08\x12\x12\n\ntoken_auth\x18\x07 \x01(\x08\x12\x10\n\x08\x64\x61ta_dir\x18\x08 \x01(\t\x12\x15\n\revents_stored\x18\t \x01(\x04\x12\x18\n\x10\x64urable_sequence\x18\n \x01(\x04\x12\x17\n\x0f\x65vent_log_bytes\x18\x0b \x01(\x04\x12\x13\n\x0b\x61gent_count\x18\x0c \x01(\x04\x12\x16\n\x0eingest_streams\x18\r \x01(\r\x12\x17\n\x0fonline_sequence\x18\x0e \x01(\x04\x12\x15\n\ronline_agents\x18\x0f \x01(\x04\x12\x16\n\x0eonline_running\x18\x10 \x01(\x08\x12\x17\n\x0fonline_restarts\x18\x11 \x01(\r\x12\x16\n\x0eonline_workers\x18\x12 \x01(\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSREQUEST']._serialized_start=78
   _globals['_GETSTATUSREQUEST']._serialized_end=96
   _globals['_DAEMONSTATUS']._serialized_start=99
-  _globals['_DAEMONSTATUS']._serialized_end=519
+  _globals['_DAEMONSTATUS']._serialized_end=543
 # @@protoc_insertion_point(module_scope)

@@ -13,7 +13,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DaemonStatus(_message.Message):
-    __slots__ = ("version", "started_time", "uptime_s", "listen", "tls", "client_certificates_required", "token_auth", "data_dir", "events_stored", "durable_sequence", "event_log_bytes", "agent_count", "ingest_streams", "online_sequence", "online_agents", "online_running", "online_restarts")
+    __slots__ = ("version", "started_time", "uptime_s", "listen", "tls", "client_certificates_required", "token_auth", "data_dir", "events_stored", "durable_sequence", "event_log_bytes", "agent_count", "ingest_streams", "online_sequence", "online_agents", "online_running", "online_restarts", "online_workers")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STARTED_TIME_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class DaemonStatus(_message.Message):
     ONLINE_AGENTS_FIELD_NUMBER: _ClassVar[int]
     ONLINE_RUNNING_FIELD_NUMBER: _ClassVar[int]
     ONLINE_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_WORKERS_FIELD_NUMBER: _ClassVar[int]
     version: str
     started_time: _timestamp_pb2.Timestamp
     uptime_s: float
@@ -48,4 +49,5 @@ class DaemonStatus(_message.Message):
     online_agents: int
     online_running: bool
     online_restarts: int
-    def __init__(self, version: _Optional[str] = ..., started_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime_s: _Optional[float] = ..., listen: _Optional[str] = ..., tls: _Optional[bool] = ..., client_certificates_required: _Optional[bool] = ..., token_auth: _Optional[bool] = ..., data_dir: _Optional[str] = ..., events_stored: _Optional[int] = ..., durable_sequence: _Optional[int] = ..., event_log_bytes: _Optional[int] = ..., agent_count: _Optional[int] = ..., ingest_streams: _Optional[int] = ..., online_sequence: _Optional[int] = ..., online_agents: _Optional[int] = ..., online_running: _Optional[bool] = ..., online_restarts: _Optional[int] = ...) -> None: ...
+    online_workers: int
+    def __init__(self, version: _Optional[str] = ..., started_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime_s: _Optional[float] = ..., listen: _Optional[str] = ..., tls: _Optional[bool] = ..., client_certificates_required: _Optional[bool] = ..., token_auth: _Optional[bool] = ..., data_dir: _Optional[str] = ..., events_stored: _Optional[int] = ..., durable_sequence: _Optional[int] = ..., event_log_bytes: _Optional[int] = ..., agent_count: _Optional[int] = ..., ingest_streams: _Optional[int] = ..., online_sequence: _Optional[int] = ..., online_agents: _Optional[int] = ..., online_running: _Optional[bool] = ..., online_restarts: _Optional[int] = ..., online_workers: _Optional[int] = ...) -> None: ...

@@ -70,6 +70,8 @@ class WorkerSettings:
 
     snapshot_interval_s: float = 60.0
     max_wait_s: float = 2.0
+    stop_timeout_s: float = 30.0
+    """How long the daemon waits for the process to write its snapshot and exit before killing it."""
     role: str = "baselines"
     """``baselines`` (``OnlineState``, one partition of the agents) or ``prompts`` (``PromptLearner``,
     every agent)."""

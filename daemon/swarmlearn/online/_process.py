@@ -24,6 +24,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 
 from swarmlearn.errors import Disabled, InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.online._config import WorkerSettings
+from swarmlearn.online._snapshot import remove_stale_temporaries
 from swarmlearn.prompts import Candidate, Weights
 from swarmlearn.store import agent_shard
 
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 _WORKER_MAIN = "from swarmlearn.online._worker import main; main()"
 _BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+_HEALTHY_S = 60.0  # a process that ran this long resets the backoff
+_ANSWER_SLACK_S = 1.0  # beyond max_wait_s, for the slice, read or snapshot in progress
+_LOAD_WAIT_S = 30.0  # a query waits this long for a starting process to load (import, snapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +70,7 @@ class OnlineLearner:
     """The learner processes, one per partition of the agents (``WorkerSettings.shards``), as one.
     None at all turns online learning off: Predict then answers ``Disabled``.
 
-    Learning costs about 50 µs an event, so one process learns about 20,000 events/s; a partition
+    Learning costs about 40-45 µs of CPU an event, so one process learns about 20,000 events/s; a partition
     per process lets several cores share the load. An agent's questions go to its partition's
     process; a question about many agents is split and the answers merged.
     """
@@ -144,6 +149,7 @@ class OnlineLearner:
         for stale in self.snapshot_dir.glob(snapshot_name("*", "*")):
             if stale.name not in keep:
                 stale.unlink()
+        remove_stale_temporaries(self.snapshot_dir)
         for process in self.processes:
             process.start()
 
@@ -223,10 +229,13 @@ class _Shard:
         self.last_snapshot: tuple[int, int, float] | None = None
         """(sequence, bytes, seconds) of the last snapshot written."""
         self._replayed_up_to = log_sequence
+        self._heard_up_to = 0
+        """The last sequence whose drifts were reported: a restarted process finds them again."""
         self._process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Answer]] = {}
+        self._ready_waiters: list[asyncio.Future[None]] = []
         self._ids = itertools.count()
         self._committed = 0
         self._sent_committed = 0
@@ -242,37 +251,47 @@ class _Shard:
     async def _supervise(self) -> None:
         failures = 0
         while not self._stopping:
-            became_ready = await self._session()
+            started = time.monotonic()
+            await self._session()
             if self._stopping:
                 return
-            failures = 0 if became_ready else failures + 1
+            # Only a process that ran for a while resets the backoff: one that dies on the same
+            # event after every start would otherwise replay the log once a second forever.
+            failures = 0 if time.monotonic() - started >= _HEALTHY_S else failures + 1
             await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
             self.restarts += 1
 
-    async def _session(self) -> bool:
-        """Run one learner process until its channel ends; True if it got as far as ready."""
+    async def _session(self) -> None:
+        """Run one learner process until its channel ends."""
         ours, theirs = socket.socketpair()
-        with theirs:
-            self._process = process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _WORKER_MAIN, str(theirs.fileno()), str(self.db_path),
-                str(self.snapshot_path), self.settings.to_json(),
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-            )  # fmt: skip
+        try:
+            with theirs:
+                self._process = process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", _WORKER_MAIN, str(theirs.fileno()), str(self.db_path),
+                    str(self.snapshot_path), self.settings.to_json(),
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+                )  # fmt: skip
+        except OSError as exc:  # out of processes, file descriptors or memory: try again later
+            ours.close()
+            log.error("cannot start an online learner process: %s", exc)
+            return
         reader, self._writer = await asyncio.open_unix_connection(sock=ours)
         # What was committed before this process existed is in the log it reads; tell it the newest.
         self._sent_committed = 0
         self._flush()
-        became_ready = False
         stopped = False
         try:
             message = await _read_message(reader)
             if message[0] != "ready":
                 log.error("the online learner could not start: %s", message[3])
-                return False
+                return
             _, self.applied_seq, self.agents, how, refused, start_seq = message
-            became_ready = self.ready = True
+            self.ready = True
+            for waiter in self._ready_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
             level = logging.WARNING if refused else logging.INFO
             log.log(level, "online learner at sequence %d of %d: %s", self.applied_seq, start_seq, how)
             stopped = await self._read_loop(reader)
@@ -280,8 +299,8 @@ class _Shard:
             pass
         finally:
             self.ready = False
-            # A process started after this one relearns what this one applied: not news again.
-            self._replayed_up_to = max(self._replayed_up_to, self.applied_seq)
+            # A process started after this one relearns what this one applied or reported: not news again.
+            self._replayed_up_to = max(self._replayed_up_to, self.applied_seq, self._heard_up_to)
             writer, self._writer = self._writer, None
             if writer is not None:
                 writer.close()
@@ -289,10 +308,10 @@ class _Shard:
             code = await process.wait()
             if not stopped and not self._stopping:
                 log.error("the online learner process exited (exit code %s); restarting it", code)
-        return became_ready
 
     def _fail_pending(self) -> None:
-        for future in self._pending.values():
+        futures: list[asyncio.Future[Any]] = [*self._pending.values(), *self._ready_waiters]
+        for future in futures:
             if not future.done():
                 future.set_exception(NotReady("the online learner process exited; it is being restarted"))
         self._pending.clear()
@@ -318,12 +337,31 @@ class _Shard:
     async def ask(self, kind: str, args: tuple[Any, ...], min_seq: int) -> Answer:
         if self._writer is None:
             raise NotReady("the online learner is (re)starting; retry shortly")
+        if not self.ready:  # still importing River and loading its snapshot: bounded separately
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._ready_waiters.append(waiter)
+            try:
+                async with asyncio.timeout(_LOAD_WAIT_S):
+                    await waiter
+            except TimeoutError:
+                raise NotReady(f"the online learner is still loading after {_LOAD_WAIT_S:.0f} s; retry") from None
+            finally:
+                if waiter in self._ready_waiters:
+                    self._ready_waiters.remove(waiter)
         qid = next(self._ids)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending[qid] = future
         try:
             self._send(("query", qid, kind, args, min_seq))
-            return await future
+            # The process answers between slices; a long snapshot write or a stall must not hold the
+            # RPC past the documented bound (the process applies max_wait_s to deferred queries).
+            async with asyncio.timeout(self.settings.max_wait_s + _ANSWER_SLACK_S):
+                return await future
+        except TimeoutError:
+            raise NotReady(
+                f"the online learner did not answer within {self.settings.max_wait_s + _ANSWER_SLACK_S:.1f} s "
+                "(busy writing a snapshot or catching up); retry shortly"
+            ) from None
         finally:
             self._pending.pop(qid, None)
 
@@ -372,6 +410,7 @@ class _Shard:
 
     def _drifts(self, found: list[tuple[int, str, str, float, int]]) -> None:
         for seq, agent_id, target, timestamp, count in found:
+            self._heard_up_to = max(self._heard_up_to, seq)
             drift = Drift(seq, agent_id, target, timestamp, count, replayed=seq <= self._replayed_up_to)
             if drift.replayed:
                 log.debug("drift (replayed) in %s of agent %r at sequence %d", target, agent_id, seq)
@@ -386,16 +425,31 @@ class _Shard:
         """Ask the process to write its snapshot and exit, and wait for it. A process that has not
         finished loading has learned nothing new: it is killed instead of waited for."""
         self._stopping = True
-        if self._supervisor is None:
+        supervisor = self._supervisor
+        if supervisor is None:
             return
         if self._writer is not None and self.ready:
             self._send(("stop",))
         elif self._process is not None and self._process.returncode is None:
             self._process.kill()
         else:  # between two processes: sleeping before a restart
-            self._supervisor.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._supervisor
+            supervisor.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(supervisor), self.settings.stop_timeout_s)
+        except TimeoutError:
+            log.error(
+                "online learner %s did not stop within %.0f s; killed (its last snapshot stands)",
+                self.snapshot_path.name, self.settings.stop_timeout_s,
+            )  # fmt: skip
+            if self._process is not None and self._process.returncode is None:
+                self._process.kill()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await supervisor
+        except asyncio.CancelledError:
+            if not supervisor.cancelled():
+                raise
+        except Exception:  # the supervisor failed; the daemon must still stop
+            log.exception("online learner %s failed", self.snapshot_path.name)
 
 
 async def _read_message(reader: asyncio.StreamReader) -> tuple[Any, ...]:
@@ -417,4 +471,4 @@ def _error(kind: str, detail: Any) -> Exception:
             f"the online learner is catching up: at sequence {applied} of {wanted}, "
             f"{wanted - applied} events behind; retry shortly"
         )
-    return RuntimeError(f"online learner: {detail}")
+    return RuntimeError(f"online learner failed:\n{detail}")

@@ -10,9 +10,12 @@ A snapshot file is::
 River's estimators have no other serialisation than pickle, so the payload is one, with three
 guards: the file lives in the daemon's private data directory (written 0600 by the daemon, as
 the event log is); it is loaded only if everything in the header checks out; and it is unpickled
-by an unpickler that resolves only the classes a state is made of (swarmlearn, River, numpy and a
-few builtins; from swarmlearn and River classes only, never functions), so even a tampered file
-cannot name ``os.system``.
+by an unpickler that resolves only what a state is made of: a few builtins, collections, numpy
+reconstructors and ``random.Random``, and classes *defined* in ``swarmlearn.online``,
+``swarmlearn.prompts`` or River (never functions, never a class those modules merely import,
+never a dotted name), plus ``getattr`` limited to methods of such objects. A tampered file cannot
+name ``os.system`` or reach ``subprocess.Popen`` through a learner module (tested). The data
+directory's permissions remain the first guard.
 
 What "checks out" means: the same format version; the same *fingerprint* (swarmlearn, River,
 numpy and Python versions and the learners' configuration: a state built by other code or other
@@ -36,9 +39,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy
-import river
 
 from swarmlearn._version import __version__
 
@@ -75,6 +75,9 @@ class Anchor:
 
 def fingerprint(config: Any) -> str:
     """What a state's behaviour depends on besides the events: code versions and configuration."""
+    import numpy  # here, not at the top: the daemon process imports this module and never River
+    import river
+
     document = {
         "format": FORMAT_VERSION,
         "swarmlearn": __version__,
@@ -99,14 +102,24 @@ def save(path: Path, state: object, *, anchor: Anchor, fingerprint: str) -> int:
         }
     ).encode()
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes never share one
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(MAGIC + struct.pack(">I", len(header)) + header)
-        out.write(payload)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(MAGIC + struct.pack(">I", len(header)) + header)
+            out.write(payload)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return len(MAGIC) + 4 + len(header) + len(payload)
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Temporary files a process left when it died mid-write (its name carries its pid)."""
+    for stale in directory.glob("*.snapshot.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def load(path: Path, *, fingerprint: str, anchor_at: Callable[[int], Anchor | None]) -> tuple[object, Anchor]:
@@ -153,17 +166,27 @@ def load(path: Path, *, fingerprint: str, anchor_at: Callable[[int], Anchor | No
 
 def _bound_method(obj: object, name: str) -> Any:
     """What a pickle asks of ``getattr``, limited to what a state needs: River's TargetStandardScaler
-    keeps bound methods of itself (``self._scale``), which pickle as ``getattr(obj, name)``. Never a
-    dunder (the way from a function to its globals), only a method bound to a learner object."""
-    if not name.startswith("__") and type(obj).__module__.startswith(_CLASS_PREFIXES):
-        found = getattr(obj, name, None)
-        if inspect.ismethod(found) and found.__self__ is obj:
-            return found
-    raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) is not part of a learner state")
+    keeps bound methods of itself (``self._scale``), which pickle as ``getattr(obj, name)``. Only a
+    plain function defined on the class of a learner object, looked up statically (no property or
+    ``__getattr__`` runs), never a dunder, and returned bound to that object."""
+    cls = type(obj)
+    if not name.startswith("__") and _learner_class(cls):
+        found = inspect.getattr_static(cls, name, None)
+        if inspect.isfunction(found):
+            return getattr(obj, name)
+    raise pickle.UnpicklingError(f"getattr({cls.__name__}, {name!r}) is not part of a learner state")
+
+
+def _learner_class(found: object) -> bool:
+    """A class *defined* in swarmlearn's learner packages or in River (not merely imported there:
+    ``swarmlearn.online._process`` imports ``subprocess``, and ``Popen`` is a class)."""
+    return isinstance(found, type) and found.__module__.startswith(_CLASS_PREFIXES)
 
 
 class _StateUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if "." in name:  # protocol 4 resolves dotted names attribute by attribute: never needed here
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a learner state")
         if module == "builtins" and name == "getattr":
             return _bound_method
         if (
@@ -175,6 +198,6 @@ class _StateUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if module.startswith(_CLASS_PREFIXES):
             found = super().find_class(module, name)
-            if isinstance(found, type):
+            if _learner_class(found):
                 return found
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a learner state")

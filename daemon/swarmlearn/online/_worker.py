@@ -30,6 +30,7 @@ import signal
 import sqlite3
 import sys
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -125,8 +126,13 @@ class Worker:
         self.snapshot_at = time.monotonic()
 
     def _tell(self, message: tuple[Any, ...]) -> None:
-        if not self.orphaned:
+        """Send to the daemon; if it is gone, stop (after the final snapshot) instead of failing."""
+        if self.orphaned:
+            return
+        try:
             self.channel.send(message)
+        except OSError:
+            self.stopping = self.orphaned = True
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -149,7 +155,7 @@ class Worker:
         if self.state.applied_seq != self.snapshot_seq:
             self.snapshot()
         if not self.orphaned:
-            self.channel.send(("stopped", self.state.applied_seq))
+            self._tell(("stopped", self.state.applied_seq))
 
     def _idle_timeout(self) -> float:
         now = time.monotonic()
@@ -209,14 +215,14 @@ class Worker:
         if not buffer:
             state.advance(self.scanned)
         if drifts:
-            self.channel.send(("drift", drifts))
+            self._tell(("drift", drifts))
 
     def _report_progress(self) -> None:
         now = time.monotonic()
         if self.state.applied_seq != self.progress_seq and now - self.progress_at >= _PROGRESS_EVERY_S:
             self.progress_seq = self.state.applied_seq
             self.progress_at = now
-            self.channel.send(("progress", self.state.applied_seq, len(self.state.agents)))
+            self._tell(("progress", self.state.applied_seq, len(self.state.agents)))
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -251,11 +257,11 @@ class Worker:
                 reply = ("error", query.qid, "unknown", exc.agent_id)
         except InvalidArgument as exc:
             reply = ("error", query.qid, "invalid", (exc.field, exc.reason))
-        except Exception as exc:  # a bug must not take the learner down with it
-            reply = ("error", query.qid, "internal", f"{type(exc).__name__}: {exc}")
+        except Exception:  # a bug must not take the learner down with it; the daemon logs the traceback
+            reply = ("error", query.qid, "internal", traceback.format_exc())
         else:
             reply = ("answer", query.qid, applied, value)
-        self.channel.send(reply)
+        self._tell(reply)
 
     def _predict(self, agent_id: str, horizon: int, coverage: float) -> Any:
         assert isinstance(self.state, OnlineState)
@@ -289,8 +295,8 @@ def main() -> None:
         settings = WorkerSettings.from_json(settings_json)
         worker = Worker(channel, open_reader(Path(db_path)), Path(snapshot_path), settings)
         how, refused = worker.restore()
-    except Exception as exc:
-        channel.send(("error", None, "start", f"{type(exc).__name__}: {exc}"))
+    except Exception:
+        channel.send(("error", None, "start", traceback.format_exc()))
         return
     channel.send(("ready", worker.state.applied_seq, len(worker.state.agents), how, refused, worker.start_seq))
     with contextlib.suppress(EOFError, OSError):  # the daemon is gone

@@ -134,6 +134,7 @@ class DaemonServer:
             WorkerSettings(
                 snapshot_interval_s=settings.online_snapshot_interval_s,
                 max_wait_s=settings.online_max_wait_s,
+                stop_timeout_s=settings.online_stop_timeout_s,
                 shards=settings.online_workers,
             ),
             log_sequence=self._store.durable_sequence,
@@ -215,6 +216,7 @@ class DaemonServer:
             online_agents=self.online.agents,
             online_running=self.online.ready,
             online_restarts=self.online.restarts,
+            online_workers=settings.online_workers,
         )
 
     def _drift(self, drift: Drift) -> None:

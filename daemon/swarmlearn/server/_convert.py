@@ -171,6 +171,7 @@ def daemon_status(report: StatusReport) -> daemon_pb2.DaemonStatus:
         online_agents=report.online_agents,
         online_running=report.online_running,
         online_restarts=report.online_restarts,
+        online_workers=report.online_workers,
     )
 
 

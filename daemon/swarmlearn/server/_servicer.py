@@ -16,9 +16,12 @@ import grpc
 
 from swarmlearn.config import Settings
 from swarmlearn.errors import InvalidArgument, NotReady, UnknownAgent
+from swarmlearn.events import LIMITS
 from swarmlearn.ingest import Ingestor, PendingIngest
-from swarmlearn.online import TARGETS, OnlineLearner
+from swarmlearn.online import TARGETS, OnlineConfig, OnlineLearner
 from swarmlearn.online import AgentStats as OnlineAgentStats
+from swarmlearn.prompts._config import PromptConfig
+from swarmlearn.prompts._score import check_request, resolve_weights
 from swarmlearn.server._convert import (
     agent_stats,
     daemon_status,
@@ -35,6 +38,8 @@ from swarmlearn.store import EventStore
 from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, prompts_pb2, service_pb2_grpc
 
 _RETRY_AFTER_MS = 1000
+_MAX_HORIZON = OnlineConfig().max_horizon
+_PROMPTS = PromptConfig()  # its limits; the prompt learner runs with the same defaults
 _MAX_PAGE = 1000
 _DEFAULT_PAGE = 100
 
@@ -135,18 +140,23 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
 
     @mapped
     async def Predict(self, request: agents_pb2.PredictRequest, context: Context) -> agents_pb2.PredictResponse:
+        # Everything is checked here, before the learner is asked: a bad request is INVALID_ARGUMENT
+        # whatever the learner's state (restarting, behind, off).
         agent_id = _agent_id(request.agent_id)
-        targets = tuple(request.targets) or TARGETS
-        for i, target in enumerate(targets):
+        for i, target in enumerate(request.targets):
             if target not in TARGETS:
                 raise InvalidArgument(f"targets[{i}]", f"unknown target {target!r}; one of {', '.join(TARGETS)}")
+        targets = tuple(dict.fromkeys(request.targets)) or TARGETS  # in the order asked, once each
+        horizon = request.horizon or 1
+        if horizon > _MAX_HORIZON:
+            raise InvalidArgument("horizon", f"must be between 1 and {_MAX_HORIZON}, got {horizon}")
         coverage = request.coverage or self._settings.predict_coverage
         if not 0.0 < coverage < 1.0:
             raise InvalidArgument("coverage", f"must be in (0, 1), got {coverage}")
+        if not self._ingestor.knows(agent_id):
+            raise UnknownAgent(agent_id)
         # Reading durable_sequence here makes an agent answer from its first acknowledged event.
-        answer = await self._online.predict(
-            agent_id, request.horizon or 1, coverage, min_seq=self._store.durable_sequence
-        )
+        answer = await self._online.predict(agent_id, horizon, coverage, min_seq=self._store.durable_sequence)
         return predict_response(agent_id, answer, targets)
 
     @mapped
@@ -155,9 +165,12 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
     ) -> prompts_pb2.ScorePromptsResponse:
         agent_id = _agent_id(request.agent_id)
         candidates, weights = score_request(request)
-        answer = await self._online.score(
-            agent_id, candidates, weights, request.select, min_seq=self._store.durable_sequence
-        )
+        check_request(agent_id, candidates, _PROMPTS)
+        resolve_weights(weights, _PROMPTS)
+        # An agent with committed events waits for the learner to reach it; a stranger gets the
+        # swarm's models at once.
+        min_seq = self._store.durable_sequence if self._ingestor.knows(agent_id) else 0
+        answer = await self._online.score(agent_id, candidates, weights, request.select, min_seq=min_seq)
         return score_response(answer.value)
 
     @mapped
@@ -202,6 +215,8 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
 def _agent_id(agent_id: str) -> str:
     if not agent_id:
         raise InvalidArgument("agent_id", "must not be empty")
+    if len(agent_id) > LIMITS.max_agent_id_chars:
+        raise InvalidArgument("agent_id", f"longer than {LIMITS.max_agent_id_chars} characters")
     return agent_id
 
 

@@ -24,3 +24,4 @@ class StatusReport:
     online_agents: int
     online_running: bool
     online_restarts: int
+    online_workers: int

@@ -248,6 +248,10 @@ class EventStore:
             ).fetchall()
         return [AgentSummary(*row) for row in rows]
 
+    def agent_ids(self) -> list[str]:
+        with self._reader_lock:
+            return [row[0] for row in self._reader.execute("SELECT agent_id FROM agents")]
+
     def totals(self) -> tuple[int, int]:
         """(events stored, agents), from the per-agent summaries: O(agents), not O(events)."""
         with self._reader_lock:
