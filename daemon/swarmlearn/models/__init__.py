@@ -1,0 +1,28 @@
+"""Torch forecasters (LSTM, TCN, N-BEATS): one interface, ``[B, L, F] -> [B, H, T]``, and checkpoints."""
+
+from swarmlearn.models._base import Forecaster, ForecastShape
+from swarmlearn.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from swarmlearn.models._kinds import MODEL_KINDS, ModelConfig, build_model, config_from_dict, config_to_dict
+from swarmlearn.models._lstm import LSTMConfig, LSTMModel
+from swarmlearn.models._nbeats import NBEATSConfig, NBEATSModel, StackType
+from swarmlearn.models._tcn import TCNConfig, TCNModel
+
+__all__ = [
+    "MODEL_KINDS",
+    "Checkpoint",
+    "ForecastShape",
+    "Forecaster",
+    "LSTMConfig",
+    "LSTMModel",
+    "ModelConfig",
+    "NBEATSConfig",
+    "NBEATSModel",
+    "StackType",
+    "TCNConfig",
+    "TCNModel",
+    "build_model",
+    "config_from_dict",
+    "config_to_dict",
+    "load_checkpoint",
+    "save_checkpoint",
+]

@@ -1,0 +1,96 @@
+"""TCN forecaster: dilated causal convolutions in residual blocks (Bai, Kolter and Koltun 2018).
+
+Block i has two causal convolutions of dilation ``2**i`` (each padded on the left only, so step t
+never sees a step after it), ReLU and dropout after each, and a residual connection (a 1x1
+convolution where the channel count changes). The receptive field is ``1 + 2·(k-1)·(2**n - 1)``
+steps for n blocks of kernel k: 29 for the default three blocks of kernel 3, so with a window of 50
+the last output sees the last 29 steps; add a block (61 steps) to see all of them. A linear head
+maps the last step's channels to all H steps at once (direct multi-step, as the LSTM).
+
+Bai et al. also put weight normalisation on each convolution; it is left out, so the state dict
+holds plain weights (no parametrisations), and gradient clipping in the training loop does the
+stabilising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from swarmlearn.models._base import Forecaster, ForecastShape
+
+
+@dataclass(frozen=True, kw_only=True)
+class TCNConfig:
+    kind: ClassVar[str] = "tcn"
+
+    num_channels: tuple[int, ...] = (64, 64, 64)
+    """Output channels of each residual block; block i has dilation 2**i."""
+
+    kernel_size: int = 3
+    """Width of every convolution."""
+
+    dropout: float = 0.2
+    """Dropout after each convolution."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_channels", tuple(int(c) for c in self.num_channels))
+        if not self.num_channels or min(self.num_channels) < 1 or self.kernel_size < 1:
+            raise ValueError(f"invalid {self}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"invalid {self}")
+
+    @property
+    def receptive_field(self) -> int:
+        return 1 + 2 * (self.kernel_size - 1) * ((1 << len(self.num_channels)) - 1)
+
+
+class _CausalConv(nn.Conv1d):
+    def __init__(self, channels_in: int, channels_out: int, kernel_size: int, dilation: int) -> None:
+        super().__init__(channels_in, channels_out, kernel_size, dilation=dilation)
+        self.left = (kernel_size - 1) * dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, C_in, L] -> [B, C_out, L]
+        return super().forward(F.pad(x, (self.left, 0)))
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels_in: int, channels_out: int, kernel_size: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.conv1 = _CausalConv(channels_in, channels_out, kernel_size, dilation)
+        self.conv2 = _CausalConv(channels_out, channels_out, kernel_size, dilation)
+        self.dropout = nn.Dropout(dropout)
+        self.skip = nn.Conv1d(channels_in, channels_out, 1) if channels_in != channels_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, C_in, L]
+        h = self.dropout(F.relu(self.conv1(x)))  # [B, C_out, L]
+        h = self.dropout(F.relu(self.conv2(h)))  # [B, C_out, L]
+        return F.relu(h + self.skip(x))  # [B, C_out, L]
+
+
+class TCNModel(Forecaster):
+    kind: ClassVar[str] = TCNConfig.kind
+    config: TCNConfig
+
+    def __init__(self, config: TCNConfig, shape: ForecastShape) -> None:
+        super().__init__(config, shape)
+        sizes = (shape.n_features, *config.num_channels)
+        self.blocks = nn.Sequential(
+            *(
+                _ResidualBlock(sizes[i], sizes[i + 1], config.kernel_size, 2**i, config.dropout)
+                for i in range(len(config.num_channels))
+            )
+        )
+        self.head = nn.Linear(config.num_channels[-1], shape.horizon * shape.n_targets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, L, F]
+        h = self.blocks(x.transpose(1, 2))  # [B, C, L]
+        out: torch.Tensor = self.head(h[:, :, -1])  # [B, H·T]
+        return out.view(-1, self.shape.horizon, self.shape.n_targets)  # [B, H, T]

@@ -1,0 +1,37 @@
+"""Training: windows from event streams, one loop for every model, per-target evaluation, the pipeline."""
+
+from swarmlearn.training._config import Loss, Scaling, TrainingConfig
+from swarmlearn.training._data import NotEnoughData, ScaledBatch, Split, StreamDataLoader
+from swarmlearn.training._loop import Progress, TrainingCancelled, TrainResult, fit, forecast, resolve_device, seeded
+from swarmlearn.training._metrics import Evaluation, TargetMetrics, evaluate
+from swarmlearn.training._pipeline import ModelReport, PipelineResult, TrainingPipeline
+from swarmlearn.training._scaling import GlobalScaler, Scaler, WindowScaler, scaler_from_state
+from swarmlearn.training._trained import TrainedModel
+
+__all__ = [
+    "Evaluation",
+    "GlobalScaler",
+    "Loss",
+    "ModelReport",
+    "NotEnoughData",
+    "PipelineResult",
+    "Progress",
+    "ScaledBatch",
+    "Scaler",
+    "Scaling",
+    "Split",
+    "StreamDataLoader",
+    "TargetMetrics",
+    "TrainResult",
+    "TrainedModel",
+    "TrainingCancelled",
+    "TrainingConfig",
+    "TrainingPipeline",
+    "WindowScaler",
+    "evaluate",
+    "fit",
+    "forecast",
+    "resolve_device",
+    "scaler_from_state",
+    "seeded",
+]

@@ -1,0 +1,184 @@
+"""Windows from event streams: per-agent sliding windows as views, a time-ordered split, scaled batches.
+
+Rows are the events' features (``swarmlearn.features.event_features``, ``[N, F]`` float32), grouped
+by agent and in time order within each agent. ``windows`` is one ``sliding_window_view`` over them,
+``[N-L-H+1, L+H, F]``, which shares the rows' memory: the history costs its rows once, whatever L
+and H. Only a batch's windows are copied, when it is gathered and scaled. A window is usable when
+its L+H rows belong to one agent; its first L rows are the input and the targets are the target
+channels of its last H rows.
+
+The split is by time, the same for every agent: the ``validation_fraction`` and ``test_fraction``
+latest shares of all events' timestamps. A window belongs to the split of its targets and is
+dropped when they straddle a boundary, so a training window's inputs and targets all come before
+the first validation target, and a validation window's before the first test target, for every
+agent: no window trains on a future that is scored, not even another agent's. Inputs of validation
+and test windows may reach back into earlier splits; that is the past a forecast would have.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+from swarmlearn.events import Event
+from swarmlearn.features import FEATURE_NAMES, event_features
+from swarmlearn.online import TARGETS
+from swarmlearn.training._config import Scaling, TrainingConfig
+from swarmlearn.training._scaling import Array, GlobalScaler, Scaler, WindowScaler
+
+UNSCALED_FEATURES = frozenset({"hour_sin", "hour_cos", "weekday_sin", "weekday_cos"})
+"""Channels the window scaler leaves alone: angles already in [-1, 1] that barely move within a window."""
+
+TARGET_CHANNELS: tuple[int, ...] = tuple(FEATURE_NAMES.index(name) for name in TARGETS)
+
+
+class Split(enum.StrEnum):
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
+
+
+class NotEnoughData(ValueError):
+    """Too few events for a window in some split; the message says how many of each there are."""
+
+
+class ScaledBatch(NamedTuple):
+    x: Array
+    """Inputs, scaled: ``[B, L, F]``."""
+    y: Array
+    """Targets, scaled with their channels' numbers: ``[B, H, T]``."""
+    center: Array
+    """The targets' centers, ``[B, 1, T]`` (or ``[1, 1, T]``): forecast = scaled forecast · scale + center."""
+    scale: Array
+
+
+class StreamDataLoader:
+    """The windows of an event stream, split in time and served as scaled batches."""
+
+    def __init__(self, events: Iterable[Event], config: TrainingConfig, *, scaler: Scaler | None = None) -> None:
+        """``scaler``: scale with this one instead of fitting one by ``config.scaling`` (a fine-tune
+        must scale as the model it starts from did)."""
+        self.config = config
+        self.window = config.window
+        self.horizon = config.horizon
+        self.target_channels = TARGET_CHANNELS
+        """The target channels among the features, in ``TARGETS`` order."""
+        rows: dict[str, list[tuple[float, ...]]] = {}
+        times: dict[str, list[float]] = {}
+        for event in events:
+            rows.setdefault(event.agent_id, []).append(event_features(event))
+            times.setdefault(event.agent_id, []).append(event.timestamp)
+        self.agents: tuple[str, ...] = tuple(sorted(rows))
+        """Agent ids in row order; ``row_agent`` and ``window_agents`` index into it."""
+        blocks, stamps, owners = [], [], []
+        for index, agent in enumerate(self.agents):
+            stamp = np.asarray(times[agent], dtype=np.float64)
+            order = np.argsort(stamp, kind="stable")  # ties keep arrival order
+            blocks.append(np.asarray(rows[agent], dtype=np.float32)[order])
+            stamps.append(stamp[order])
+            owners.append(np.full(len(stamp), index, dtype=np.int32))
+        features = len(FEATURE_NAMES)
+        self.features: Array = np.concatenate(blocks) if blocks else np.zeros((0, features), np.float32)
+        """``[N, F]``: every event's features, by agent, in time order."""
+        self.timestamps = np.concatenate(stamps) if stamps else np.zeros(0)
+        self.row_agent: npt.NDArray[np.int32] = np.concatenate(owners) if owners else np.zeros(0, np.int32)
+
+        n = len(self.features)
+        span = self.window + self.horizon
+        if n:
+            first_validation, first_test = np.quantile(
+                self.timestamps, [1 - config.validation_fraction - config.test_fraction, 1 - config.test_fraction]
+            )
+        else:
+            first_validation = first_test = 0.0
+        self.boundaries = (float(first_validation), float(first_test))
+        """Timestamps where the validation and the test targets begin."""
+        row_split = (self.timestamps >= first_validation).astype(np.int8) + (self.timestamps >= first_test)
+
+        if n >= span:
+            self.windows: Array = sliding_window_view(self.features, span, axis=0).transpose(0, 2, 1)
+        else:
+            self.windows = np.zeros((0, span, features), dtype=np.float32)
+        """``[W, L+H, F]``, a view of ``features``: ``windows[s]`` is rows s..s+L+H-1."""
+        count = len(self.windows)
+        one_agent = self.row_agent[:count] == self.row_agent[span - 1 : span - 1 + count]
+        target_split = row_split[self.window : self.window + count]
+        one_split = target_split == row_split[span - 1 : span - 1 + count]
+        usable = one_agent & one_split
+        self.starts: dict[Split, npt.NDArray[np.int64]] = {
+            split: np.flatnonzero(usable & (target_split == code)) for code, split in enumerate(Split)
+        }
+        """Per split, the rows where its windows start, in row order."""
+        counts = {split.value: len(starts) for split, starts in self.starts.items()}
+        if min(counts.values()) == 0:
+            raise NotEnoughData(
+                f"{n} events of {len(self.agents)} agents give windows {counts} (window {self.window}, horizon "
+                f"{self.horizon}): every split needs one, so some agent needs about "
+                f"{int(np.ceil(span / min(config.validation_fraction, config.test_fraction)))} events"
+            )
+
+        if scaler is not None:
+            self.scaler = scaler
+        elif config.scaling is Scaling.GLOBAL:
+            self.scaler = GlobalScaler.fit(self.features[row_split == 0])
+        else:
+            self.scaler = WindowScaler([i for i, name in enumerate(FEATURE_NAMES) if name not in UNSCALED_FEATURES])
+        self.naive_scale, self.naive_scale_by_agent = self._naive_scales(row_split == 0)
+
+    def _naive_scales(self, training: npt.NDArray[np.bool_]) -> tuple[Array, dict[str, Array]]:
+        """Per target, the mean |y[t] - y[t-1]| over consecutive training rows of one agent: MASE's
+        denominator, pooled over agents and per agent (NaN for an agent with fewer than two)."""
+        y = self.features[:, TARGET_CHANNELS]  # [N, T]
+        pair = training[1:] & training[:-1] & (self.row_agent[1:] == self.row_agent[:-1])  # [N-1]
+        steps = np.abs(np.diff(y, axis=0))[pair]  # [pairs, T]
+        owners = self.row_agent[1:][pair]
+        pooled = steps.mean(axis=0) if len(steps) else np.full(len(TARGET_CHANNELS), np.nan)
+        by_agent = {}
+        for index, agent in enumerate(self.agents):
+            mine = steps[owners == index]
+            by_agent[agent] = mine.mean(axis=0) if len(mine) else np.full(len(TARGET_CHANNELS), np.nan)
+        return pooled.astype(np.float32), by_agent
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.starts.values())
+
+    def scaled(self, starts: npt.NDArray[np.int64]) -> ScaledBatch:
+        """The windows starting at ``starts``, gathered (the one copy) and scaled."""
+        window = self.windows[starts]  # [B, L+H, F]
+        x = window[:, : self.window]  # [B, L, F]
+        y = window[:, self.window :, TARGET_CHANNELS]  # [B, H, T]
+        center, scale = self.scaler.stats(x)  # [B|1, 1, F] each
+        target_center = center[:, :, TARGET_CHANNELS]  # [B|1, 1, T]
+        target_scale = scale[:, :, TARGET_CHANNELS]
+        return ScaledBatch((x - center) / scale, (y - target_center) / target_scale, target_center, target_scale)
+
+    def batches(
+        self, split: Split, *, batch_size: int, rng: np.random.Generator | None = None
+    ) -> Iterator[ScaledBatch]:
+        """The split's windows in batches: shuffled by ``rng`` when given, else in row order."""
+        starts = self.starts[split]
+        if rng is not None:
+            starts = rng.permutation(starts)
+        for begin in range(0, len(starts), batch_size):
+            yield self.scaled(starts[begin : begin + batch_size])
+
+    def targets(self, split: Split) -> Array:
+        """The split's targets in original units, ``[W, H, T]``."""
+        rows = self.starts[split][:, None] + self.window + np.arange(self.horizon)  # [W, H]
+        targets: Array = self.features[rows][:, :, TARGET_CHANNELS]
+        return targets
+
+    def naive(self, split: Split) -> Array:
+        """The naive forecast of the split's windows: each input's last value for every step, ``[W, H, T]``."""
+        last = self.features[self.starts[split] + self.window - 1][:, TARGET_CHANNELS]  # [W, T]
+        repeated: Array = np.repeat(last[:, None, :], self.horizon, axis=1)
+        return repeated
+
+    def window_agents(self, split: Split) -> npt.NDArray[np.int32]:
+        """Per window of the split, its agent's index in ``agents``."""
+        return self.row_agent[self.starts[split]]

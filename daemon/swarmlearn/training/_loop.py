@@ -1,0 +1,219 @@
+"""One training loop for every model: AdamW on the scaled targets, early stopping, budgets.
+
+Per call: at most ``max_epochs`` epochs and ``max_steps`` optimizer steps. After each epoch (and when
+the step budget ends one early) the validation loss is measured; the weights of the best one are
+kept, and training stops after ``patience`` epochs without a loss ``min_delta`` below the best. The
+model ends with the best weights.
+
+Determinism: the seed drives weight initialisation (where the caller builds the model inside
+``seeded``), dropout and the batch order. The loop runs inside ``torch.random.fork_rng``, so it
+neither reads nor disturbs the caller's global RNG state. On CPU two runs with the same seed give
+the same weights bit for bit (the contract test checks it); CUDA kernels may not.
+
+A background job watches it with ``progress`` (called after every epoch) and stops it with
+``should_stop``, checked before every optimizer step (microseconds against a step's milliseconds):
+a True raises ``TrainingCancelled`` within one step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from swarmlearn.models import Forecaster
+from swarmlearn.training._config import Loss, TrainingConfig
+from swarmlearn.training._data import ScaledBatch, Split, StreamDataLoader
+from swarmlearn.training._scaling import Array
+
+
+class TrainingCancelled(Exception):
+    """``should_stop`` returned True; the model holds whatever weights it had at that step."""
+
+
+class Progress(NamedTuple):
+    kind: str
+    epoch: int
+    """Epochs done in this call, from 1."""
+    max_epochs: int
+    steps: int
+    """Optimizer steps done in this call."""
+    train_loss: float
+    """Mean training loss over the epoch's steps."""
+    val_loss: float
+    best_val_loss: float
+
+
+class TrainResult(NamedTuple):
+    epochs: int
+    steps: int
+    best_epoch: int
+    """The epoch whose weights the model ends with (0: the starting weights were never beaten)."""
+    best_val_loss: float
+    naive_val_loss: float
+    """The naive forecast's loss on the same validation windows, in the same scaled units."""
+    history: list[tuple[int, float, float]]
+    """``(epoch, train_loss, val_loss)`` per epoch."""
+    stop_reason: str
+    """``early_stopping``, ``max_epochs`` or ``max_steps``."""
+    seconds: float
+    windows_per_second: float
+    """Training windows per second of training steps (validation excluded)."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: the first CUDA device where there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with torch's global RNG seeded, restoring the caller's state after it."""
+    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def fit(
+    model: Forecaster,
+    data: StreamDataLoader,
+    config: TrainingConfig,
+    *,
+    initial_state: Mapping[str, torch.Tensor] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data``'s training windows, in place; it ends on the best validation weights.
+
+    ``initial_state``: weights to start from (a warm start from the champion), loaded strictly.
+    """
+    device = resolve_device(config.device)
+    model.to(device)
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    loss_fn = loss_function(config.loss)
+    rng = np.random.default_rng(config.seed)
+    budget = math.inf if config.max_steps is None else config.max_steps
+    start = time.perf_counter()
+    training_seconds = 0.0
+    trained_windows = 0
+    steps = 0
+    history: list[tuple[int, float, float]] = []
+    with seeded(config.seed, device):
+        best_loss = validation_loss(model, data, config, device)
+        best_state = _copy_state(model)
+        best_epoch, stale, stop_reason = 0, 0, "max_epochs"
+        for epoch in range(1, config.max_epochs + 1):
+            model.train()
+            epoch_start, epoch_steps = time.perf_counter(), 0
+            loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step on a GPU
+            for batch in data.batches(Split.TRAIN, batch_size=config.batch_size, rng=rng):
+                if steps >= budget:
+                    break
+                if should_stop is not None and should_stop():
+                    raise TrainingCancelled(f"cancelled at epoch {epoch}, step {steps}")
+                x, y = _tensors(batch, device)
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                loss_sum += loss.detach()
+                trained_windows += len(x)
+                epoch_steps += 1
+                steps += 1
+            train_loss = float(loss_sum) / max(epoch_steps, 1)  # waits for the device's last step
+            training_seconds += time.perf_counter() - epoch_start
+            if not epoch_steps:  # a budget of no steps: the model keeps its starting weights
+                stop_reason = "max_steps"
+                break
+            val_loss = validation_loss(model, data, config, device)
+            history.append((epoch, train_loss, val_loss))
+            if val_loss < best_loss - config.min_delta:
+                best_loss, best_state, best_epoch, stale = val_loss, _copy_state(model), epoch, 0
+            else:
+                stale += 1
+            if progress is not None:
+                progress(Progress(model.kind, epoch, config.max_epochs, steps, train_loss, val_loss, best_loss))
+            if steps >= budget:
+                stop_reason = "max_steps"
+                break
+            if stale >= config.patience:
+                stop_reason = "early_stopping"
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        epochs=len(history),
+        steps=steps,
+        best_epoch=best_epoch,
+        best_val_loss=best_loss,
+        naive_val_loss=naive_validation_loss(data, config),
+        history=history,
+        stop_reason=stop_reason,
+        seconds=time.perf_counter() - start,
+        windows_per_second=trained_windows / training_seconds if training_seconds > 0 else math.nan,
+    )
+
+
+def _tensors(batch: ScaledBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(batch.x).to(device), torch.from_numpy(batch.y).to(device)
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+
+def loss_function(loss: Loss, reduction: str = "mean") -> nn.Module:
+    """The criterion of ``loss`` over every element (``mean`` or ``sum``)."""
+    if loss is Loss.HUBER:
+        return nn.HuberLoss(reduction=reduction, delta=1.0)
+    return nn.L1Loss(reduction=reduction) if loss is Loss.MAE else nn.MSELoss(reduction=reduction)
+
+
+@torch.no_grad()
+def validation_loss(model: Forecaster, data: StreamDataLoader, config: TrainingConfig, device: torch.device) -> float:
+    """The training loss of the scaled forecasts over all the validation windows."""
+    model.eval()
+    criterion = loss_function(config.loss, "sum")
+    total, count = 0.0, 0
+    for batch in data.batches(Split.VALIDATION, batch_size=config.eval_batch_size):
+        x, y = _tensors(batch, device)
+        total += float(criterion(model(x), y))
+        count += y.numel()
+    return total / count
+
+
+@torch.no_grad()
+def naive_validation_loss(data: StreamDataLoader, config: TrainingConfig) -> float:
+    """``validation_loss`` of the naive forecast (each input's last value, scaled like the targets)."""
+    criterion = loss_function(config.loss, "sum")
+    total, count = 0.0, 0
+    for batch in data.batches(Split.VALIDATION, batch_size=config.eval_batch_size):
+        last = batch.x[:, -1:, list(data.target_channels)]  # [B, 1, T], scaled like the targets
+        y = torch.from_numpy(batch.y)
+        total += float(criterion(torch.from_numpy(last).expand_as(y), y))
+        count += y.numel()
+    return total / count
+
+
+@torch.no_grad()
+def forecast(model: Forecaster, data: StreamDataLoader, split: Split, batch_size: int) -> Array:
+    """The model's forecasts of the split's windows in original units, ``[W, H, T]``."""
+    model.eval()
+    device = next(model.parameters()).device
+    parts = []
+    for batch in data.batches(split, batch_size=batch_size):
+        scaled = model(torch.from_numpy(batch.x).to(device)).cpu().numpy()  # [B, H, T]
+        parts.append(scaled * batch.scale + batch.center)
+    return np.concatenate(parts)

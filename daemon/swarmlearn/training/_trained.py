@@ -1,0 +1,95 @@
+"""A trained model ready to answer: the network, its scaler, and what it was trained on.
+
+``TrainedModel.predict`` takes windows of raw features and answers in original units (it scales each
+window, runs the network, scales the forecast back), so the caller needs nothing else. ``save`` and
+``load`` go through ``swarmlearn.models``' checkpoints, whose header carries the scaler's state,
+the metrics and the feature and target names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from swarmlearn.events import Event
+from swarmlearn.features import FEATURE_NAMES, event_features
+from swarmlearn.models import Forecaster, load_checkpoint, save_checkpoint
+from swarmlearn.online import TARGETS
+from swarmlearn.training._scaling import Array, Scaler, scaler_from_state
+
+
+class TrainedModel:
+    def __init__(
+        self,
+        model: Forecaster,
+        scaler: Scaler,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.scaler = scaler
+        self.metrics: dict[str, Any] = dict(metrics or {})
+        """Flat ``<target>.<metric>`` test metrics (and ``val_loss``), as the registry keeps them."""
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        """JSON values: agents seen, training config, data boundaries."""
+        self._targets = list(model.shape.target_channels)
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
+    @property
+    def window(self) -> int:
+        return self.model.shape.window
+
+    @property
+    def horizon(self) -> int:
+        return self.model.shape.horizon
+
+    @torch.no_grad()
+    def predict(self, windows: Array) -> Array:
+        """Forecasts of raw feature windows ``[B, L, F]`` (or one ``[L, F]``) in original units:
+        ``[B, H, T]`` (or ``[H, T]``)."""
+        single = windows.ndim == 2
+        x = np.asarray(windows, dtype=np.float32)[None] if single else np.asarray(windows, dtype=np.float32)
+        if x.shape[1:] != (self.window, self.model.shape.n_features):
+            raise ValueError(f"windows must be [B, {self.window}, {self.model.shape.n_features}], got {x.shape}")
+        center, scale = self.scaler.stats(x)  # [B|1, 1, F]
+        device = next(self.model.parameters()).device
+        scaled = self.model(torch.from_numpy((x - center) / scale).to(device)).cpu().numpy()  # [B, H, T]
+        result: Array = scaled * scale[:, :, self._targets] + center[:, :, self._targets]
+        return result[0] if single else result
+
+    def predict_events(self, events: Sequence[Event]) -> Array:
+        """The forecast after an agent's events (oldest first; the last ``window`` are used): ``[H, T]``."""
+        if len(events) < self.window:
+            raise ValueError(f"need {self.window} events, got {len(events)}")
+        rows = np.asarray([event_features(e) for e in events[-self.window :]], dtype=np.float32)
+        return self.predict(rows)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The network's weights, for a warm start."""
+        return {name: t.detach().cpu().clone() for name, t in self.model.state_dict().items()}
+
+    def save(self, path: Path | str) -> None:
+        """Write a checkpoint (atomically) that ``load`` rebuilds this from."""
+        metadata = {**self.metadata, "features": list(FEATURE_NAMES), "targets": list(TARGETS)}
+        save_checkpoint(path, self.model, scaler=self.scaler.state(), metrics=self.metrics, metadata=metadata)
+
+    @classmethod
+    def load(cls, path: Path | str, *, device: torch.device | str = "cpu") -> TrainedModel:
+        checkpoint = load_checkpoint(path)
+        names = checkpoint.metadata.get("features"), checkpoint.metadata.get("targets")
+        if names != (list(FEATURE_NAMES), list(TARGETS)):
+            raise ValueError(f"{path} was trained on other features or targets: {names}")
+        return cls(
+            checkpoint.build(device),
+            scaler_from_state(checkpoint.scaler),
+            metrics=checkpoint.metrics,
+            metadata=checkpoint.metadata,
+        )

@@ -1,0 +1,217 @@
+"""The forecasters' contract, one test over every registered kind: it learns, saves and reloads, is
+deterministic under a seed, respects H > 1, and trains on CUDA where there is one."""
+
+from __future__ import annotations
+
+import math
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import swarmlearn.models as models
+from swarmlearn.events import Event, EventType
+from swarmlearn.models import (
+    MODEL_KINDS,
+    ForecastShape,
+    LSTMConfig,
+    ModelConfig,
+    NBEATSConfig,
+    TCNConfig,
+    build_model,
+    config_from_dict,
+    load_checkpoint,
+    save_checkpoint,
+)
+from swarmlearn.training import (
+    Split,
+    StreamDataLoader,
+    TrainedModel,
+    TrainingConfig,
+    TrainingPipeline,
+    fit,
+    forecast,
+    seeded,
+)
+
+START = 1_767_225_600.0
+HORIZON = 3
+
+# Small enough that the contract runs in seconds per kind on two cores; the defaults are what ships.
+SMALL: dict[str, ModelConfig] = {
+    "lstm": LSTMConfig(hidden_size=32, num_layers=1),
+    "tcn": TCNConfig(num_channels=(16, 16, 16)),
+    "nbeats": NBEATSConfig(num_blocks=1, num_layers=2, layer_width=64),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models on two cores: one thread is as fast and never oversubscribes
+    yield
+    torch.set_num_threads(threads)
+
+
+def cycle_stream(n: int, *, agents: int = 2, seed: int = 0) -> Iterator[Event]:
+    """Agents whose targets follow a 12-event cycle with a little noise: the naive forecast (the last
+    value) misses by the cycle's step, a model that learns the cycle by the noise only."""
+    rng = random.Random(seed)
+    for i in range(n):
+        for a in range(agents):
+            phase = 2 * math.pi * (i + 3 * a) / 12
+            yield Event(
+                f"agent-{a}",
+                f"{a}-{i}",
+                START + 60.0 * i + a,
+                EventType.PERFORMANCE_UPDATE,
+                (400.0 + 200 * a) * (1 + 0.3 * math.sin(phase)) + rng.gauss(0, 5),
+                40.0 + 10 * math.cos(phase) + rng.gauss(0, 0.5),
+                512.0,
+                30.0,
+                0.9 + 0.05 * math.sin(phase) + rng.gauss(0, 0.002),
+            )
+
+
+@pytest.fixture(scope="module")
+def cycle_data() -> StreamDataLoader:
+    return StreamDataLoader(cycle_stream(400), TrainingConfig(window=24, horizon=HORIZON))
+
+
+def test_public_names() -> None:
+    assert sorted(models.__all__) == sorted(
+        [
+            "MODEL_KINDS",
+            "Checkpoint",
+            "ForecastShape",
+            "Forecaster",
+            "LSTMConfig",
+            "LSTMModel",
+            "ModelConfig",
+            "NBEATSConfig",
+            "NBEATSModel",
+            "StackType",
+            "TCNConfig",
+            "TCNModel",
+            "build_model",
+            "config_from_dict",
+            "config_to_dict",
+            "load_checkpoint",
+            "save_checkpoint",
+        ]
+    )
+    assert set(MODEL_KINDS) == set(SMALL) == {"lstm", "tcn", "nbeats"}
+
+
+@pytest.mark.parametrize("kind", list(MODEL_KINDS))
+def test_model_contract(kind: str, cycle_data: StreamDataLoader, tmp_path: Path) -> None:
+    config = TrainingConfig(models=(SMALL[kind],), window=24, horizon=HORIZON, max_epochs=25, patience=25, seed=3)
+    report = TrainingPipeline(config).train(cycle_data, SMALL[kind])
+    training = report.training
+
+    # It learns: well below the naive forecast on the validation windows, in the loss it minimises.
+    assert training.best_val_loss < 0.25 * training.naive_val_loss, training
+
+    # It respects H > 1: every step is forecast, and step h is a forecast of step h, not a copy of step 1.
+    predicted = forecast(report.model.model, cycle_data, Split.TEST, 1024)
+    truth = cycle_data.targets(Split.TEST)
+    assert predicted.shape == truth.shape == (len(cycle_data.starts[Split.TEST]), HORIZON, 3)
+    scale = cycle_data.naive_scale  # per target, so the three targets weigh alike
+    for h in range(1, HORIZON):
+        own_step = np.abs(predicted[:, h] - truth[:, h]) / scale
+        first_step = np.abs(predicted[:, 0] - truth[:, h]) / scale
+        assert own_step.mean() < 0.5 * first_step.mean(), h
+
+    # Save and reload give identical outputs, from the file alone.
+    path = tmp_path / f"{kind}.pt"
+    report.model.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the temporary file was renamed
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"format", "version", "header", "state_dict"}
+    restored = TrainedModel.load(path)
+    windows = cycle_data.windows[cycle_data.starts[Split.TEST][:50], : config.window]
+    assert np.array_equal(restored.predict(windows), report.model.predict(windows))
+    assert restored.metrics == report.model.metrics
+    assert restored.model.config == SMALL[kind]
+
+    # Deterministic under a seed: two short runs from the seed give the same weights, bit for bit;
+    # another seed does not.
+    short = TrainingConfig(models=(SMALL[kind],), window=24, horizon=HORIZON, max_steps=5, seed=11)
+    pipeline = TrainingPipeline(short)
+    first = pipeline.train(cycle_data, SMALL[kind]).model.state_dict()
+    second = pipeline.train(cycle_data, SMALL[kind]).model.state_dict()
+    other = TrainingPipeline(TrainingConfig(models=(SMALL[kind],), window=24, horizon=HORIZON, max_steps=5, seed=12))
+    third = other.train(cycle_data, SMALL[kind]).model.state_dict()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    assert not all(torch.equal(first[name], third[name]) for name in first)
+
+
+@pytest.mark.parametrize("kind", list(MODEL_KINDS))
+def test_trains_on_cuda(kind: str, cycle_data: StreamDataLoader) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    config = TrainingConfig(models=(SMALL[kind],), window=24, horizon=HORIZON, max_epochs=10, device="cuda")
+    with seeded(0):
+        model = build_model(SMALL[kind], ForecastShape(window=24, horizon=HORIZON))
+    result = fit(model, cycle_data, config)
+    assert all(p.device.type == "cuda" for p in model.parameters())
+    assert result.steps > 0 and math.isfinite(result.best_val_loss)
+    assert result.best_val_loss < 0.5 * result.naive_val_loss
+    windows = cycle_data.windows[cycle_data.starts[Split.TEST][:8], :24]
+    assert forecast(model, cycle_data, Split.TEST, 256).shape[1:] == (HORIZON, 3)
+    assert TrainedModel(model, cycle_data.scaler).predict(windows).shape == (8, HORIZON, 3)
+
+
+@pytest.mark.parametrize("kind", list(MODEL_KINDS))
+def test_default_sizes_and_shapes(kind: str, tmp_path: Path) -> None:
+    """The shipped defaults build, map [B, L, F] to [B, H, T], and round-trip through a checkpoint."""
+    config_class = MODEL_KINDS[kind][0]
+    shape = ForecastShape(window=50, horizon=4)
+    torch.manual_seed(0)
+    model = build_model(config_class(), shape).eval()
+    x = torch.randn(5, 50, shape.n_features)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (5, 4, 3)
+    save_checkpoint(tmp_path / "m.pt", model, metrics={"latency_ms.mae": 1.0})
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    assert checkpoint.kind == kind and checkpoint.config == config_class() and checkpoint.shape == shape
+    with torch.no_grad():
+        assert torch.equal(checkpoint.build()(x), out)
+
+
+def test_documented_defaults() -> None:
+    assert (LSTMConfig().hidden_size, LSTMConfig().num_layers, LSTMConfig().dropout) == (128, 2, 0.2)
+    assert (TCNConfig().num_channels, TCNConfig().kernel_size, TCNConfig().dropout) == ((64, 64, 64), 3, 0.2)
+    nbeats = NBEATSConfig()
+    assert [s.value for s in nbeats.stack_types] == ["trend", "seasonality", "generic"]
+    assert (nbeats.num_blocks, nbeats.num_layers, nbeats.layer_width) == (4, 4, 256)
+
+
+def test_config_from_dict_validates() -> None:
+    assert config_from_dict("tcn", {"num_channels": [8, 8]}) == TCNConfig(num_channels=(8, 8))
+    nbeats = config_from_dict("nbeats", {"stack_types": ["generic"]})
+    assert isinstance(nbeats, NBEATSConfig) and nbeats.stack_types == (models.StackType.GENERIC,)
+    with pytest.raises(ValueError, match="unknown model kind"):
+        config_from_dict("transformer", {})
+    with pytest.raises(ValueError, match="no field hidden"):
+        config_from_dict("lstm", {"hidden": 3})
+    with pytest.raises(ValueError, match="invalid lstm"):
+        config_from_dict("lstm", {"dropout": 1.5})
+
+
+def test_a_checkpoint_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a swarmlearn checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_the_daemon_process_does_not_import_torch() -> None:
+    """torch costs seconds of start-up and hundreds of MB; only training and Predict's models need it."""
+    code = "import sys, swarmlearn.server, swarmlearn.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
