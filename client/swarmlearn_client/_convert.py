@@ -307,6 +307,7 @@ def job_from_proto(j: jobs_pb2.Job) -> Job:
         metrics=dict(j.metrics),
         model_version=j.model_version,
         error=j.error,
+        note=j.note,
     )
 
 

@@ -222,6 +222,8 @@ class Job:
     metrics: Mapping[str, float]
     model_version: str
     error: str
+    note: str = ""
+    """What became of the model the job made: promoted, or kept as a challenger, and why."""
 
     @property
     def done(self) -> bool:

@@ -78,6 +78,8 @@ class Settings:
     online_stop_timeout_s: float = 30.0
     """On stop, how long each online learner gets to write its snapshot and exit before it is killed
     (its previous snapshot then stands, and the next start replays more of the log)."""
+    training_threads: int = 1
+    """CPU threads a training job's process may use (torch); the rest stay with ingest and Predict."""
     predict_coverage: float = 0.8
     """Nominal coverage of Predict's intervals when the request leaves ``coverage`` at 0."""
 
@@ -109,6 +111,7 @@ class Settings:
         _check(self.online_snapshot_interval_s > 0, "online_snapshot_interval_s", "must be > 0")
         _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
         _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")
+        _check(1 <= self.training_threads <= 256, "training_threads", "must be in [1, 256]")
         _check(0 < self.predict_coverage < 1, "predict_coverage", "must be in (0, 1)")
         _check((self.tls_cert is None) == (self.tls_key is None), "tls_cert", "tls_cert and tls_key go together")
         _check(self.tls_client_ca is None or self.tls_cert is not None, "tls_client_ca", "needs tls_cert and tls_key")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18swarmlearn/v1/jobs.proto\x12\rswarmlearn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n\x14StartTrainingRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x12\n\nmax_epochs\x18\x03 \x01(\r\x12\x0f\n\x07horizon\x18\x04 \x01(\r\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\"\x9e\x01\n\x12StartTuningRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x12\n\nmax_trials\x18\x04 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\r\x12\x19\n\x11search_space_json\x18\x06 \x01(\t\x12\x11\n\tobjective\x18\x07 \x01(\t\"\x9b\x01\n\x0bJobProgress\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x14\n\x0ctotal_epochs\x18\x02 \x01(\r\x12\x12\n\ntrain_loss\x18\x03 \x01(\x01\x12\x10\n\x08val_loss\x18\x04 \x01(\x01\x12\x13\n\x0btrials_done\x18\x05 \x01(\r\x12\x14\n\x0ctotal_trials\x18\x06 \x01(\r\x12\x16\n\x0e\x62\x65st_objective\x18\x07 \x01(\x01\"\xd3\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.swarmlearn.v1.JobKind\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.swarmlearn.v1.JobState\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x12\n\nmodel_kind\x18\x05 \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstarted_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfinished_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08progress\x18\t \x01(\x0b\x32\x1a.swarmlearn.v1.JobProgress\x12\x30\n\x07metrics\x18\n \x03(\x0b\x32\x1f.swarmlearn.v1.Job.MetricsEntry\x12\x15\n\rmodel_version\x18\x0b \x01(\t\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"n\n\x0fListJobsRequest\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.swarmlearn.v1.JobState\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.swarmlearn.v1.JobKind\x12\r\n\x05limit\x18\x03 \x01(\r\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.swarmlearn.v1.Job\"\x96\x02\n\x0cModelVersion\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x10\n\x08\x63hampion\x18\x04 \x01(\x08\x12\x30\n\x0c\x63reated_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x07metrics\x18\x06 \x03(\x0b\x32(.swarmlearn.v1.ModelVersion.MetricsEntry\x12\x13\n\x0b\x63onfig_json\x18\x07 \x01(\t\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x11ListModelsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.swarmlearn.v1.ModelVersion\"I\n\x13PromoteModelRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\"%\n\x14RollbackModelRequest\x12\r\n\x05scope\x18\x01 \x01(\t*O\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_KIND_TRAINING\x10\x01\x12\x13\n\x0fJOB_KIND_TUNING\x10\x02*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18swarmlearn/v1/jobs.proto\x12\rswarmlearn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n\x14StartTrainingRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x12\n\nmax_epochs\x18\x03 \x01(\r\x12\x0f\n\x07horizon\x18\x04 \x01(\r\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\"\x9e\x01\n\x12StartTuningRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x12\n\nmax_trials\x18\x04 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\r\x12\x19\n\x11search_space_json\x18\x06 \x01(\t\x12\x11\n\tobjective\x18\x07 \x01(\t\"\x9b\x01\n\x0bJobProgress\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x14\n\x0ctotal_epochs\x18\x02 \x01(\r\x12\x12\n\ntrain_loss\x18\x03 \x01(\x01\x12\x10\n\x08val_loss\x18\x04 \x01(\x01\x12\x13\n\x0btrials_done\x18\x05 \x01(\r\x12\x14\n\x0ctotal_trials\x18\x06 \x01(\r\x12\x16\n\x0e\x62\x65st_objective\x18\x07 \x01(\x01\"\xe1\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.swarmlearn.v1.JobKind\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.swarmlearn.v1.JobState\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x12\n\nmodel_kind\x18\x05 \x01(\t\x12\x30\n\x0c\x63reated_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstarted_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfinished_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08progress\x18\t \x01(\x0b\x32\x1a.swarmlearn.v1.JobProgress\x12\x30\n\x07metrics\x18\n \x03(\x0b\x32\x1f.swarmlearn.v1.Job.MetricsEntry\x12\x15\n\rmodel_version\x18\x0b \x01(\t\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x0c\n\x04note\x18\r \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"n\n\x0fListJobsRequest\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.swarmlearn.v1.JobState\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.swarmlearn.v1.JobKind\x12\r\n\x05limit\x18\x03 \x01(\r\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.swarmlearn.v1.Job\"\x96\x02\n\x0cModelVersion\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x10\n\x08\x63hampion\x18\x04 \x01(\x08\x12\x30\n\x0c\x63reated_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x07metrics\x18\x06 \x03(\x0b\x32(.swarmlearn.v1.ModelVersion.MetricsEntry\x12\x13\n\x0b\x63onfig_json\x18\x07 \x01(\t\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x11ListModelsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.swarmlearn.v1.ModelVersion\"I\n\x13PromoteModelRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\"%\n\x14RollbackModelRequest\x12\r\n\x05scope\x18\x01 \x01(\t*O\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_KIND_TRAINING\x10\x01\x12\x13\n\x0fJOB_KIND_TUNING\x10\x02*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBKIND']._serialized_start=1770
-  _globals['_JOBKIND']._serialized_end=1849
-  _globals['_JOBSTATE']._serialized_start=1852
-  _globals['_JOBSTATE']._serialized_end=2007
+  _globals['_JOBKIND']._serialized_start=1784
+  _globals['_JOBKIND']._serialized_end=1863
+  _globals['_JOBSTATE']._serialized_start=1866
+  _globals['_JOBSTATE']._serialized_end=2021
   _globals['_STARTTRAININGREQUEST']._serialized_start=76
   _globals['_STARTTRAININGREQUEST']._serialized_end=191
   _globals['_STARTTUNINGREQUEST']._serialized_start=194
@@ -47,29 +47,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBPROGRESS']._serialized_start=355
   _globals['_JOBPROGRESS']._serialized_end=510
   _globals['_JOB']._serialized_start=513
-  _globals['_JOB']._serialized_end=980
-  _globals['_JOB_METRICSENTRY']._serialized_start=934
-  _globals['_JOB_METRICSENTRY']._serialized_end=980
-  _globals['_GETJOBREQUEST']._serialized_start=982
-  _globals['_GETJOBREQUEST']._serialized_end=1013
-  _globals['_WATCHJOBREQUEST']._serialized_start=1015
-  _globals['_WATCHJOBREQUEST']._serialized_end=1048
-  _globals['_CANCELJOBREQUEST']._serialized_start=1050
-  _globals['_CANCELJOBREQUEST']._serialized_end=1084
-  _globals['_LISTJOBSREQUEST']._serialized_start=1086
-  _globals['_LISTJOBSREQUEST']._serialized_end=1196
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1198
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1250
-  _globals['_MODELVERSION']._serialized_start=1253
-  _globals['_MODELVERSION']._serialized_end=1531
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=934
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=980
-  _globals['_LISTMODELSREQUEST']._serialized_start=1533
-  _globals['_LISTMODELSREQUEST']._serialized_end=1587
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1589
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1654
-  _globals['_PROMOTEMODELREQUEST']._serialized_start=1656
-  _globals['_PROMOTEMODELREQUEST']._serialized_end=1729
-  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1731
-  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1768
+  _globals['_JOB']._serialized_end=994
+  _globals['_JOB_METRICSENTRY']._serialized_start=948
+  _globals['_JOB_METRICSENTRY']._serialized_end=994
+  _globals['_GETJOBREQUEST']._serialized_start=996
+  _globals['_GETJOBREQUEST']._serialized_end=1027
+  _globals['_WATCHJOBREQUEST']._serialized_start=1029
+  _globals['_WATCHJOBREQUEST']._serialized_end=1062
+  _globals['_CANCELJOBREQUEST']._serialized_start=1064
+  _globals['_CANCELJOBREQUEST']._serialized_end=1098
+  _globals['_LISTJOBSREQUEST']._serialized_start=1100
+  _globals['_LISTJOBSREQUEST']._serialized_end=1210
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1212
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1264
+  _globals['_MODELVERSION']._serialized_start=1267
+  _globals['_MODELVERSION']._serialized_end=1545
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=948
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=994
+  _globals['_LISTMODELSREQUEST']._serialized_start=1547
+  _globals['_LISTMODELSREQUEST']._serialized_end=1601
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1603
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1668
+  _globals['_PROMOTEMODELREQUEST']._serialized_start=1670
+  _globals['_PROMOTEMODELREQUEST']._serialized_end=1743
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1745
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1782
 # @@protoc_insertion_point(module_scope)

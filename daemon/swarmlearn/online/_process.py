@@ -19,9 +19,7 @@ import dataclasses
 import itertools
 import logging
 import os
-import pickle
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from swarmlearn._channel import encode, read_message
 from swarmlearn.errors import Disabled, InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.online._config import WorkerSettings
 from swarmlearn.online._snapshot import remove_stale_temporaries
@@ -283,7 +282,7 @@ class _Shard:
         self._flush()
         stopped = False
         try:
-            message = await _read_message(reader)
+            message = await read_message(reader)
             if message[0] != "ready":
                 log.error("the online learner could not start: %s", message[3])
                 return
@@ -367,15 +366,14 @@ class _Shard:
 
     def _send(self, message: tuple[Any, ...]) -> None:
         assert self._writer is not None
-        data = pickle.dumps(message, protocol=5)
-        self._writer.write(struct.pack("!i", len(data)) + data)
+        self._writer.write(encode(message))
 
     # -- what the process says -----------------------------------------------------------------
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> bool:
         """Dispatch what the process says until it says ``stopped`` (True) or the channel ends."""
         while True:
-            message = await _read_message(reader)
+            message = await read_message(reader)
             kind = message[0]
             if kind == "answer":
                 _, qid, applied, value = message
@@ -450,14 +448,6 @@ class _Shard:
                 raise
         except Exception:  # the supervisor failed; the daemon must still stop
             log.exception("online learner %s failed", self.snapshot_path.name)
-
-
-async def _read_message(reader: asyncio.StreamReader) -> tuple[Any, ...]:
-    (size,) = struct.unpack("!i", await reader.readexactly(4))
-    if size == -1:  # Connection's header for messages of 2 GiB or more
-        (size,) = struct.unpack("!Q", await reader.readexactly(8))
-    message: tuple[Any, ...] = pickle.loads(await reader.readexactly(size))
-    return message
 
 
 def _error(kind: str, detail: Any) -> Exception:

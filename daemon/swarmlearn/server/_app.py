@@ -21,7 +21,9 @@ from grpc_reflection.v1alpha import reflection
 from swarmlearn._version import __version__
 from swarmlearn.config import Settings
 from swarmlearn.ingest import Ingestor
+from swarmlearn.jobs import JobManager
 from swarmlearn.online import Drift, OnlineLearner, WorkerSettings
+from swarmlearn.registry import ModelRegistry
 from swarmlearn.server._interceptor import RequestInterceptor
 from swarmlearn.server._metrics import Metrics
 from swarmlearn.server._sdnotify import notify
@@ -64,6 +66,7 @@ class DaemonServer:
         self._lock: IO[str] | None = None
         self._store: EventStore | None = None
         self._online: OnlineLearner | None = None
+        self._jobs: JobManager | None = None
         self.drift_listeners: list[Callable[[Drift], object]] = []
         """Called on the event loop for every new drift (not for drifts replayed after a restart):
         the training scheduler's trigger."""
@@ -103,6 +106,9 @@ class DaemonServer:
     async def _abandon(self) -> None:
         if self._grpc is not None:
             await self._grpc.stop(None)
+        if self._jobs is not None:
+            await self._jobs.stop()
+            self._jobs = None
         if self._online is not None:
             await self._online.stop()
             self._online = None
@@ -142,6 +148,17 @@ class DaemonServer:
         )
         self._online.start()
         self.metrics.track_online(self._online)
+        self.registry = ModelRegistry(settings.data_dir / "models")
+        ingestor = Ingestor(self._store, on_commit=self._online.committed)
+        self._jobs = JobManager(
+            settings.data_dir,
+            settings.db_path,
+            self.registry,
+            durable_sequence=lambda: self.store.durable_sequence,
+            knows_agent=ingestor.knows,
+            threads=settings.training_threads,
+        )
+        self._jobs.start()
         if settings.metrics_listen:
             self.metrics_address = self.metrics.serve(settings.metrics_listen)
         self._grpc = server = grpc.aio.server(
@@ -155,8 +172,10 @@ class DaemonServer:
         servicer = SwarmLearnServicer(
             settings,
             self._store,
-            Ingestor(self._store, on_commit=self._online.committed),
+            ingestor,
             self._online,
+            self._jobs,
+            self.registry,
             self._closing,
             self.metrics,
             self.status,
@@ -240,6 +259,8 @@ class DaemonServer:
         await self._health.enter_graceful_shutdown()
         self._closing.set()
         await self._server.stop(self.settings.grace_period_s)
+        if self._jobs is not None:
+            await self._jobs.stop()
         if self._online is not None:
             await self._online.stop()
         if self._store is not None:

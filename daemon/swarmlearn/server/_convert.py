@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from swarmlearn.events import Event, EventType, Rejection
 from swarmlearn.ingest import IngestResult
+from swarmlearn.jobs import Job, JobState
 from swarmlearn.online import AgentStats as OnlineAgentStats
 from swarmlearn.online import Answer, Forecast
 from swarmlearn.prompts import Candidate, ScoreResult, Weights
+from swarmlearn.registry import ModelVersion
 from swarmlearn.server._status import StatusReport
 from swarmlearn.store import AgentSummary
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, prompts_pb2
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, jobs_pb2, prompts_pb2
 
 _EVENT_TYPES = {int(t): t for t in EventType}
 _ECHOED_ID_CHARS = 128
@@ -212,4 +215,50 @@ def score_response(result: ScoreResult) -> prompts_pb2.ScorePromptsResponse:
         ],
         used_global_model=result.used_global_model,
         selected_variant=result.selected_variant,
+    )
+
+
+_JOB_STATES = {
+    JobState.PENDING: jobs_pb2.JOB_STATE_PENDING,
+    JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: jobs_pb2.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: jobs_pb2.JOB_STATE_FAILED,
+    JobState.CANCELLED: jobs_pb2.JOB_STATE_CANCELLED,
+}
+JOB_STATE_OF = {number: state for state, number in _JOB_STATES.items()}
+
+
+def job_message(job: Job) -> jobs_pb2.Job:
+    message = jobs_pb2.Job(
+        job_id=job.job_id,
+        kind=jobs_pb2.JOB_KIND_TRAINING if job.kind == "training" else jobs_pb2.JOB_KIND_TUNING,
+        state=_JOB_STATES[job.state],
+        scope=job.scope,
+        model_kind=job.model_kind,
+        created_time=_timestamp(job.created_at),
+        progress=jobs_pb2.JobProgress(
+            epoch=job.epoch, total_epochs=job.total_epochs, train_loss=job.train_loss, val_loss=job.val_loss
+        ),
+        metrics=job.metrics,
+        model_version=job.model_version,
+        error=job.error,
+        note=job.note,
+    )
+    if job.started_at is not None:
+        message.started_time.CopyFrom(_timestamp(job.started_at))
+    if job.finished_at is not None:
+        message.finished_time.CopyFrom(_timestamp(job.finished_at))
+    return message
+
+
+def model_message(version: ModelVersion, champion: bool) -> jobs_pb2.ModelVersion:
+    return jobs_pb2.ModelVersion(
+        scope=version.scope,
+        model_kind=version.kind,
+        version=version.version,
+        champion=champion,
+        created_time=_timestamp(version.created_at),
+        metrics=version.metrics,
+        config_json=json.dumps(version.config, sort_keys=True),
+        job_id=version.job_id,
     )

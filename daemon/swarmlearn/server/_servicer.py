@@ -18,15 +18,20 @@ from swarmlearn.config import Settings
 from swarmlearn.errors import InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.events import LIMITS
 from swarmlearn.ingest import Ingestor, PendingIngest
+from swarmlearn.jobs import JobManager
 from swarmlearn.online import TARGETS, OnlineConfig, OnlineLearner
 from swarmlearn.online import AgentStats as OnlineAgentStats
 from swarmlearn.prompts._config import PromptConfig
 from swarmlearn.prompts._score import check_request, resolve_weights
+from swarmlearn.registry import ModelRegistry
 from swarmlearn.server._convert import (
+    JOB_STATE_OF,
     agent_stats,
     daemon_status,
     decode_batch,
     ingest_ack,
+    job_message,
+    model_message,
     predict_response,
     score_request,
     score_response,
@@ -35,7 +40,7 @@ from swarmlearn.server._errors import abort_for, mapped
 from swarmlearn.server._metrics import Metrics
 from swarmlearn.server._status import StatusReport
 from swarmlearn.store import EventStore
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, prompts_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, jobs_pb2, prompts_pb2, service_pb2_grpc
 
 _RETRY_AFTER_MS = 1000
 _MAX_HORIZON = OnlineConfig().max_horizon
@@ -53,6 +58,8 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         store: EventStore,
         ingestor: Ingestor,
         online: OnlineLearner,
+        jobs: JobManager,
+        registry: ModelRegistry,
         closing: asyncio.Event,
         metrics: Metrics,
         status: Callable[[int], StatusReport],
@@ -61,6 +68,8 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         self._store = store
         self._ingestor = ingestor
         self._online = online
+        self._jobs = jobs
+        self._registry = registry
         self._closing = closing
         self._metrics = metrics
         self._status = status
@@ -206,6 +215,60 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         except NotReady:
             return {}, 0
         return answer.value, answer.applied_seq
+
+    # -- jobs and models ------------------------------------------------------------------------
+
+    @mapped
+    async def StartTraining(self, request: jobs_pb2.StartTrainingRequest, context: Context) -> jobs_pb2.Job:
+        if request.scope:
+            _agent_id(request.scope)  # the same limits
+        job = await self._jobs.submit_training(
+            request.scope,
+            request.model_kind,
+            max_epochs=request.max_epochs,
+            horizon=request.horizon,
+            config_json=request.config_json,
+        )
+        return job_message(job)
+
+    @mapped
+    async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> jobs_pb2.Job:
+        return job_message(self._jobs.get(request.job_id))
+
+    async def WatchJob(self, request: jobs_pb2.WatchJobRequest, context: Context) -> AsyncIterator[jobs_pb2.Job]:
+        try:
+            async for job in self._jobs.watch(request.job_id):
+                yield job_message(job)
+        except Exception as exc:
+            await abort_for(exc, context, "WatchJob")
+
+    @mapped
+    async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> jobs_pb2.Job:
+        return job_message(await self._jobs.cancel(request.job_id))
+
+    @mapped
+    async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
+        state = JOB_STATE_OF.get(request.state) if request.state else None
+        kind = {jobs_pb2.JOB_KIND_TRAINING: "training", jobs_pb2.JOB_KIND_TUNING: "tuning"}.get(request.kind)
+        jobs = self._jobs.list(state=state, kind=kind, limit=request.limit)
+        return jobs_pb2.ListJobsResponse(jobs=[job_message(j) for j in jobs])
+
+    @mapped
+    async def ListModels(self, request: jobs_pb2.ListModelsRequest, context: Context) -> jobs_pb2.ListModelsResponse:
+        registry = self._registry
+        versions = registry.versions(scope=request.scope or None, kind=request.model_kind or None)
+        return jobs_pb2.ListModelsResponse(models=[model_message(v, registry.is_champion(v)) for v in versions])
+
+    @mapped
+    async def PromoteModel(self, request: jobs_pb2.PromoteModelRequest, context: Context) -> jobs_pb2.ModelVersion:
+        if not request.model_kind:
+            raise InvalidArgument("model_kind", "must not be empty")
+        version = self._registry.promote(request.scope, request.model_kind, request.version)
+        return model_message(version, True)
+
+    @mapped
+    async def RollbackModel(self, request: jobs_pb2.RollbackModelRequest, context: Context) -> jobs_pb2.ModelVersion:
+        return model_message(self._registry.rollback(request.scope), True)
 
     @mapped
     async def GetStatus(self, request: daemon_pb2.GetStatusRequest, context: Context) -> daemon_pb2.DaemonStatus:

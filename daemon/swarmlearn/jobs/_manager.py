@@ -1,0 +1,336 @@
+"""Background jobs: a queue, one job process at a time, progress, cancellation, and their records.
+
+Jobs run in child processes (``_train``: torch never enters the daemon), one at a time so training
+never takes more than ``training_threads`` cores from ingest and Predict; more wait as PENDING. A
+job's record (state, progress, metrics, the model it made, what became of it) is kept in
+``<data_dir>/jobs.json``, rewritten atomically on every change, so ``GetJob``/``ListJobs`` answer
+after a restart; a job that was pending or running when the daemon stopped is recorded as FAILED
+("the daemon stopped"), never silently lost.
+
+When a training job's process reports, the daemon registers the checkpoint in the registry (its
+only writer) and promotes it only if ``registry.decide`` says it beats every rival evaluated on the
+same test split: the scope's champion and the naive forecast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarmlearn._channel import encode, read_message
+from swarmlearn.errors import InvalidArgument, NotFound
+from swarmlearn.online import TARGETS
+from swarmlearn.registry import ModelRegistry, decide
+
+log = logging.getLogger(__name__)
+
+_TRAIN_MAIN = "from swarmlearn.jobs._train import main; main()"
+MODEL_KINDS = ("lstm", "tcn", "nbeats")
+MAX_HORIZON = 48
+_KEEP_FINISHED = 1000  # records of finished jobs kept in jobs.json
+_CANCEL_GRACE_S = 10.0
+_STOPPED = "the daemon stopped before it finished; start it again"
+
+
+class JobState(enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass
+class Job:
+    job_id: str
+    kind: str
+    """``training`` (``tuning`` arrives with its issue)."""
+    scope: str
+    model_kind: str
+    state: JobState = JobState.PENDING
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    epoch: int = 0
+    total_epochs: int = 0
+    train_loss: float = 0.0
+    val_loss: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Test-split metrics of the model it made, ``<target>.<metric>``."""
+    model_version: str = ""
+    """``<kind>-v<version>`` of the model it registered."""
+    error: str = ""
+    note: str = ""
+    """What became of the model: promoted or not, and why."""
+    request: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "state": self.state.value}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Job:
+        return cls(**{**raw, "state": JobState(raw["state"])})
+
+
+class JobManager:
+    def __init__(
+        self,
+        data_dir: Path,
+        db_path: Path,
+        registry: ModelRegistry,
+        *,
+        durable_sequence: Callable[[], int],
+        knows_agent: Callable[[str], bool],
+        threads: int = 1,
+        default_epochs: int = 30,
+    ) -> None:
+        self.path = data_dir / "jobs.json"
+        self.db_path = db_path
+        self.registry = registry
+        self._durable = durable_sequence
+        self._knows = knows_agent
+        self.threads = threads
+        self.default_epochs = default_epochs
+        self.jobs: dict[str, Job] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._changed = asyncio.Condition()
+        self._runner: asyncio.Task[None] | None = None
+        self._current: tuple[str, asyncio.StreamWriter, asyncio.subprocess.Process] | None = None
+        self._stopping = False
+        self._load()
+
+    # -- records ----------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            raw = json.loads(self.path.read_text())
+            jobs = [Job.from_json(item) for item in raw["jobs"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("job records %s unreadable (%s); starting with none", self.path, exc)
+            return
+        for job in jobs:
+            if not job.state.finished:
+                job.state, job.error, job.finished_at = (
+                    JobState.FAILED,
+                    "the daemon stopped before it finished",
+                    time.time(),
+                )
+            self.jobs[job.job_id] = job
+        self._save()
+
+    def _save(self) -> None:
+        finished = sorted((j for j in self.jobs.values() if j.state.finished), key=lambda j: j.created_at)
+        for old in finished[: max(0, len(finished) - _KEEP_FINISHED)]:
+            del self.jobs[old.job_id]
+        temporary = self.path.with_name(f"{self.path.name}.tmp")
+        temporary.write_text(json.dumps({"format": 1, "jobs": [j.to_json() for j in self.jobs.values()]}))
+        os.replace(temporary, self.path)
+
+    async def _update(self, job: Job, **changes: Any) -> None:
+        for name, value in changes.items():
+            setattr(job, name, value)
+        self._save()
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- the API ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name="swarmlearn-jobs")
+
+    async def submit_training(
+        self, scope: str, model_kind: str, *, max_epochs: int = 0, horizon: int = 0, config_json: str = ""
+    ) -> Job:
+        if model_kind not in MODEL_KINDS:
+            raise InvalidArgument("model_kind", f"one of {', '.join(MODEL_KINDS)}, got {model_kind!r}")
+        if scope and not self._knows(scope):
+            raise NotFound(f"unknown agent {scope[:128]!r}: no event of it is stored")
+        if horizon > MAX_HORIZON:
+            raise InvalidArgument("horizon", f"at most {MAX_HORIZON}, got {horizon}")
+        config: dict[str, Any] = {}
+        if config_json:
+            try:
+                config = json.loads(config_json)
+            except ValueError as exc:
+                raise InvalidArgument("config_json", f"not JSON: {exc}") from None
+            if not isinstance(config, dict):
+                raise InvalidArgument("config_json", "must be a JSON object of model settings")
+        request = {"max_epochs": max_epochs, "horizon": horizon or 1, "config": config}
+        job = Job(f"train-{uuid.uuid4().hex[:12]}", "training", scope, model_kind, request=request)
+        self.jobs[job.job_id] = job
+        self._save()
+        self._queue.put_nowait(job.job_id)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id[:128]!r}")
+        return job
+
+    def list(self, *, state: JobState | None = None, kind: str | None = None, limit: int = 0) -> list[Job]:
+        jobs = [j for j in self.jobs.values() if (state is None or j.state == state) and (kind in (None, j.kind))]
+        jobs.sort(key=lambda j: j.created_at, reverse=True)
+        return jobs[:limit] if limit else jobs
+
+    async def watch(self, job_id: str) -> AsyncIterator[Job]:
+        """The job now, then after every change, until it has finished."""
+        job = self.get(job_id)
+        seen: dict[str, Any] | None = None
+        while True:
+            current = job.to_json()
+            if current != seen:
+                seen = current
+                yield Job.from_json(current)
+            if job.state.finished:
+                return
+            async with self._changed:
+                await self._changed.wait()
+
+    async def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.state == JobState.PENDING:
+            await self._update(job, state=JobState.CANCELLED, finished_at=time.time())
+        elif job.state == JobState.RUNNING and self._current is not None and self._current[0] == job_id:
+            self._current[1].write(encode(("cancel",)))
+        return job
+
+    async def stop(self) -> None:
+        """Cancel the running job (killed if it does not stop within 10 s) and stop the runner."""
+        self._stopping = True
+        if self._current is not None:
+            _, writer, process = self._current
+            with contextlib.suppress(ConnectionError):
+                writer.write(encode(("cancel",)))
+            try:
+                await asyncio.wait_for(process.wait(), _CANCEL_GRACE_S)
+            except TimeoutError:
+                process.kill()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        for job in self.jobs.values():
+            if not job.state.finished:
+                job.state, job.error, job.finished_at = (
+                    JobState.FAILED,
+                    "the daemon stopped before it finished",
+                    time.time(),
+                )
+        self._save()
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            job = self.jobs.get(await self._queue.get())
+            if job is None or job.state != JobState.PENDING:
+                continue
+            try:
+                await self._run_training(job)
+            except Exception as exc:  # the runner must survive whatever one job does
+                log.exception("training job %s failed", job.job_id)
+                await self._update(
+                    job, state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=time.time()
+                )
+
+    async def _run_training(self, job: Job) -> None:
+        version = self.registry.next_version(job.scope, job.model_kind)
+        champion = self.registry.champion(job.scope)
+        scope_dir = job.scope or "_swarm"
+        checkpoint = self.registry.root / _safe(scope_dir) / f"{job.model_kind}-v{version}.pt"
+        spec = {
+            "db": str(self.db_path),
+            "scope": job.scope,
+            "kind": job.model_kind,
+            "upto": self._durable(),
+            "horizon": job.request["horizon"],
+            "max_epochs": job.request["max_epochs"] or self.default_epochs,
+            "config": job.request["config"],
+            "champion": str(self.registry.checkpoint_path(champion)) if champion is not None else "",
+            "checkpoint": str(checkpoint),
+            "threads": self.threads,
+        }
+        await self._update(job, state=JobState.RUNNING, started_at=time.time(), total_epochs=spec["max_epochs"])
+        ours, theirs = socket.socketpair()
+        with theirs:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _TRAIN_MAIN, str(theirs.fileno()), json.dumps(spec),
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )  # fmt: skip
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        self._current = (job.job_id, writer, process)
+        outcome: tuple[Any, ...] = ("failed", "the job process exited without a result")
+        try:
+            while True:
+                message = await read_message(reader)
+                if message[0] == "progress":
+                    _, epoch, total, train_loss, val_loss = message
+                    await self._update(job, epoch=epoch, total_epochs=total, train_loss=train_loss, val_loss=val_loss)
+                else:
+                    outcome = message
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._current = None
+            writer.close()
+            code = await process.wait()
+        if outcome[0] == "done":
+            await self._finish(job, version, outcome[1])
+        elif outcome[0] == "cancelled" and self._stopping:
+            await self._update(job, state=JobState.FAILED, error=_STOPPED, finished_at=time.time())
+        elif outcome[0] == "cancelled":
+            await self._update(job, state=JobState.CANCELLED, finished_at=time.time())
+        else:
+            reason = outcome[1] if outcome[1] else f"the job process exited with {code}"
+            log.error("training job %s failed: %s", job.job_id, reason)
+            await self._update(
+                job, state=JobState.FAILED, error=reason.strip().splitlines()[-1], finished_at=time.time()
+            )
+
+    async def _finish(self, job: Job, version: int, result: dict[str, Any]) -> None:
+        entry = self.registry.register(
+            job.scope, job.model_kind, version, Path(result["checkpoint"]),
+            metrics=result["metrics"], config=result["config"], job_id=job.job_id,
+        )  # fmt: skip
+        decision = decide(result["metrics"], result["rivals"], TARGETS)
+        if decision.promote:
+            self.registry.promote(entry.scope, entry.kind, entry.version)
+        note = f"{'promoted: ' if decision.promote else 'kept as a challenger: '}{decision.reason}"
+        log.info("training job %s made %s-v%d of scope %r; %s", job.job_id, job.model_kind, version, job.scope, note)
+        await self._update(
+            job,
+            state=JobState.SUCCEEDED,
+            finished_at=time.time(),
+            metrics=result["metrics"],
+            model_version=f"{job.model_kind}-v{version}",
+            note=note,
+        )
+
+
+def _safe(scope: str) -> str:
+    """A directory name for a scope: agent ids may hold any character."""
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in scope)[:64]
+    return f"{keep}-{uuid.uuid5(uuid.NAMESPACE_URL, scope).hex[:8]}"

@@ -1,0 +1,169 @@
+"""A training job's process: read the scope's events from the log, train one model, judge it.
+
+Started by ``JobManager`` as ``python -c`` calling ``main`` with FD SPEC_JSON (FD: one end of a
+socket pair, ``multiprocessing.connection`` framing). Torch lives here only: the daemon never
+imports it, and ``torch.set_num_threads`` keeps the job to ``threads`` cores so ingest keeps one.
+
+What it does, in order: read the committed events of the scope (one agent's, or every agent's for
+the global scope ``""``) up to the durable sequence the daemon gave it; build the windows
+(``StreamDataLoader``); train the kind asked for, warm-started from the scope's champion of the
+same kind and shape when there is one; evaluate on the test split the model, the naive forecast and
+the current champion (on the same windows when its shape allows, else on its own windows of the
+same events and period); write the checkpoint; and report. The daemon registers the version and
+decides the promotion (``registry.decide``): the registry has one writer.
+
+Messages to the daemon: ``("progress", epoch, max_epochs, train_loss, val_loss)`` per epoch, then
+one of ``("done", result)``, ``("cancelled",)``, ``("failed", reason)``. From the daemon:
+``("cancel",)``, checked before every optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import sys
+import traceback
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from swarmlearn.models import config_from_dict, config_to_dict
+from swarmlearn.online import TARGETS
+from swarmlearn.store import open_reader, read_events
+from swarmlearn.training import (
+    NotEnoughData,
+    Progress,
+    Split,
+    StreamDataLoader,
+    TrainedModel,
+    TrainingCancelled,
+    TrainingConfig,
+    TrainingPipeline,
+    evaluate,
+    forecast,
+)
+
+_READ_CHUNK = 50_000
+_TRAINING_KEYS = frozenset({"window", "batch_size", "max_steps", "patience", "learning_rate", "weight_decay", "seed"})
+
+
+def _events(db: Path, scope: str, upto: int) -> list[Any]:
+    conn = open_reader(db)
+    try:
+        events, last = [], 0
+        while True:
+            chunk = read_events(conn, after_seq=last, upto=upto, limit=_READ_CHUNK, agent_id=scope or None)
+            events += [event for _, event in chunk]
+            if len(chunk) < _READ_CHUNK:
+                return events
+            last = chunk[-1][0]
+    finally:
+        conn.close()
+
+
+def training_config(spec: Mapping[str, Any]) -> TrainingConfig:
+    """The job's TrainingConfig: the model kind with the spec's overrides (a ValueError names a bad one)."""
+    overrides = dict(spec.get("config") or {})
+    training = overrides.pop("training", {}) or {}
+    unknown = set(training) - _TRAINING_KEYS
+    if unknown:
+        raise ValueError(f"config_json.training: unknown setting(s) {sorted(unknown)}; known: {sorted(_TRAINING_KEYS)}")
+    model = config_from_dict(spec["kind"], overrides)
+    values: dict[str, Any] = {"models": (model,), "horizon": spec["horizon"], **training}
+    if spec.get("max_epochs"):
+        values["max_epochs"] = spec["max_epochs"]
+    return TrainingConfig(**values)
+
+
+def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
+    torch.set_num_threads(max(1, int(spec.get("threads", 1))))
+    config = training_config(spec)
+    events = _events(Path(spec["db"]), spec["scope"], spec["upto"])
+    data = StreamDataLoader(events, config)
+    champion = TrainedModel.load(spec["champion"]) if spec.get("champion") else None
+    warm = None
+    if (
+        champion is not None
+        and champion.kind == spec["kind"]
+        and (champion.window, champion.horizon)
+        == (
+            data.window,
+            data.horizon,
+        )
+    ):
+        warm = champion.state_dict()
+
+    def progress(p: Progress) -> None:
+        channel.send(("progress", p.epoch, p.max_epochs, p.train_loss, p.val_loss))
+
+    def should_stop() -> bool:
+        while channel.poll(0):
+            if channel.recv()[0] == "cancel":
+                return True
+        return False
+
+    report = TrainingPipeline(config).train(
+        data, config.models[0], progress=progress, should_stop=should_stop, initial_state=warm
+    )
+    rivals = {"naive": _flat(_evaluation(data, data.naive(Split.TEST), config))}
+    if champion is not None:
+        rivals["champion"] = _champion_metrics(champion, events, data, config)
+    path = Path(spec["checkpoint"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.model.save(path)
+    return (
+        "done",
+        {
+            "checkpoint": str(path),
+            "metrics": _flat(report.test),
+            "rivals": rivals,
+            "config": {"model": {"kind": report.kind, **config_to_dict(config.models[0])}, "window": data.window,
+                       "horizon": data.horizon, "warm_start": warm is not None},
+            "epochs": report.training.epochs,
+            "windows": {split.name.lower(): len(data.starts[split]) for split in Split},
+            "seconds": report.training.seconds,
+        },
+    )  # fmt: skip
+
+
+def _evaluation(data: StreamDataLoader, predicted: Any, config: TrainingConfig) -> Any:
+    return evaluate(
+        data.targets(Split.TEST), predicted, targets=TARGETS, naive_scale=data.naive_scale, thresholds=config.thresholds
+    )
+
+
+def _champion_metrics(
+    champion: TrainedModel, events: list[Any], data: StreamDataLoader, config: TrainingConfig
+) -> dict[str, float]:
+    if (champion.window, champion.horizon) != (data.window, data.horizon):
+        # Its own windows of the same events; the split fractions put its test windows in the same period.
+        own = dataclasses.replace(config, window=champion.window, horizon=champion.horizon)
+        data = StreamDataLoader(events, own)
+    return _flat(_evaluation(data, forecast(champion.model, data, Split.TEST, config.eval_batch_size), config))
+
+
+def _flat(evaluation: Any) -> dict[str, float]:
+    return {key: float(value) for key, value in evaluation.flat().items() if math.isfinite(float(value))}
+
+
+def main() -> None:
+    """Command-line entry: ``FD SPEC_JSON``."""
+    fd, spec_json = sys.argv[1:3]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon cancels; a Ctrl-C to the group must not
+    channel = Connection(int(fd))
+    try:
+        result = run(channel, json.loads(spec_json))
+    except TrainingCancelled:
+        result = ("cancelled",)
+    except (NotEnoughData, ValueError) as exc:
+        result = ("failed", str(exc))
+    except Exception:
+        result = ("failed", traceback.format_exc())
+    with contextlib.suppress(OSError):  # the daemon is gone
+        channel.send(result)

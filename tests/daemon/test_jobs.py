@@ -1,0 +1,160 @@
+"""Training jobs and the model registry over RPC, on a real daemon with real torch job processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from swarmlearn.config import Settings
+from swarmlearn.importer import event_to_proto
+from swarmlearn.server import DaemonServer
+from swarmlearn.synthetic import generate_swarm
+from swarmlearn_client.v1 import agents_pb2, events_pb2, jobs_pb2, service_pb2_grpc
+from tests.daemon.pbevents import event
+
+Stub = service_pb2_grpc.SwarmLearnStub
+SMALL = json.dumps({"hidden_size": 16, "num_layers": 1, "training": {"window": 20, "batch_size": 32}})
+
+
+async def ingest(stub: Stub, pbs: list[events_pb2.StreamEvent]) -> list[events_pb2.IngestAck]:
+    requests = [events_pb2.EventBatch(batch_id=str(i), events=pbs[i : i + 500]) for i in range(0, len(pbs), 500)]
+    return [ack async for ack in stub.Ingest(iter(requests))]
+
+
+@pytest_asyncio.fixture
+async def swarm(tmp_path: Path) -> AsyncIterator[tuple[DaemonServer, Stub]]:
+    server = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path / "data"))
+    await server.start()
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = Stub(channel)
+        await ingest(stub, [event_to_proto(e) for e in generate_swarm(agents=3, events_per_agent=400, seed=4)])
+        yield server, stub
+    await server.stop()
+
+
+async def finished(stub: Stub, job_id: str) -> list[jobs_pb2.Job]:
+    return [job async for job in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id))]
+
+
+async def test_a_training_job_streams_progress_and_registers_its_model(swarm: tuple[DaemonServer, Stub]) -> None:
+    server, stub = swarm
+    job = await stub.StartTraining(jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=3, config_json=SMALL))
+    assert job.state == jobs_pb2.JOB_STATE_PENDING and job.job_id.startswith("train-")
+    seen = await finished(stub, job.job_id)
+    final = seen[-1]
+    assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
+    epochs = [j.progress.epoch for j in seen if j.state == jobs_pb2.JOB_STATE_RUNNING]
+    assert epochs == sorted(epochs) and epochs[-1] == 3 and final.progress.total_epochs == 3
+    assert final.model_version == "lstm-v1" and {"latency_ms.mae", "success_rate.mase"} <= set(final.metrics)
+    models = (await stub.ListModels(jobs_pb2.ListModelsRequest())).models
+    assert [(m.scope, m.model_kind, m.version, m.job_id) for m in models] == [("", "lstm", 1, job.job_id)]
+    config = json.loads(models[0].config_json)
+    assert config["model"] == {"kind": "lstm", "hidden_size": 16, "num_layers": 1, "dropout": 0.2}
+    # Promoted exactly when the rule said so, and the job says why.
+    assert models[0].champion == final.note.startswith("promoted:"), final.note
+    assert "naive" in final.note
+    checkpoint = server.registry.checkpoint_path(server.registry.get("", "lstm", 1))
+    assert checkpoint.exists() and checkpoint.is_relative_to(server.settings.data_dir / "models")
+    # An operator can promote it anyway, and there is nothing to roll back to.
+    promoted = await stub.PromoteModel(jobs_pb2.PromoteModelRequest(model_kind="lstm", version=1))
+    assert promoted.champion
+    with pytest.raises(grpc.aio.AioRpcError) as nothing:
+        await stub.RollbackModel(jobs_pb2.RollbackModelRequest())
+    assert nothing.value.code() == grpc.StatusCode.NOT_FOUND
+    listed = await stub.ListJobs(jobs_pb2.ListJobsRequest(state=jobs_pb2.JOB_STATE_SUCCEEDED))
+    assert [j.job_id for j in listed.jobs] == [job.job_id]
+
+
+async def test_cancel_stops_a_running_job_while_predict_and_ingest_keep_answering(
+    swarm: tuple[DaemonServer, Stub],
+) -> None:
+    _, stub = swarm
+    long = json.dumps({"hidden_size": 64, "training": {"window": 20, "batch_size": 8, "patience": 1000}})
+    job = await stub.StartTraining(jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=500, config_json=long))
+    deadline = time.monotonic() + 60
+    while (await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.job_id))).progress.epoch < 1:
+        assert time.monotonic() < deadline, "the job never ran an epoch"
+        await asyncio.sleep(0.1)
+    # While it trains: Predict and ingest answer, timed.
+    predict_s, ack_s = [], []
+    for i in range(40):
+        started = time.perf_counter()
+        await stub.Predict(agents_pb2.PredictRequest(agent_id="planner", horizon=3))
+        predict_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        acks = await ingest(stub, [event("during", f"d-{i}")])
+        ack_s.append(time.perf_counter() - started)
+        assert acks[0].accepted == 1
+    assert (await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.job_id))).state == jobs_pb2.JOB_STATE_RUNNING
+    assert sorted(predict_s)[-2] < 0.5 and sorted(ack_s)[-2] < 0.5, (max(predict_s), max(ack_s))
+    await stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=job.job_id))
+    final = (await finished(stub, job.job_id))[-1]
+    assert final.state == jobs_pb2.JOB_STATE_CANCELLED
+    assert not (await stub.ListModels(jobs_pb2.ListModelsRequest())).models
+
+
+async def test_bad_training_requests(swarm: tuple[DaemonServer, Stub]) -> None:
+    _, stub = swarm
+    for request, code, field in (
+        (jobs_pb2.StartTrainingRequest(model_kind="transformer"), grpc.StatusCode.INVALID_ARGUMENT, "model_kind:"),
+        (
+            jobs_pb2.StartTrainingRequest(model_kind="lstm", config_json="{oops"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "config_json:",
+        ),
+        (jobs_pb2.StartTrainingRequest(model_kind="lstm", horizon=49), grpc.StatusCode.INVALID_ARGUMENT, "horizon:"),
+        (jobs_pb2.StartTrainingRequest(model_kind="lstm", scope="nobody"), grpc.StatusCode.NOT_FOUND, "unknown agent"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.StartTraining(request)
+        assert refused.value.code() == code and (refused.value.details() or "").startswith(field)
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetJob(jobs_pb2.GetJobRequest(job_id="train-nope"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    # A configuration the model does not have fails the job, saying what was wrong.
+    job = await stub.StartTraining(
+        jobs_pb2.StartTrainingRequest(model_kind="tcn", config_json=json.dumps({"channels": [8]}))
+    )
+    final = (await finished(stub, job.job_id))[-1]
+    assert final.state == jobs_pb2.JOB_STATE_FAILED and "channels" in final.error
+
+
+async def test_job_records_survive_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=data))
+    await first.start()
+    async with grpc.aio.insecure_channel(first.address) as channel:
+        stub = Stub(channel)
+        await ingest(stub, [event_to_proto(e) for e in generate_swarm(agents=2, events_per_agent=300, seed=1)])
+        done = await stub.StartTraining(
+            jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=1, config_json=SMALL)
+        )
+        await finished(stub, done.job_id)
+        slow = json.dumps({"training": {"window": 20, "batch_size": 4, "patience": 1000}})
+        running = await stub.StartTraining(
+            jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=500, config_json=slow)
+        )
+        deadline = time.monotonic() + 60
+        while (await stub.GetJob(jobs_pb2.GetJobRequest(job_id=running.job_id))).state != jobs_pb2.JOB_STATE_RUNNING:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+    await first.stop()  # stops the running job
+    second = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=data))
+    await second.start()
+    try:
+        async with grpc.aio.insecure_channel(second.address) as channel:
+            stub = Stub(channel)
+            before = await stub.GetJob(jobs_pb2.GetJobRequest(job_id=done.job_id))
+            assert before.state == jobs_pb2.JOB_STATE_SUCCEEDED and before.model_version == "lstm-v1"
+            cut = await stub.GetJob(jobs_pb2.GetJobRequest(job_id=running.job_id))
+            assert cut.state == jobs_pb2.JOB_STATE_FAILED and "daemon stopped" in cut.error
+            assert [m.version for m in (await stub.ListModels(jobs_pb2.ListModelsRequest())).models] == [1]
+    finally:
+        await second.stop()
