@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from swarmlearn_client import AgentStats, Forecast, PromptCandidate, PromptRanking
+from swarmlearn_client import AgentStats, Forecast, Job, ModelVersion, PromptCandidate, PromptRanking
 
 _TARGETS = ("latency_ms", "tokens_per_second", "success_rate")
 
@@ -160,4 +160,31 @@ def prompt_learning_table(rows: Sequence[Mapping[str, Any]], prompts: Sequence[s
             f"{row['bad_score']:.3f}",
             "yes" if row["good_ranked_first"] else "no",
         )
+    return table
+
+
+def jobs_table(jobs: Sequence[Job]) -> Table:
+    table = Table(title="jobs, newest first")
+    for column in ("job", "kind", "state", "scope", "model", "epoch", "val loss", "made", "started"):
+        table.add_column(column, justify="right" if column in ("epoch", "val loss") else "left")
+    for j in jobs:
+        p = j.progress
+        started = j.started_time.strftime("%Y-%m-%d %H:%M:%S") if j.started_time else "-"
+        table.add_row(
+            j.job_id, j.kind, j.state, j.scope or "(swarm)", j.model_kind, f"{p.epoch}/{p.total_epochs}",
+            f"{p.val_loss:.4f}" if p.epoch else "-", j.model_version or "-", started,
+        )  # fmt: skip
+    return table
+
+
+def models_table(models: Sequence[ModelVersion]) -> Table:
+    table = Table(title="model registry (test-split errors of the run that made each)")
+    for column in ("scope", "model", "version", "champion", "latency MAE", "tokens/s MAE", "success MAE", "job"):
+        table.add_column(column, justify="left" if column in ("scope", "model", "job") else "right")
+    for m in models:
+        table.add_row(
+            m.scope or "(swarm)", m.model_kind, str(m.version), "yes" if m.champion else "",
+            _number(m.metrics.get("latency_ms.mae")), _number(m.metrics.get("tokens_per_second.mae")),
+            _number(m.metrics.get("success_rate.mae")), m.job_id,
+        )  # fmt: skip
     return table

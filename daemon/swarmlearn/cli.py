@@ -31,6 +31,8 @@ from swarmlearn._tables import (
     baselines_table,
     features_table,
     forecast_table,
+    jobs_table,
+    models_table,
     prompt_learning_table,
     ranking_table,
 )
@@ -494,6 +496,72 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- training jobs and models -----------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.start_training(
+            model_kind=args.model,
+            scope=args.scope,
+            max_epochs=args.epochs or 0,
+            horizon=args.horizon or 0,
+            config_json=args.model_config or "",
+        )
+        if args.detach:
+            final = job
+        else:
+            with Progress(
+                TextColumn(f"training {args.model} ({job.job_id})"), BarColumn(),
+                TextColumn("epoch {task.completed}/{task.total}"), TextColumn("{task.description}"),
+                TimeElapsedColumn(), console=err, disable=args.json,
+            ) as progress:  # fmt: skip
+                task = progress.add_task("", total=None)
+                final = job
+                for final in client.watch_job(job.job_id):
+                    p = final.progress
+                    losses = f"train {p.train_loss:.4f}  val {p.val_loss:.4f}" if p.epoch else final.state
+                    progress.update(task, completed=p.epoch, total=p.total_epochs or None, description=losses)
+    if args.json:
+        _print_json(final)
+    else:
+        out.print(jobs_table([final]))
+        if final.note:
+            out.print(final.note)
+        if final.error:
+            err.print(f"error: {final.error}")
+    return 0 if final.state in ("succeeded", "pending", "running") else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.cancel:
+            client.cancel_job(args.cancel)
+        jobs = client.list_jobs(limit=args.limit)
+    if args.json:
+        _print_json({"jobs": jobs})
+    else:
+        out.print(jobs_table(jobs))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.promote:
+            kind, _, version = args.promote.partition(":")
+            if not version.isdigit():
+                raise SettingsError(f"--promote {args.promote!r}: use KIND:VERSION, e.g. lstm:3")
+            client.promote_model(scope=args.scope, model_kind=kind, version=int(version))
+        if args.rollback:
+            client.rollback_model(scope=args.scope)
+        models = client.list_models(scope=args.scope)
+    if args.json:
+        _print_json({"models": models})
+    else:
+        out.print(models_table(models))
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -565,6 +633,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     prompts_cmd.add_argument("--weight", nargs="+", metavar="NAME=W", help="objective weights, e.g. latency=2 cost=0")
     prompts_cmd.add_argument("--select", action="store_true", help="also pick the prompt variant to use next")
+
+    train_cmd = command("train", cmd_train, "train a forecaster in the background and follow it (progress bar)")
+    train_cmd.add_argument("--model", choices=("lstm", "tcn", "nbeats"), default="lstm")
+    train_cmd.add_argument("--scope", default="", help="an agent id; default: one model for every agent")
+    train_cmd.add_argument("--epochs", type=int, help="most epochs (default: the daemon's, 30)")
+    train_cmd.add_argument("--horizon", type=int, help="events forecast at once (default 1)")
+    train_cmd.add_argument(
+        "--model-config", metavar="JSON", help='model settings, e.g. {"hidden_size": 64, "training": {"window": 30}}'
+    )
+    train_cmd.add_argument("--detach", action="store_true", help="start the job and return")
+    jobs_cmd = command("jobs", cmd_jobs, "list background jobs, newest first")
+    jobs_cmd.add_argument("--cancel", metavar="JOB_ID", help="cancel this job first")
+    jobs_cmd.add_argument("--limit", type=int, default=20)
+    models_cmd = command("models", cmd_models, "the model registry: versions, champions")
+    models_cmd.add_argument("--scope", default="", help="an agent id, or the swarm's models (default)")
+    models_cmd.add_argument("--promote", metavar="KIND:VERSION", help="make this version the scope's champion")
+    models_cmd.add_argument("--rollback", action="store_true", help="return to the scope's previous champion")
 
     demo_cmd = command("demo", cmd_demo, "stream a synthetic swarm into a daemon (started here unless --target)")
     demo_cmd.add_argument("--agents", type=int, default=6)

@@ -218,3 +218,30 @@ def test_the_cli_uses_the_daemons_token_file(tmp_path: Path, capsys: pytest.Capt
         }
         monkeypatch.setenv("SWARMLEARN_AUTH_TOKEN_FILE", str(tokens))
         assert run_json(capsys, "agents", "--target", daemon.address, "--json") == {"agents": []}
+
+
+def test_train_jobs_and_models_commands(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    run_json(capsys, "demo", "--agents", "2", "--events", "300", "--target", daemon.address, "--json")
+    small = json.dumps({"num_channels": [8, 8], "training": {"window": 20}})
+    job = run_json(
+        capsys,
+        "train",
+        "--model",
+        "tcn",
+        "--epochs",
+        "2",
+        "--model-config",
+        small,
+        "--target",
+        daemon.address,
+        "--json",
+    )
+    assert job["state"] == "succeeded" and job["model_version"] == "tcn-v1" and job["progress"]["epoch"] == 2
+    assert job["note"].startswith(("promoted", "kept as a challenger"))
+    jobs = run_json(capsys, "jobs", "--target", daemon.address, "--json")["jobs"]
+    assert [j["job_id"] for j in jobs] == [job["job_id"]]
+    models = run_json(capsys, "models", "--promote", "tcn:1", "--target", daemon.address, "--json")["models"]
+    assert [(m["model_kind"], m["version"], m["champion"]) for m in models] == [("tcn", 1, True)]
+    assert main(["models", "--promote", "tcn", "--target", daemon.address]) == 2
+    assert main(["train", "--model", "tcn", "--model-config", "{nope", "--target", daemon.address]) == 1
+    assert "INVALID_ARGUMENT: config_json" in capsys.readouterr().err
