@@ -152,7 +152,7 @@ async def test_errors_carry_status_codes(stub: service_pb2_grpc.SwarmLearnStub) 
         await stub.ListAgents(agents_pb2.ListAgentsRequest(page_token="%%%"))
     assert token.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as later:
-        await stub.StartTraining(jobs_pb2.StartTrainingRequest())
+        await stub.StartTuning(jobs_pb2.StartTuningRequest())
     assert later.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

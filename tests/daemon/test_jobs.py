@@ -62,9 +62,24 @@ async def test_a_training_job_streams_progress_and_registers_its_model(swarm: tu
     assert "naive" in final.note
     checkpoint = server.registry.checkpoint_path(server.registry.get("", "lstm", 1))
     assert checkpoint.exists() and checkpoint.is_relative_to(server.settings.data_dir / "models")
-    # An operator can promote it anyway, and there is nothing to roll back to.
+    # An operator can promote it anyway; Predict then answers from it (hot-swapped), and there is
+    # nothing to roll back to.
     promoted = await stub.PromoteModel(jobs_pb2.PromoteModelRequest(model_kind="lstm", version=1))
     assert promoted.champion
+    deadline = time.monotonic() + 30
+    while True:
+        answer = await stub.Predict(agents_pb2.PredictRequest(agent_id="planner", coverage=0.9))
+        if answer.forecasts[0].model_kind == "torch:lstm":
+            break
+        assert time.monotonic() < deadline, "the champion never answered Predict"
+        await asyncio.sleep(0.1)
+    for forecast in answer.forecasts:
+        assert forecast.model_version == "lstm-v1" and forecast.running_mae == final.metrics[f"{forecast.target}.mae"]
+        (point,) = forecast.points
+        assert point.lower < point.value < point.upper and point.upper - point.lower < 1e6  # from test residuals
+    # It forecasts one step: a longer horizon is the online baseline's.
+    longer = await stub.Predict(agents_pb2.PredictRequest(agent_id="planner", horizon=3))
+    assert longer.forecasts[0].model_kind.startswith("online:")
     with pytest.raises(grpc.aio.AioRpcError) as nothing:
         await stub.RollbackModel(jobs_pb2.RollbackModelRequest())
     assert nothing.value.code() == grpc.StatusCode.NOT_FOUND

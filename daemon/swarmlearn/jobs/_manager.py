@@ -101,6 +101,7 @@ class JobManager:
         knows_agent: Callable[[str], bool],
         threads: int = 1,
         default_epochs: int = 30,
+        on_promotion: Callable[[], object] | None = None,
     ) -> None:
         self.path = data_dir / "jobs.json"
         self.db_path = db_path
@@ -109,6 +110,7 @@ class JobManager:
         self._knows = knows_agent
         self.threads = threads
         self.default_epochs = default_epochs
+        self._on_promotion = on_promotion
         self.jobs: dict[str, Job] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._changed = asyncio.Condition()
@@ -318,6 +320,8 @@ class JobManager:
         decision = decide(result["metrics"], result["rivals"], TARGETS)
         if decision.promote:
             self.registry.promote(entry.scope, entry.kind, entry.version)
+            if self._on_promotion is not None:
+                self._on_promotion()
         note = f"{'promoted: ' if decision.promote else 'kept as a challenger: '}{decision.reason}"
         log.info("training job %s made %s-v%d of scope %r; %s", job.job_id, job.model_kind, version, job.scope, note)
         await self._update(

@@ -35,6 +35,7 @@ import torch
 
 from swarmlearn.models import config_from_dict, config_to_dict
 from swarmlearn.online import TARGETS
+from swarmlearn.registry._champions import residual_quantiles
 from swarmlearn.store import open_reader, read_events
 from swarmlearn.training import (
     NotEnoughData,
@@ -114,6 +115,10 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
     rivals = {"naive": _flat(_evaluation(data, data.naive(Split.TEST), config))}
     if champion is not None:
         rivals["champion"] = _champion_metrics(champion, events, data, config)
+    # Residuals on the test split, per step and target: Predict's intervals when this model serves.
+    truth = data.targets(Split.TEST)
+    predicted = forecast(report.model.model, data, Split.TEST, config.eval_batch_size)
+    report.model.metadata["residual_quantiles"] = residual_quantiles(truth - predicted)
     path = Path(spec["checkpoint"])
     path.parent.mkdir(parents=True, exist_ok=True)
     report.model.save(path)

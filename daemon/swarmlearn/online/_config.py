@@ -73,8 +73,11 @@ class WorkerSettings:
     stop_timeout_s: float = 30.0
     """How long the daemon waits for the process to write its snapshot and exit before killing it."""
     role: str = "baselines"
-    """``baselines`` (``OnlineState``, one partition of the agents) or ``prompts`` (``PromptLearner``,
-    every agent)."""
+    """``baselines`` (``OnlineState``, one partition of the agents), ``prompts`` (``PromptLearner``,
+    every agent) or ``forecaster`` (``ChampionState``: the torch champions and every agent's last
+    feature rows)."""
+    registry_root: str = ""
+    """For the ``forecaster`` role: the model registry's directory."""
     shard: int = 0
     """A baselines process learns the agents with ``agent_shard(agent_id, shards) == shard``."""
     shards: int = 1
@@ -82,7 +85,7 @@ class WorkerSettings:
 
     def identity(self) -> dict[str, object]:
         """What a snapshot's state depends on (the timings do not change what is learned)."""
-        if self.role == "prompts":
+        if self.role != "baselines":
             return {"role": self.role}  # the prompt models' configuration is PromptConfig's defaults
         return {
             "role": self.role,

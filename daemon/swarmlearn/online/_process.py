@@ -109,7 +109,21 @@ class OnlineLearner:
             if count
             else None
         )
-        self.processes = [*self.shards, *([self.prompts] if self.prompts else [])]
+        # Torch champions, for Predict: one more process (torch stays out of the others).
+        self.forecaster = (
+            _Shard(
+                db_path,
+                snapshot_dir / FORECASTER_SNAPSHOT,
+                dataclasses.replace(
+                    settings, role="forecaster", shard=0, shards=1, registry_root=str(snapshot_dir / "models")
+                ),
+                log_sequence=log_sequence,
+                on_drift=None,
+            )
+            if count
+            else None
+        )
+        self.processes = [*self.shards, *(p for p in (self.prompts, self.forecaster) if p is not None)]
 
     @property
     def applied_seq(self) -> int:
@@ -193,11 +207,23 @@ class OnlineLearner:
             raise Disabled("online learning is off (setting online_workers = 0)")
         return await self.prompts.ask("score", (agent_id, candidates, weights, select), min_seq)
 
+    async def forecast(self, agent_id: str, horizon: int, coverage: float, *, min_seq: int) -> Answer:
+        """``Answer.value``: ``(model version, forecasts by target)`` from a torch champion, or None."""
+        if self.forecaster is None:
+            raise Disabled("online learning is off (setting online_workers = 0)")
+        return await self.forecaster.ask("forecast", (agent_id, horizon, coverage), min_seq)
+
+    def champions_changed(self) -> None:
+        """Tell the forecaster to load the registry's champions again."""
+        if self.forecaster is not None and self.forecaster._writer is not None:
+            self.forecaster._send(("reload",))
+
     async def stop(self) -> None:
         await asyncio.gather(*(process.stop() for process in self.processes))
 
 
 PROMPTS_SNAPSHOT = "prompts.snapshot"
+FORECASTER_SNAPSHOT = "forecaster.snapshot"
 
 
 def snapshot_name(shard: int | str, shards: int | str) -> str:

@@ -57,7 +57,7 @@ _NUMPY = frozenset(
      ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar")}
 )  # fmt: skip
 # Only classes from these: a class rebuilds an object; a function could do anything.
-_CLASS_PREFIXES = ("swarmlearn.online.", "swarmlearn.prompts.", "river.")
+_CLASS_PREFIXES = ("swarmlearn.online.", "swarmlearn.prompts.", "swarmlearn.registry.", "river.")
 
 
 class SnapshotRejected(Exception):

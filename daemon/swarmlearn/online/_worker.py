@@ -44,6 +44,7 @@ from swarmlearn.online._config import WorkerSettings
 from swarmlearn.online._learner import OnlineState
 from swarmlearn.prompts import Candidate, Weights
 from swarmlearn.prompts._learner import PromptLearner
+from swarmlearn.registry._champions import ChampionState
 from swarmlearn.store import event_at, last_sequence, open_reader, read_events
 
 _READ_CHUNK = 2048
@@ -67,10 +68,13 @@ class Worker:
         self.snapshot_path = snapshot_path
         self.settings = settings
         self.fingerprint = _snapshot.fingerprint(settings.identity())
-        self.state: OnlineState | PromptLearner
+        self.state: OnlineState | PromptLearner | ChampionState
         if settings.role == "prompts":
             self.state = PromptLearner()
             self._handlers: dict[str, Callable[..., Any]] = {"score": self._score}
+        elif settings.role == "forecaster":
+            self.state = ChampionState(Path(settings.registry_root))
+            self._handlers = {"forecast": self._forecast}
         else:
             self.state = OnlineState(settings.config)
             self._handlers = {"predict": self._predict, "stats": self._stats}
@@ -181,6 +185,8 @@ class Worker:
                 _, qid, query_kind, args, min_seq = message
                 self.known_seq = max(self.known_seq, min_seq)
                 self._query(_Query(qid, query_kind, tuple(args), min_seq, time.monotonic() + self.settings.max_wait_s))
+            elif kind == "reload" and isinstance(self.state, ChampionState):
+                self.state.reload()
             elif kind == "stop":
                 self.stopping = True
                 return
@@ -271,6 +277,10 @@ class Worker:
         assert isinstance(self.state, OnlineState)
         agents = self.state.agents
         return {agent_id: agents[agent_id].stats() for agent_id in agent_ids if agent_id in agents}
+
+    def _forecast(self, agent_id: str, horizon: int, coverage: float) -> Any:
+        assert isinstance(self.state, ChampionState)
+        return self.state.forecast(agent_id, horizon, coverage)
 
     def _score(self, agent_id: str, candidates: tuple[Candidate, ...], weights: Weights, select: bool) -> Any:
         assert isinstance(self.state, PromptLearner)

@@ -157,6 +157,7 @@ class DaemonServer:
             durable_sequence=lambda: self.store.durable_sequence,
             knows_agent=ingestor.knows,
             threads=settings.training_threads,
+            on_promotion=self._online.champions_changed,
         )
         self._jobs.start()
         if settings.metrics_listen:

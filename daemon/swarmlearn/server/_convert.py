@@ -135,6 +135,15 @@ def agent_stats(summary: AgentSummary, online: OnlineAgentStats | None = None, a
     return message
 
 
+def served_response(agent_id: str, answer: Answer, targets: Sequence[str]) -> agents_pb2.PredictResponse:
+    """A torch champion's answer: ``(model version, forecasts by target)``."""
+    version, forecasts = answer.value
+    response = predict_response(agent_id, Answer(answer.applied_seq, forecasts), targets)
+    for forecast in response.forecasts:
+        forecast.model_version = version
+    return response
+
+
 def predict_response(agent_id: str, answer: Answer, targets: Sequence[str]) -> agents_pb2.PredictResponse:
     forecasts: dict[str, Forecast] = answer.value
     return agents_pb2.PredictResponse(

@@ -19,7 +19,7 @@ from swarmlearn.errors import InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.events import LIMITS
 from swarmlearn.ingest import Ingestor, PendingIngest
 from swarmlearn.jobs import JobManager
-from swarmlearn.online import TARGETS, OnlineConfig, OnlineLearner
+from swarmlearn.online import TARGETS, Answer, OnlineConfig, OnlineLearner
 from swarmlearn.online import AgentStats as OnlineAgentStats
 from swarmlearn.prompts._config import PromptConfig
 from swarmlearn.prompts._score import check_request, resolve_weights
@@ -35,6 +35,7 @@ from swarmlearn.server._convert import (
     predict_response,
     score_request,
     score_response,
+    served_response,
 )
 from swarmlearn.server._errors import abort_for, mapped
 from swarmlearn.server._metrics import Metrics
@@ -165,8 +166,22 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         if not self._ingestor.knows(agent_id):
             raise UnknownAgent(agent_id)
         # Reading durable_sequence here makes an agent answer from its first acknowledged event.
-        answer = await self._online.predict(agent_id, horizon, coverage, min_seq=self._store.durable_sequence)
+        min_seq = self._store.durable_sequence
+        if self._registry.champion(agent_id) is not None or self._registry.champion("") is not None:
+            served = await self._champion_forecast(agent_id, horizon, coverage, min_seq)
+            if served is not None:
+                return served_response(agent_id, served, targets)
+        answer = await self._online.predict(agent_id, horizon, coverage, min_seq=min_seq)
         return predict_response(agent_id, answer, targets)
+
+    async def _champion_forecast(self, agent_id: str, horizon: int, coverage: float, min_seq: int) -> Answer | None:
+        """The torch champion's answer, or None to fall back to the online baseline (no champion for
+        the agent's scope, a shorter horizon, too few events yet, or the forecaster unavailable)."""
+        try:
+            answer = await self._online.forecast(agent_id, horizon, coverage, min_seq=min_seq)
+        except NotReady:
+            return None
+        return answer if answer.value is not None else None
 
     @mapped
     async def ScorePrompts(
@@ -264,11 +279,14 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         if not request.model_kind:
             raise InvalidArgument("model_kind", "must not be empty")
         version = self._registry.promote(request.scope, request.model_kind, request.version)
+        self._online.champions_changed()
         return model_message(version, True)
 
     @mapped
     async def RollbackModel(self, request: jobs_pb2.RollbackModelRequest, context: Context) -> jobs_pb2.ModelVersion:
-        return model_message(self._registry.rollback(request.scope), True)
+        version = self._registry.rollback(request.scope)
+        self._online.champions_changed()
+        return model_message(version, True)
 
     @mapped
     async def GetStatus(self, request: daemon_pb2.GetStatusRequest, context: Context) -> daemon_pb2.DaemonStatus:
