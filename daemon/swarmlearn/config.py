@@ -78,6 +78,14 @@ class Settings:
     online_stop_timeout_s: float = 30.0
     """On stop, how long each online learner gets to write its snapshot and exit before it is killed
     (its previous snapshot then stands, and the next start replays more of the log)."""
+    retrain_every_events: int = 0
+    """Retrain the swarm's model after this many new events (0: not on a count)."""
+    retrain_every_s: float = 0.0
+    """Retrain the swarm's model this often, if new events arrived (0: not on a timer)."""
+    retrain_on_drift: bool = False
+    """Retrain the swarm's model when the online learners find a drift."""
+    retrain_model_kind: str = "lstm"
+    """What scheduled retraining trains: lstm, tcn or nbeats (warm-started from the champion)."""
     training_threads: int = 1
     """CPU threads a training job's process may use (torch); the rest stay with ingest and Predict."""
     predict_coverage: float = 0.8
@@ -111,6 +119,9 @@ class Settings:
         _check(self.online_snapshot_interval_s > 0, "online_snapshot_interval_s", "must be > 0")
         _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
         _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")
+        _check(self.retrain_every_events >= 0, "retrain_every_events", "must be >= 0")
+        _check(self.retrain_every_s >= 0, "retrain_every_s", "must be >= 0")
+        _check(self.retrain_model_kind in ("lstm", "tcn", "nbeats"), "retrain_model_kind", "lstm, tcn or nbeats")
         _check(1 <= self.training_threads <= 256, "training_threads", "must be in [1, 256]")
         _check(0 < self.predict_coverage < 1, "predict_coverage", "must be in (0, 1)")
         _check((self.tls_cert is None) == (self.tls_key is None), "tls_cert", "tls_cert and tls_key go together")

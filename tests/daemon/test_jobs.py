@@ -173,3 +173,25 @@ async def test_job_records_survive_a_restart(tmp_path: Path) -> None:
             assert [m.version for m in (await stub.ListModels(jobs_pb2.ListModelsRequest())).models] == [1]
     finally:
         await second.stop()
+
+
+async def test_retraining_is_scheduled_on_new_events_without_piling_up(tmp_path: Path) -> None:
+    settings = Settings(
+        listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path / "data",
+        retrain_every_events=500, retrain_model_kind="tcn",
+    )  # fmt: skip
+    server = DaemonServer(settings)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = Stub(channel)
+            swarm = [event_to_proto(e) for e in generate_swarm(agents=3, events_per_agent=400, seed=6)]
+            await ingest(stub, swarm[:600])  # past 500: one job
+            await ingest(stub, swarm[600:])  # past 500 again, while that job is pending or running: none more
+            jobs = (await stub.ListJobs(jobs_pb2.ListJobsRequest())).jobs
+            assert len(jobs) == 1 and jobs[0].model_kind == "tcn" and jobs[0].scope == ""
+            final = (await finished(stub, jobs[0].job_id))[-1]
+            assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
+            assert server.registry.versions(kind="tcn")
+    finally:
+        await server.stop()

@@ -117,6 +117,9 @@ class JobManager:
         self._runner: asyncio.Task[None] | None = None
         self._current: tuple[str, asyncio.StreamWriter, asyncio.subprocess.Process] | None = None
         self._stopping = False
+        self._every_events, self._every_s, self._on_drift, self._scheduled_kind = 0, 0.0, False, "lstm"
+        self._last_scheduled_seq = 0
+        self._timer: asyncio.Task[None] | None = None
         self._load()
 
     # -- records ----------------------------------------------------------------------------------
@@ -184,6 +187,44 @@ class JobManager:
         self._queue.put_nowait(job.job_id)
         return job
 
+    # -- the scheduler ------------------------------------------------------------------------------
+
+    def configure_schedule(self, *, every_events: int, every_s: float, on_drift: bool, model_kind: str) -> None:
+        """Retrain the swarm's model (scope ``""``) every ``every_events`` new events, every
+        ``every_s`` seconds, and/or on drift (0 / False: not on that trigger). A trigger while a
+        scheduled job is pending or running does nothing, so triggers never pile up jobs."""
+        self._every_events, self._every_s, self._on_drift, self._scheduled_kind = (
+            every_events, every_s, on_drift, model_kind
+        )  # fmt: skip
+        self._last_scheduled_seq = self._durable()
+        if every_s > 0:
+            self._timer = asyncio.create_task(self._every(every_s), name="swarmlearn-retrain-timer")
+
+    def committed(self, seq: int) -> None:
+        if self._every_events and seq - self._last_scheduled_seq >= self._every_events:
+            self._schedule(f"{seq - self._last_scheduled_seq} new events")
+
+    def drifted(self, drift: Any) -> None:
+        if self._on_drift:
+            self._schedule(f"drift in {drift.target} of agent {drift.agent_id!r}")
+
+    async def _every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            if self._durable() > self._last_scheduled_seq:  # only when something new arrived
+                self._schedule(f"{seconds:.0f} s passed")
+
+    def _schedule(self, reason: str) -> None:
+        if any(j.request.get("scheduled") and not j.state.finished for j in self.jobs.values()):
+            return
+        self._last_scheduled_seq = self._durable()
+        job = Job(f"train-{uuid.uuid4().hex[:12]}", "training", "", self._scheduled_kind)
+        job.request = {"max_epochs": 0, "horizon": 1, "config": {}, "scheduled": reason}
+        self.jobs[job.job_id] = job
+        self._save()
+        self._queue.put_nowait(job.job_id)
+        log.info("scheduled training job %s (%s): %s", job.job_id, self._scheduled_kind, reason)
+
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None:
@@ -220,6 +261,8 @@ class JobManager:
     async def stop(self) -> None:
         """Cancel the running job (killed if it does not stop within 10 s) and stop the runner."""
         self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
         if self._current is not None:
             _, writer, process = self._current
             with contextlib.suppress(ConnectionError):

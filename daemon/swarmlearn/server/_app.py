@@ -149,7 +149,7 @@ class DaemonServer:
         self._online.start()
         self.metrics.track_online(self._online)
         self.registry = ModelRegistry(settings.data_dir / "models")
-        ingestor = Ingestor(self._store, on_commit=self._online.committed)
+        ingestor = Ingestor(self._store, on_commit=self._committed)
         self._jobs = JobManager(
             settings.data_dir,
             settings.db_path,
@@ -159,6 +159,13 @@ class DaemonServer:
             threads=settings.training_threads,
             on_promotion=self._online.champions_changed,
         )
+        self._jobs.configure_schedule(
+            every_events=settings.retrain_every_events,
+            every_s=settings.retrain_every_s,
+            on_drift=settings.retrain_on_drift,
+            model_kind=settings.retrain_model_kind,
+        )
+        self.drift_listeners.append(self._jobs.drifted)
         self._jobs.start()
         if settings.metrics_listen:
             self.metrics_address = self.metrics.serve(settings.metrics_listen)
@@ -238,6 +245,11 @@ class DaemonServer:
             online_restarts=self.online.restarts,
             online_workers=settings.online_workers,
         )
+
+    def _committed(self, seq: int) -> None:
+        self.online.committed(seq)
+        if self._jobs is not None:
+            self._jobs.committed(seq)
 
     def _drift(self, drift: Drift) -> None:
         if drift.replayed:
