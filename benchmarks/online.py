@@ -13,13 +13,15 @@ Part 2, Predict and ScorePrompts. One daemon that has learned 6 agents x 2,000 e
 unary calls from a blocking grpcio stub (the way an agent asks): Predict at H = 1 and H = 12,
 ScorePrompts with 1 and 100 candidates (new texts in every request), and the same calls to a raw
 grpcio server in another process that answers each at once with a fixed message: the transport's
-floor. Chunks of calls alternate between the two servers.
+floor. Chunks of calls alternate between the two servers. Last, a small LSTM is trained over RPC
+(StartTraining), promoted, and Predict timed again with the torch champion answering.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import random
@@ -34,7 +36,7 @@ from ingest import drive, free_port, make_batches, percentile, wait_ready  # ben
 
 from swarmlearn.importer import event_to_proto
 from swarmlearn.synthetic import BAD_WORDS, FILLER, GOOD_WORDS, generate_swarm
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, prompts_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, jobs_pb2, prompts_pb2, service_pb2_grpc
 
 
 class EchoServicer(service_pb2_grpc.SwarmLearnServicer):
@@ -129,6 +131,26 @@ def latencies(target: str, method: str, requests: list) -> list[float]:  # type:
     return out
 
 
+async def promote_a_torch_champion(target: str, agent: str) -> None:
+    """Train a small LSTM for the swarm over RPC, promote it, and wait until it answers Predict."""
+    config = json.dumps({"hidden_size": 32, "num_layers": 1, "training": {"window": 20}})
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.SwarmLearnStub(channel)
+        job = await stub.StartTraining(
+            jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=3, config_json=config)
+        )
+        async for state in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job.job_id)):
+            final = state
+        if final.state != jobs_pb2.JOB_STATE_SUCCEEDED:
+            raise SystemExit(f"training failed: {final.error}")
+        await stub.PromoteModel(jobs_pb2.PromoteModelRequest(model_kind="lstm", version=1))
+        while True:
+            answer = await stub.Predict(agents_pb2.PredictRequest(agent_id=agent))
+            if answer.forecasts[0].model_kind == "torch:lstm":
+                return
+            await asyncio.sleep(0.1)
+
+
 def prompt_requests(agents: list[str], count: int, candidates: int) -> list[prompts_pb2.ScorePromptsRequest]:
     """Fresh texts in every request (the daemon caches featurised texts), built from the swarm's words."""
     rng = random.Random(candidates)
@@ -175,7 +197,10 @@ async def predict_bench(args: argparse.Namespace) -> list[dict[str, float | str]
                 ("ScorePrompts", f"{n} candidates", count, prompt_requests(agents, count, n))
                 for n, count in ((1, args.predicts), (100, max(100, args.predicts // 10)))
             ]
+            cells.append(("Predict", "H = 1, torch champion", args.predicts, cells[0][3]))
             for method, label, count, requests in cells:
+                if "torch" in label:
+                    await promote_a_torch_champion(target, agents[0])
                 times: dict[str, list[float]] = {"echo": [], "swarmlearn": []}
                 step = max(20, count // 10)
                 for start in range(0, len(requests), step):
