@@ -195,3 +195,25 @@ async def test_retraining_is_scheduled_on_new_events_without_piling_up(tmp_path:
             assert server.registry.versions(kind="tcn")
     finally:
         await server.stop()
+
+
+def test_the_online_rival_is_what_predict_would_have_answered_at_each_test_window() -> None:
+    from swarmlearn.jobs._train import online_forecasts
+    from swarmlearn.online import OnlineState
+    from swarmlearn.training import Split, StreamDataLoader, TrainingConfig
+
+    events = list(generate_swarm(agents=2, events_per_agent=300, seed=3))
+    data = StreamDataLoader(events, TrainingConfig(window=20, horizon=2))
+    predicted = online_forecasts(events, data)
+    starts = data.starts[Split.TEST]
+    assert predicted.shape == (len(starts), 2, 3)
+    for i in (0, len(starts) // 2, len(starts) - 1):
+        start = int(starts[i])
+        agent = data.agents[data.row_agent[start]]
+        first_row = int((data.row_agent == data.row_agent[start]).argmax())
+        mine = sorted((e for e in events if e.agent_id == agent), key=lambda e: e.timestamp)
+        state = OnlineState()
+        for e in mine[: start + data.window - first_row]:  # up to the window's last input row
+            state.learn(e)
+        want = state.predict(agent, 2)
+        assert predicted[i].tolist() == [[want[t].points[h].value for t in want] for h in range(2)]

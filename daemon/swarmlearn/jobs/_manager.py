@@ -9,7 +9,7 @@ after a restart; a job that was pending or running when the daemon stopped is re
 
 When a training job's process reports, the daemon registers the checkpoint in the registry (its
 only writer) and promotes it only if ``registry.decide`` says it beats every rival evaluated on the
-same test split: the scope's champion and the naive forecast.
+same test split: the scope's champion, the online baselines and the naive forecast.
 """
 
 from __future__ import annotations

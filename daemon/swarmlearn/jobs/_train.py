@@ -7,9 +7,10 @@ imports it, and ``torch.set_num_threads`` keeps the job to ``threads`` cores so 
 What it does, in order: read the committed events of the scope (one agent's, or every agent's for
 the global scope ``""``) up to the durable sequence the daemon gave it; build the windows
 (``StreamDataLoader``); train the kind asked for, warm-started from the scope's champion of the
-same kind and shape when there is one; evaluate on the test split the model, the naive forecast and
-the current champion (on the same windows when its shape allows, else on its own windows of the
-same events and period); write the checkpoint; and report. The daemon registers the version and
+same kind and shape when there is one; evaluate on the test split the model, the naive forecast, the
+online baselines (what Predict would have answered from them at each test window) and the current
+champion (on the same windows when its shape allows, else on its own windows of the same events and
+period); write the checkpoint; and report. The daemon registers the version and
 decides the promotion (``registry.decide``): the registry has one writer.
 
 Messages to the daemon: ``("progress", epoch, max_epochs, train_loss, val_loss)`` per epoch, then
@@ -31,6 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from swarmlearn.models import config_from_dict, config_to_dict
@@ -112,7 +114,10 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
     report = TrainingPipeline(config).train(
         data, config.models[0], progress=progress, should_stop=should_stop, initial_state=warm
     )
-    rivals = {"naive": _flat(_evaluation(data, data.naive(Split.TEST), config))}
+    rivals = {
+        "naive": _flat(_evaluation(data, data.naive(Split.TEST), config)),
+        "online": _flat(_evaluation(data, online_forecasts(events, data), config)),
+    }
     if champion is not None:
         rivals["champion"] = _champion_metrics(champion, events, data, config)
     # Residuals on the test split, per step and target: Predict's intervals when this model serves.
@@ -135,6 +140,35 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
             "seconds": report.training.seconds,
         },
     )  # fmt: skip
+
+
+def online_forecasts(events: list[Any], data: StreamDataLoader) -> Any:
+    """What the online baselines would have answered at each test window: ``[W, H, T]``.
+
+    An ``OnlineState`` learns each agent's events in the loader's row order (by agent, in time
+    order; agents' learners are independent) and, after a test window's last input row, forecasts
+    H steps with the baseline that was best at that moment: Predict's answer then, on the same
+    windows as the model, so the comparison is like for like.
+    """
+    from swarmlearn.online import OnlineState  # River: only when a job runs
+
+    starts = data.starts[Split.TEST]
+    after_row: dict[int, list[int]] = {}
+    for i, start in enumerate(starts):
+        after_row.setdefault(int(start) + data.window - 1, []).append(i)
+    by_agent: dict[str, list[Any]] = {}
+    for event in events:
+        by_agent.setdefault(event.agent_id, []).append(event)
+    predicted = np.zeros((len(starts), data.horizon, len(TARGETS)), dtype=np.float64)
+    state, row = OnlineState(), 0
+    for agent in data.agents:
+        for event in sorted(by_agent[agent], key=lambda e: e.timestamp):  # stable, as the loader's rows
+            state.learn(event)
+            for i in after_row.get(row, ()):
+                forecast = state.predict(agent, data.horizon)
+                predicted[i] = [[forecast[t].points[h].value for t in TARGETS] for h in range(data.horizon)]
+            row += 1
+    return predicted
 
 
 def _evaluation(data: StreamDataLoader, predicted: Any, config: TrainingConfig) -> Any:
