@@ -7,9 +7,35 @@ Only the daemon's own children are unpickled: nothing a client sends travels thi
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
+import socket
 import struct
+import subprocess
+import sys
 from typing import Any
+
+
+async def spawn(main: str, *args: str) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, asyncio.StreamWriter]:
+    """Start ``python -c MAIN FD ARGS...`` with FD its end of a socket pair; our end as asyncio
+    streams. A plain subprocess, not ``multiprocessing``'s spawn, which would re-import the host
+    program's main module (embedding hosts need no ``if __name__ == "__main__"`` guard). OSError
+    (out of processes, descriptors or memory) propagates, with both ends closed."""
+    ours, theirs = socket.socketpair()
+    try:
+        with theirs:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", main, str(theirs.fileno()), *args,
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                # The host may have found swarmlearn through sys.path edits, not PYTHONPATH.
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )  # fmt: skip
+    except BaseException:
+        ours.close()
+        raise
+    reader, writer = await asyncio.open_unix_connection(sock=ours)
+    return process, reader, writer
 
 
 def encode(message: tuple[Any, ...]) -> bytes:

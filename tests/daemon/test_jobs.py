@@ -16,16 +16,12 @@ from swarmlearn.config import Settings
 from swarmlearn.importer import event_to_proto
 from swarmlearn.server import DaemonServer
 from swarmlearn.synthetic import generate_swarm
-from swarmlearn_client.v1 import agents_pb2, events_pb2, jobs_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, jobs_pb2, service_pb2_grpc
 from tests.daemon.pbevents import event
+from tests.daemon.rpc import ingest
 
 Stub = service_pb2_grpc.SwarmLearnStub
 SMALL = json.dumps({"hidden_size": 16, "num_layers": 1, "training": {"window": 20, "batch_size": 32}})
-
-
-async def ingest(stub: Stub, pbs: list[events_pb2.StreamEvent]) -> list[events_pb2.IngestAck]:
-    requests = [events_pb2.EventBatch(batch_id=str(i), events=pbs[i : i + 500]) for i in range(0, len(pbs), 500)]
-    return [ack async for ack in stub.Ingest(iter(requests))]
 
 
 @pytest_asyncio.fixture

@@ -29,23 +29,11 @@ from swarmlearn.prompts import Candidate, PromptLearner, Weights
 from swarmlearn.server import DaemonServer
 from swarmlearn.store import agent_shard, open_reader, read_events
 from swarmlearn.synthetic import generate_swarm
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, prompts_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, prompts_pb2, service_pb2_grpc
 from tests.daemon.pbevents import BASE_TS, event
+from tests.daemon.rpc import caught_up, ingest
 
 Stub = service_pb2_grpc.SwarmLearnStub
-
-
-async def ingest(stub: Stub, pbs: list[events_pb2.StreamEvent], batch: int = 500) -> None:
-    requests = [events_pb2.EventBatch(batch_id=str(i), events=pbs[i : i + batch]) for i in range(0, len(pbs), batch)]
-    acks = [ack async for ack in stub.Ingest(iter(requests))]
-    assert sum(a.accepted + a.duplicates for a in acks) == len(pbs)
-
-
-async def caught_up(server: DaemonServer) -> None:
-    deadline = time.monotonic() + 30.0
-    while not (server.online.ready and server.online.applied_seq >= server.store.durable_sequence):
-        assert time.monotonic() < deadline, "the online learner did not catch up"
-        await asyncio.sleep(0.02)
 
 
 def reference(db: Path) -> OnlineState:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,23 +17,11 @@ from swarmlearn.server import DaemonServer
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn_client.v1 import events_pb2, prompts_pb2, service_pb2_grpc
 from tests.daemon.pbevents import BASE_TS, event
+from tests.daemon.rpc import caught_up, ingest
 
 Stub = service_pb2_grpc.SwarmLearnStub
 GOOD = "please verify the result step-by-step with examples and constraints"
 BAD = "whatever asap maybe etc the task"
-
-
-async def ingest(stub: Stub, pbs: list[events_pb2.StreamEvent]) -> None:
-    requests = [events_pb2.EventBatch(batch_id=str(i), events=pbs[i : i + 500]) for i in range(0, len(pbs), 500)]
-    acks = [ack async for ack in stub.Ingest(iter(requests))]
-    assert sum(a.accepted + a.duplicates for a in acks) == len(pbs)
-
-
-async def caught_up(server: DaemonServer) -> None:
-    deadline = time.monotonic() + 60.0
-    while not (server.online.ready and server.online.applied_seq >= server.store.durable_sequence):
-        assert time.monotonic() < deadline, "the learners did not catch up"
-        await asyncio.sleep(0.02)
 
 
 def variant_events(n: int) -> list[events_pb2.StreamEvent]:

@@ -21,9 +21,6 @@ import enum
 import json
 import logging
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarmlearn._channel import encode, read_message
+from swarmlearn._channel import encode, read_message, spawn
 from swarmlearn.errors import InvalidArgument, NotFound
 from swarmlearn.online import TARGETS
 from swarmlearn.registry import ModelRegistry, decide
@@ -317,14 +314,7 @@ class JobManager:
             "threads": self.threads,
         }
         await self._update(job, state=JobState.RUNNING, started_at=time.time(), total_epochs=spec["max_epochs"])
-        ours, theirs = socket.socketpair()
-        with theirs:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _TRAIN_MAIN, str(theirs.fileno()), json.dumps(spec),
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-            )  # fmt: skip
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        process, reader, writer = await spawn(_TRAIN_MAIN, json.dumps(spec))
         self._current = (job.job_id, writer, process)
         outcome: tuple[Any, ...] = ("failed", "the job process exited without a result")
         try:

@@ -18,17 +18,13 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmlearn._channel import encode, read_message
+from swarmlearn._channel import encode, read_message, spawn
 from swarmlearn.errors import Disabled, InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.online._config import WorkerSettings
 from swarmlearn.online._snapshot import remove_stale_temporaries
@@ -288,21 +284,14 @@ class _Shard:
 
     async def _session(self) -> None:
         """Run one learner process until its channel ends."""
-        ours, theirs = socket.socketpair()
         try:
-            with theirs:
-                self._process = process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-c", _WORKER_MAIN, str(theirs.fileno()), str(self.db_path),
-                    str(self.snapshot_path), self.settings.to_json(),
-                    pass_fds=(theirs.fileno(),),
-                    stdin=subprocess.DEVNULL,
-                    env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-                )  # fmt: skip
+            process, reader, self._writer = await spawn(
+                _WORKER_MAIN, str(self.db_path), str(self.snapshot_path), self.settings.to_json()
+            )
         except OSError as exc:  # out of processes, file descriptors or memory: try again later
-            ours.close()
             log.error("cannot start an online learner process: %s", exc)
             return
-        reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        self._process = process
         # What was committed before this process existed is in the log it reads; tell it the newest.
         self._sent_committed = 0
         self._flush()

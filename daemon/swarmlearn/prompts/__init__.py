@@ -6,9 +6,9 @@ learner process and are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from swarmlearn._lazy import lazy_attributes
 from swarmlearn.prompts._types import Candidate, ScoredPrompt, ScoreResult, Weights
 
 if TYPE_CHECKING:
@@ -25,12 +25,7 @@ _LAZY = {
     "PromptState": "swarmlearn.prompts._state",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
