@@ -1,6 +1,6 @@
 """The champions, loaded for serving: the forecaster process's state.
 
-It follows the event log like the online learners, keeping each agent's last ``_KEEP`` feature rows
+It follows the event log like the online learners, keeping each agent's last ``_KEEP`` (256) feature rows
 (``event_features``, oldest first), and holds the registry's champions as ``TrainedModel``s. Predict
 asks it for an agent's forecast: the champion of the agent's own scope, else the swarm's (``""``),
 if there is one, it forecasts at least the horizon asked, and the agent has a full window of
@@ -30,8 +30,9 @@ from swarmlearn.registry._registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
-_KEEP = 512
-"""Feature rows kept per agent: the longest window a champion may have."""
+_KEEP = 256
+"""Feature rows kept per agent: the longest window a champion can serve with (a longer one falls
+back to the online baseline). As tuples of floats, about 120 KB per agent."""
 QUANTILE_LEVELS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9,
                    0.95, 0.975, 0.99, 0.995)  # fmt: skip
 
