@@ -306,8 +306,9 @@ def main() -> None:
         worker = Worker(channel, open_reader(Path(db_path)), Path(snapshot_path), settings)
         how, refused = worker.restore()
     except Exception:
-        channel.send(("error", None, "start", traceback.format_exc()))
+        with contextlib.suppress(OSError):
+            channel.send(("error", None, "start", traceback.format_exc()))
         return
-    channel.send(("ready", worker.state.applied_seq, len(worker.state.agents), how, refused, worker.start_seq))
-    with contextlib.suppress(EOFError, OSError):  # the daemon is gone
+    with contextlib.suppress(EOFError, OSError):  # the daemon is gone (even before we were ready)
+        channel.send(("ready", worker.state.applied_seq, len(worker.state.agents), how, refused, worker.start_seq))
         worker.run()
