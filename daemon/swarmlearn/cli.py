@@ -170,11 +170,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("event log size", f"{status.event_log_bytes / 1e6:,.1f} MB"),
         ("agents", f"{status.agent_count:,}"),
         ("open ingest streams", str(status.ingest_streams)),
+        ("online learning", _online_summary(status)),
     ]
     for name, value in rows:
         table.add_row(name, value)
     out.print(table)
     return 0
+
+
+def _online_summary(status: Any) -> str:
+    if status.online_workers == 0:
+        return "off (online_workers = 0)"
+    state = "running" if status.online_running else "starting or restarting"
+    behind = status.durable_sequence - status.online_sequence
+    return (
+        f"{state}, {status.online_workers} baseline processes, at sequence {status.online_sequence:,}"
+        f" ({behind:,} behind), {status.online_agents:,} agents, {status.online_restarts} restarts"
+    )
 
 
 def _data_dir(args: argparse.Namespace) -> Path:

@@ -307,7 +307,8 @@ class _Shard:
                 if not waiter.done():
                     waiter.set_result(None)
             level = logging.WARNING if refused else logging.INFO
-            log.log(level, "online learner at sequence %d of %d: %s", self.applied_seq, start_seq, how)
+            name = self.snapshot_path.name.removesuffix(".snapshot")
+            log.log(level, "online learner %s at sequence %d of %d: %s", name, self.applied_seq, start_seq, how)
             stopped = await self._read_loop(reader)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
