@@ -1,0 +1,398 @@
+"""Torch forecasters on real series: accuracy by EVALUATION.md's protocol, fit time, throughput, predict latency.
+
+    python benchmarks/training.py [--series 17] [--models lstm,tcn,nbeats] [--max-steps 300] [--seed 1]
+                                  [--scaler window|robust] [--calls 500]
+
+About 15 minutes on the project's 2-core VM when nothing else runs (LSTM about 25 s a series, TCN 16 s,
+N-BEATS 10 s); ``--series 2 --models tcn,nbeats`` takes under a minute.
+
+Part 1, accuracy. The 17 AWS CloudWatch series of ``../shared/data/nab_aws_cloudwatch`` (or ``--data``), by
+the protocol of ``../shared/EVALUATION.md`` exactly: each CSV sorted by timestamp, the last row of a
+duplicate timestamp kept, no resampling; ``period = round(86400 / median step)``; ``n_train = (4n)//5``;
+H = 12; origins ``t0 = n_train, n_train+12, ...`` while ``t0+12 <= n``, each forecast from ``y[:t0]`` only,
+with no refit between origins. MASE = mean |error| over every scored point / mean |y[t]-y[t-1]| over
+``y[:n_train]``; MAE and sMAPE (``200·|e|/(|y|+|ŷ|)``, 0 where both are 0) beside it.
+
+- Baselines, computed here: naive (``y[t0-1]`` for all 12 steps), seasonal naive (``y[t0+h-period]``) and the
+  mean of the last day (``mean(y[t0-period:t0])``).
+- Our models: ``swarmlearn.models`` LSTM, TCN and N-BEATS at their default sizes (the issue's), one model per
+  series, trained once by ``swarmlearn.training.fit`` on that series' training part: windows of L = 96 inputs
+  and H = 12 targets of the one channel (F = 1, T = 1), AdamW, MAE loss, batch 64, ``max_steps`` 300 (the
+  reference's budget), seed 1, torch's default threads (2 here). The last 15 % of the training part
+  (``TrainingConfig.validation_fraction``) is the validation split for early stopping and the choice of the
+  best epoch's weights: its windows' targets all lie in it, the training windows' targets all before it.
+  The 96 steps before each origin are the model's input there.
+- Each window is scaled by its 96 inputs: ``--scaler window`` (default) is the library's ``WindowScaler``
+  (median and MAD, floored at 20 % of the median's magnitude), as ``StreamDataLoader`` scales;
+  ``--scaler robust`` is the same without that floor (neuralforecast's ``robust`` scaler is median / MAD).
+- *fit time* is the wall time of ``fit`` (training steps and validation passes) for one series.
+
+The reference rows are copied from EVALUATION.md (neuralforecast 3.3.0 with its defaults except h = 12,
+input_size = 96, max_steps = 300, random_seed = 1, measured on a 2-core CPU); they are not measured here,
+since neuralforecast is not installed. They are printed when all 17 series are run.
+
+Part 2, cost, from the same run. *Training windows/s*: windows per second of training steps (gathering,
+scaling, forward, backward, AdamW; validation excluded), as ``fit`` reports it, median over the series
+[min-max]. *Predict one window*: ``TrainedModel.predict`` on one raw window ``[96, 1]`` (scaling in and
+out included) and the bare ``model(x)`` on one scaled ``[1, 96, 1]`` tensor, under ``torch.no_grad`` on the
+CPU: ``--calls`` sequential calls each, after 20 warm-up calls, in chunks of 50 that alternate between the
+models, on the models fitted to the first series; once on one torch thread (as the daemon's forecaster
+serves a champion), then on torch's default threads (as training ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from swarmlearn.models import MODEL_KINDS, ForecastShape, build_model, config_from_dict
+from swarmlearn.training import (
+    ScaledBatch,
+    Split,
+    TrainedModel,
+    TrainingConfig,
+    TrainResult,
+    WindowScaler,
+    fit,
+    seeded,
+)
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab_aws_cloudwatch"
+HORIZON = 12
+WINDOW = 96
+SEED = 1
+
+REFERENCE = [  # EVALUATION.md: neuralforecast 3.3.0, 2-core CPU; not measured here
+    ("neuralforecast LSTM", 0.943, 0.827, 11, "46-56 s"),
+    ("neuralforecast TCN", 0.933, 0.787, 11, "25-37 s"),
+    ("neuralforecast NBEATS", 0.902, 0.806, 11, "31-38 s"),
+]
+REFERENCE_BASELINES = {
+    "naive": (1.198, 1.060, 7),
+    "seasonal naive": (2.902, 1.351, 7),
+    "mean of last day": (1.879, 1.173, 8),
+}
+
+
+class Series(NamedTuple):
+    name: str
+    y: np.ndarray
+    """Values in time order, float64."""
+    period: int
+    """Steps in a day."""
+
+    @property
+    def n_train(self) -> int:
+        return (4 * len(self.y)) // 5
+
+    @property
+    def origins(self) -> np.ndarray:
+        return np.arange(self.n_train, len(self.y) - HORIZON + 1, HORIZON)
+
+
+class Score(NamedTuple):
+    mase: float
+    mae: float
+    smape: float
+
+
+def load_series(path: Path) -> Series:
+    """Sorted by timestamp (stable), the last row of each duplicate timestamp kept, no resampling."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    stamps = np.array([datetime.fromisoformat(r["timestamp"]).replace(tzinfo=UTC).timestamp() for r in rows])
+    values = np.array([float(r["value"]) for r in rows])
+    order = np.argsort(stamps, kind="stable")  # ties keep file order, so "last" is the last in the file
+    stamps, values = stamps[order], values[order]
+    last = np.append(stamps[1:] != stamps[:-1], True)
+    stamps, values = stamps[last], values[last]
+    period = round(86400 / float(np.median(np.diff(stamps))))
+    return Series(path.stem, values, period)
+
+
+def score(series: Series, forecasts: np.ndarray) -> Score:
+    """``forecasts``: ``[origins, H]`` in original units, scored against the values they forecast."""
+    y = series.y
+    truth = y[series.origins[:, None] + np.arange(HORIZON)]  # [O, H]
+    error = np.abs(truth - forecasts)
+    scale = np.abs(np.diff(y[: series.n_train])).mean()
+    denominator = np.abs(truth) + np.abs(forecasts)
+    smape = np.where(denominator > 0, 2 * error / np.where(denominator > 0, denominator, 1), 0.0)
+    return Score(float(error.mean() / scale), float(error.mean()), float(100 * smape.mean()))
+
+
+# The baselines: [O, H] forecasts from y[:t0] alone.
+
+
+def naive(series: Series) -> np.ndarray:
+    return np.repeat(series.y[series.origins - 1][:, None], HORIZON, axis=1)
+
+
+def seasonal_naive(series: Series) -> np.ndarray:
+    return series.y[series.origins[:, None] + np.arange(HORIZON) - series.period]  # H <= period
+
+
+def last_day_mean(series: Series) -> np.ndarray:
+    means = [series.y[t0 - series.period : t0].mean() for t0 in series.origins]
+    return np.repeat(np.array(means)[:, None], HORIZON, axis=1)
+
+
+BASELINES: dict[str, Callable[[Series], np.ndarray]] = {
+    "naive": naive,
+    "seasonal naive": seasonal_naive,
+    "mean of last day": last_day_mean,
+}
+
+
+class RobustScaler:
+    """``WindowScaler``'s median and MAD per window (with its mean-deviation and constant-window fallbacks)
+    without its floor of 20 % of the median's magnitude: shift-invariant, as neuralforecast's ``robust``."""
+
+    def stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # x: [B, L, 1]
+        median = np.median(x, axis=1, keepdims=True)  # [B, 1, 1]
+        deviation = np.abs(x - median)
+        spread = 1.4826 * np.median(deviation, axis=1, keepdims=True)
+        spread = np.where(spread > 1e-6, spread, 1.2533 * deviation.mean(axis=1, keepdims=True))
+        return median, np.where(spread > 1e-6, spread, 1.0).astype(np.float32)
+
+    def state(self) -> dict[str, str]:
+        return {"kind": "robust"}
+
+
+SCALERS: dict[str, Callable[[], WindowScaler | RobustScaler]] = {
+    "window": lambda: WindowScaler([0]),
+    "robust": RobustScaler,
+}
+
+
+class SeriesWindows:
+    """One univariate series as ``fit`` reads its data: ``batches(split, ...)`` of scaled ``[B, L, 1]``
+    inputs and ``[B, H, 1]`` targets, and ``target_channels``.
+
+    ``StreamDataLoader`` builds windows from ``Event``s only (13 features, three targets), so a plain
+    series needs this stand-in; it scales with the library's ``WindowScaler`` as the loader does.
+    Only the training part ``y[:n_train]`` is windowed: the last ``validation_fraction`` of it holds the
+    validation windows' targets, and the training windows' targets all precede it.
+    """
+
+    target_channels = (0,)
+
+    def __init__(self, y: np.ndarray, n_train: int, validation_fraction: float, scaler: str) -> None:
+        self.values = y[:n_train].astype(np.float32)[:, None]  # [n_train, 1]
+        self.scaler = SCALERS[scaler]()
+        first_validation = n_train - round(validation_fraction * n_train)
+        span = WINDOW + HORIZON
+        starts = np.arange(n_train - span + 1)
+        first_target = starts + WINDOW
+        self.starts = {
+            Split.TRAIN: starts[first_target + HORIZON <= first_validation],
+            Split.VALIDATION: starts[first_target >= first_validation],
+        }
+        if not all(len(s) for s in self.starts.values()):
+            raise ValueError(f"{n_train} training values give no window in some split")
+
+    def scaled(self, starts: np.ndarray) -> ScaledBatch:
+        window = self.values[starts[:, None] + np.arange(WINDOW + HORIZON)]  # [B, L+H, 1]
+        x, y = window[:, :WINDOW], window[:, WINDOW:]  # [B, L, 1], [B, H, 1]
+        center, scale = self.scaler.stats(x)  # [B, 1, 1] each
+        return ScaledBatch((x - center) / scale, (y - center) / scale, center, scale)
+
+    def batches(
+        self, split: Split, *, batch_size: int, rng: np.random.Generator | None = None
+    ) -> Iterator[ScaledBatch]:
+        starts = self.starts[split]
+        if rng is not None:
+            starts = rng.permutation(starts)
+        for begin in range(0, len(starts), batch_size):
+            yield self.scaled(starts[begin : begin + batch_size])
+
+
+class Fitted(NamedTuple):
+    model: TrainedModel
+    training: TrainResult
+    forecasts: np.ndarray
+    """``[O, H]``: the forecast at each origin."""
+
+
+def fit_series(series: Series, kind: str, config: TrainingConfig, scaler: str) -> Fitted:
+    data = SeriesWindows(series.y, series.n_train, config.validation_fraction, scaler)
+    shape = ForecastShape(window=WINDOW, horizon=HORIZON, n_features=1, target_channels=(0,))
+    model_config = next(m for m in config.models if m.kind == kind)
+    with seeded(config.seed):
+        model = build_model(model_config, shape)
+    training = fit(model, data, config)  # type: ignore[arg-type]  # SeriesWindows stands in for StreamDataLoader
+    trained = TrainedModel(model, data.scaler)
+    inputs = series.y[series.origins[:, None] + np.arange(-WINDOW, 0)].astype(np.float32)[:, :, None]  # [O, L, 1]
+    forecasts = trained.predict(inputs)[:, :, 0]  # [O, H]: each origin sees y[t0-96:t0] only
+    return Fitted(trained, training, forecasts.astype(np.float64))
+
+
+def latencies_ms(calls: dict[str, Callable[[], object]], count: int) -> dict[str, tuple[float, float]]:
+    """p50 and p99 in ms of ``count`` sequential calls of each callable, after 20 warm-up calls each;
+    chunks of 50 calls alternate between the callables, so a noisy neighbour weighs on all alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    with torch.no_grad():
+        for call in calls.values():
+            for _ in range(20):
+                call()
+        for begin in range(0, count, 50):
+            for name, call in calls.items():
+                for _ in range(min(50, count - begin)):
+                    start = time.perf_counter()
+                    call()
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    result = {}
+    for name, values in times.items():
+        quantiles = statistics.quantiles(values, n=100, method="inclusive")
+        result[name] = (quantiles[49], quantiles[98])
+    return result
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """``median [min-max]``, or the one value."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(statistics.median(values), fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
+
+
+def summary_row(label: str, scores: list[Score], fit_cell: str) -> str:
+    mase = [s.mase for s in scores]
+    below = sum(m < 1 for m in mase)
+    return (
+        f"| {label} | {statistics.mean(mase):.3f} | {statistics.median(mase):.3f} | {below}/{len(mase)} | {fit_cell} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of timestamp,value CSVs")
+    parser.add_argument("--series", type=int, default=17, help="the first N series by file name")
+    parser.add_argument("--models", default="lstm,tcn,nbeats")
+    parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--scaler", choices=sorted(SCALERS), default="window", help="window: the library's WindowScaler (default)"
+    )
+    parser.add_argument("--calls", type=int, default=500, help="predict calls per latency figure")
+    args = parser.parse_args()
+    kinds = [k for k in args.models.split(",") if k]
+    unknown = [k for k in kinds if k not in MODEL_KINDS]
+    if unknown:
+        parser.error(f"unknown models {unknown}; known: {', '.join(MODEL_KINDS)}")
+    paths = sorted(args.data.glob("*.csv"))[: args.series]
+    if not paths:
+        parser.error(f"no CSV in {args.data}")
+    config = TrainingConfig(
+        models=tuple(config_from_dict(k) for k in kinds),
+        window=WINDOW,
+        horizon=HORIZON,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        device="cpu",
+    )
+
+    started = time.perf_counter()
+    all_series = [load_series(p) for p in paths]
+    names = list(BASELINES) + kinds
+    scores: dict[str, list[Score]] = {name: [] for name in names}
+    fits: dict[str, list[Fitted]] = {k: [] for k in kinds}
+    for series in all_series:
+        for name, baseline in BASELINES.items():
+            scores[name].append(score(series, baseline(series)))
+        for kind in kinds:
+            fitted = fit_series(series, kind, config, args.scaler)
+            fits[kind].append(fitted)
+            scores[kind].append(score(series, fitted.forecasts))
+            t = fitted.training
+            print(
+                f"  {series.name} {kind}: MASE {scores[kind][-1].mase:.3f}, {t.seconds:.1f} s, {t.steps} steps, "
+                f"{t.epochs} epochs ({t.stop_reason}, best {t.best_epoch}), val loss {t.best_val_loss:.4g} "
+                f"(naive {t.naive_val_loss:.4g})",
+                flush=True,
+            )
+    accuracy_seconds = time.perf_counter() - started
+
+    window = all_series[0].y[-WINDOW:].astype(np.float32)[:, None]  # [L, 1], raw
+    scaled = torch.from_numpy(window[None] / max(float(np.abs(window).max()), 1.0))  # [1, L, 1]
+    calls: dict[str, Callable[[], object]] = {}
+    for kind in kinds:
+        trained = fits[kind][0].model
+        calls[f"{kind} predict"] = lambda m=trained: m.predict(window)
+        calls[f"{kind} forward"] = lambda m=trained.model: m(scaled)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the daemon's forecaster serves a torch champion
+    latency_one = latencies_ms(calls, args.calls)
+    torch.set_num_threads(threads)
+    latency = latencies_ms(calls, args.calls)
+
+    print()
+    print(
+        f"# {platform.node()} {platform.processor() or platform.machine()}, {threads} torch threads, "
+        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}"
+    )
+    print(
+        f"# {len(all_series)} series, L = {WINDOW}, H = {HORIZON}, max_steps {args.max_steps}, batch "
+        f"{config.batch_size}, seed {args.seed}, scaler {args.scaler}, validation = last "
+        f"{config.validation_fraction:.0%} of the training part"
+    )
+    print()
+    print("MASE per series (origins: forecasts of 12 steps scored)")
+    print("| series | n | period | origins | " + " | ".join(names) + " |")
+    print("|---|---|---|---|" + "---|" * len(names))
+    for i, series in enumerate(all_series):
+        cells = " | ".join(f"{scores[name][i].mase:.3f}" for name in names)
+        print(f"| {series.name} | {len(series.y)} | {series.period} | {len(series.origins)} | {cells} |")
+    print()
+    print("MAE / sMAPE % per series")
+    print("| series | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for i, series in enumerate(all_series):
+        cells = " | ".join(f"{scores[name][i].mae:.4g} / {scores[name][i].smape:.1f}" for name in names)
+        print(f"| {series.name} | {cells} |")
+
+    print()
+    print("| model | mean MASE | median MASE | series with MASE < 1 | fit time per series |")
+    print("|---|---|---|---|---|")
+    for name in BASELINES:
+        print(summary_row(f"{name} (here)", scores[name], "0"))
+    for kind in kinds:
+        fit_seconds = [f.training.seconds for f in fits[kind]]
+        print(summary_row(f"swarmlearn {kind} (here)", scores[kind], spread(fit_seconds, ".1f") + " s"))
+    if len(all_series) == len(list(args.data.glob("*.csv"))) == 17:
+        for name, (mean, median, below) in REFERENCE_BASELINES.items():
+            print(f"| {name} (reference, EVALUATION.md) | {mean:.3f} | {median:.3f} | {below}/17 | 0 |")
+        for label, mean, median, below, seconds in REFERENCE:
+            print(f"| {label} (reference, EVALUATION.md) | {mean:.3f} | {median:.3f} | {below}/17 | {seconds} |")
+
+    print()
+    print(
+        f"| model | parameters | training windows/s | steps | predict one window p50 / p99 ms, 1 thread "
+        f"| forward only, 1 thread | predict, {threads} threads | forward only, {threads} threads |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in kinds:
+        rates = [f.training.windows_per_second for f in fits[kind]]
+        steps = [float(f.training.steps) for f in fits[kind]]
+        parameters = sum(p.numel() for p in fits[kind][0].model.model.parameters())
+        cells = " | ".join(
+            f"{measured[f'{kind} {call}'][0]:.2f} / {measured[f'{kind} {call}'][1]:.2f}"
+            for measured in (latency_one, latency)
+            for call in ("predict", "forward")
+        )
+        print(f"| {kind} | {parameters / 1e6:.2f} M | {spread(rates, ',.0f')} | {spread(steps, '.0f')} | {cells} |")
+    print(f"\n# accuracy part {accuracy_seconds:.0f} s, whole run {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
