@@ -27,6 +27,7 @@ from swarmlearn_client._types import (
     Rejection,
     ScoredPrompt,
     TargetForecast,
+    TuningTrial,
 )
 from swarmlearn_client.v1.events_pb2 import EventBatch, EventType, PerformanceMetrics, PromptData, StreamEvent
 
@@ -64,6 +65,7 @@ __all__ = [
     "StreamEvent",
     "SwarmLearnError",
     "TargetForecast",
+    "TuningTrial",
     "__version__",
     "make_event",
 ]

@@ -6,6 +6,7 @@ grpcio-health-checking is not a dependency of the client.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -35,6 +36,7 @@ from swarmlearn_client._types import (
     Rejection,
     ScoredPrompt,
     TargetForecast,
+    TuningTrial,
 )
 from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, jobs_pb2, prompts_pb2
 
@@ -308,6 +310,18 @@ def job_from_proto(j: jobs_pb2.Job) -> Job:
         model_version=j.model_version,
         error=j.error,
         note=j.note,
+        trials=tuple(
+            TuningTrial(
+                index=t.index,
+                status=t.status,
+                objective=t.objective if t.HasField("objective") else None,
+                epochs=t.epochs,
+                params=json.loads(t.params_json) if t.params_json else {},
+                error=t.error,
+            )
+            for t in j.trials
+        ),
+        config_json=j.config_json,
     )
 
 

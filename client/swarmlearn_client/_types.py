@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "AgentPage",
@@ -209,6 +209,20 @@ class JobProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class TuningTrial:
+    """One configuration a tuning job evaluated."""
+
+    index: int
+    status: str
+    """running, completed, early_stopped, failed or interrupted."""
+    objective: float | None
+    """The objective at the largest budget it reached (lower is better); None without one."""
+    epochs: int
+    params: Mapping[str, Any]
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     job_id: str
     kind: JobKind
@@ -224,6 +238,10 @@ class Job:
     error: str
     note: str = ""
     """What became of the model the job made: promoted, or kept as a challenger, and why."""
+    trials: tuple[TuningTrial, ...] = ()
+    """A tuning job's trials, by index."""
+    config_json: str = ""
+    """A tuning job's best configuration: a ``start_training`` ``config_json``."""
 
     @property
     def done(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ _TARGETS = ("latency_ms", "tokens_per_second", "success_rate")
 
 
 def _number(value: float | None, digits: int = 3) -> str:
-    if value is None:
+    if value is None or math.isnan(value):
         return "-"
     return f"{value:,.{digits}f}" if abs(value) < 100 else f"{value:,.1f}"
 
@@ -165,16 +166,38 @@ def prompt_learning_table(rows: Sequence[Mapping[str, Any]], prompts: Sequence[s
 
 def jobs_table(jobs: Sequence[Job]) -> Table:
     table = Table(title="jobs, newest first")
-    for column in ("job", "kind", "state", "scope", "model", "epoch", "val loss", "made", "started"):
-        table.add_column(column, justify="right" if column in ("epoch", "val loss") else "left")
+    for column in ("job", "kind", "state", "scope", "model", "progress", "val loss", "made", "started"):
+        table.add_column(column, justify="right" if column in ("progress", "val loss") else "left")
     for j in jobs:
         p = j.progress
         started = j.started_time.strftime("%Y-%m-%d %H:%M:%S") if j.started_time else "-"
+        if j.kind == "tuning":
+            done, loss = f"trial {p.trials_done}/{p.total_trials}", _number(p.best_objective if p.trials_done else None)
+        else:
+            done, loss = f"epoch {p.epoch}/{p.total_epochs}", f"{p.val_loss:.4f}" if p.epoch else "-"
         table.add_row(
-            j.job_id, j.kind, j.state, j.scope or "(swarm)", j.model_kind, f"{p.epoch}/{p.total_epochs}",
-            f"{p.val_loss:.4f}" if p.epoch else "-", j.model_version or "-", started,
+            j.job_id, j.kind, j.state, j.scope or "(swarm)", j.model_kind, done, loss, j.model_version or "-", started
         )  # fmt: skip
     return table
+
+
+def trials_table(job: Job) -> Table:
+    """A tuning job's trials, best first; the parameters as columns."""
+    table = Table(title=f"trials of {job.job_id} (lower is better)")
+    names = sorted({name for t in job.trials for name in t.params})
+    for column in ("trial", "status", "objective", "epochs", *names):
+        table.add_column(column, justify="left" if column == "status" else "right")
+    ranked = sorted(job.trials, key=lambda t: (t.objective is None, t.objective or 0.0, t.index))
+    for t in ranked:
+        values = [_param(t.params.get(name)) for name in names]
+        table.add_row(str(t.index), t.status, _number(t.objective), str(t.epochs), *values)
+    return table
+
+
+def _param(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
 
 
 def models_table(models: Sequence[ModelVersion]) -> Table:

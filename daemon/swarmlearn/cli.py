@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ from swarmlearn._tables import (
     models_table,
     prompt_learning_table,
     ranking_table,
+    trials_table,
 )
 from swarmlearn.config import Settings, SettingsError, field_names, load_settings
 from swarmlearn.importer import LineError, event_to_proto, read_jsonl
@@ -545,6 +547,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if final.state in ("succeeded", "pending", "running") else 1
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    space = args.space.read_text() if args.space else ""
+    with _client(args) as client:
+        job = client.start_tuning(
+            model_kind=args.model,
+            method=args.method,
+            scope=args.scope,
+            max_trials=args.trials or 0,
+            concurrency=args.concurrency or 0,
+            search_space_json=space,
+            objective=args.objective,
+        )
+        final = job
+        if not args.detach:
+            with Progress(
+                TextColumn(f"tuning {args.model}, {args.method} ({job.job_id})"), BarColumn(),
+                TextColumn("trial {task.completed}/{task.total}"), TextColumn("{task.description}"),
+                TimeElapsedColumn(), console=err, disable=args.json,
+            ) as progress:  # fmt: skip
+                task = progress.add_task("", total=job.progress.total_trials or None)
+                for final in client.watch_job(job.job_id):
+                    p = final.progress
+                    known = p.trials_done and not math.isnan(p.best_objective)
+                    best = f"best {p.best_objective:.4f}" if known else ""
+                    progress.update(task, completed=p.trials_done, total=p.total_trials or None, description=best)
+    if args.json:
+        _print_json(final)
+    else:
+        if final.trials:
+            out.print(trials_table(final))
+        out.print(jobs_table([final]))
+        if final.note:
+            out.print(final.note)
+        if final.config_json:
+            out.print(f"best configuration: {final.config_json}")
+        if final.error:
+            err.print(f"error: {final.error}")
+    return 0 if final.state in ("succeeded", "pending", "running") else 1
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.cancel:
@@ -655,6 +697,15 @@ def _parser() -> argparse.ArgumentParser:
         "--model-config", metavar="JSON", help='model settings, e.g. {"hidden_size": 64, "training": {"window": 30}}'
     )
     train_cmd.add_argument("--detach", action="store_true", help="start the job and return")
+    tune_cmd = command("tune", cmd_tune, "search hyperparameters with Ax in the background (progress, trials table)")
+    tune_cmd.add_argument("--model", choices=("lstm", "tcn", "nbeats"), default="lstm")
+    tune_cmd.add_argument("--method", choices=("bayesian", "random", "grid", "hyperband"), default="bayesian")
+    tune_cmd.add_argument("--scope", default="", help="an agent id; default: the model for every agent")
+    tune_cmd.add_argument("--trials", type=int, help="configurations to evaluate (default 20; a grid: all)")
+    tune_cmd.add_argument("--concurrency", type=int, help="trials at once (default: the daemon's)")
+    tune_cmd.add_argument("--space", type=Path, help="search space JSON file (default: the model's default space)")
+    tune_cmd.add_argument("--objective", choices=("val_mase", "val_mse"), default="val_mase")
+    tune_cmd.add_argument("--detach", action="store_true", help="start the job and return")
     jobs_cmd = command("jobs", cmd_jobs, "list background jobs, newest first")
     jobs_cmd.add_argument("--cancel", metavar="JOB_ID", help="cancel this job first")
     jobs_cmd.add_argument("--limit", type=int, default=20)

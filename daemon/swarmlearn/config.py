@@ -88,6 +88,15 @@ class Settings:
     """What scheduled retraining trains: lstm, tcn or nbeats (warm-started from the champion)."""
     training_threads: int = 1
     """CPU threads a training job's process may use (torch); the rest stay with ingest and Predict."""
+    tuning_concurrency: int = 1
+    """Trials a tuning job runs at once when its request leaves ``concurrency`` at 0; they share
+    ``training_threads``."""
+    tuning_max_epochs: int = 27
+    """Each tuning trial's budget of epochs (hyperband's largest, R)."""
+    tuning_grid_points: int = 3
+    """Values a grid search takes from each continuous range."""
+    tuning_max_grid: int = 256
+    """The largest grid a tuning job accepts when its request leaves ``max_trials`` at 0."""
     predict_coverage: float = 0.8
     """Nominal coverage of Predict's intervals when the request leaves ``coverage`` at 0."""
 
@@ -123,6 +132,10 @@ class Settings:
         _check(self.retrain_every_s >= 0, "retrain_every_s", "must be >= 0")
         _check(self.retrain_model_kind in ("lstm", "tcn", "nbeats"), "retrain_model_kind", "lstm, tcn or nbeats")
         _check(1 <= self.training_threads <= 256, "training_threads", "must be in [1, 256]")
+        _check(1 <= self.tuning_concurrency <= 64, "tuning_concurrency", "must be in [1, 64]")
+        _check(1 <= self.tuning_max_epochs <= 10_000, "tuning_max_epochs", "must be in [1, 10000]")
+        _check(1 <= self.tuning_grid_points <= 100, "tuning_grid_points", "must be in [1, 100]")
+        _check(1 <= self.tuning_max_grid <= 100_000, "tuning_max_grid", "must be in [1, 100000]")
         _check(0 < self.predict_coverage < 1, "predict_coverage", "must be in (0, 1)")
         _check((self.tls_cert is None) == (self.tls_key is None), "tls_cert", "tls_cert and tls_key go together")
         _check(self.tls_client_ca is None or self.tls_cert is not None, "tls_client_ca", "needs tls_cert and tls_key")

@@ -66,6 +66,22 @@ class StartTuningRequest(_message.Message):
     objective: str
     def __init__(self, scope: _Optional[str] = ..., model_kind: _Optional[str] = ..., method: _Optional[str] = ..., max_trials: _Optional[int] = ..., concurrency: _Optional[int] = ..., search_space_json: _Optional[str] = ..., objective: _Optional[str] = ...) -> None: ...
 
+class TuningTrial(_message.Message):
+    __slots__ = ("index", "status", "objective", "epochs", "params_json", "error")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    status: str
+    objective: float
+    epochs: int
+    params_json: str
+    error: str
+    def __init__(self, index: _Optional[int] = ..., status: _Optional[str] = ..., objective: _Optional[float] = ..., epochs: _Optional[int] = ..., params_json: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
 class JobProgress(_message.Message):
     __slots__ = ("epoch", "total_epochs", "train_loss", "val_loss", "trials_done", "total_trials", "best_objective")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -85,7 +101,7 @@ class JobProgress(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., train_loss: _Optional[float] = ..., val_loss: _Optional[float] = ..., trials_done: _Optional[int] = ..., total_trials: _Optional[int] = ..., best_objective: _Optional[float] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "kind", "state", "scope", "model_kind", "created_time", "started_time", "finished_time", "progress", "metrics", "model_version", "error", "note")
+    __slots__ = ("job_id", "kind", "state", "scope", "model_kind", "created_time", "started_time", "finished_time", "progress", "metrics", "model_version", "error", "note", "trials", "config_json")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +122,8 @@ class Job(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     kind: JobKind
     state: JobState
@@ -119,7 +137,9 @@ class Job(_message.Message):
     model_version: str
     error: str
     note: str
-    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., scope: _Optional[str] = ..., model_kind: _Optional[str] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., error: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+    trials: _containers.RepeatedCompositeFieldContainer[TuningTrial]
+    config_json: str
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., scope: _Optional[str] = ..., model_kind: _Optional[str] = ..., created_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., model_version: _Optional[str] = ..., error: _Optional[str] = ..., note: _Optional[str] = ..., trials: _Optional[_Iterable[_Union[TuningTrial, _Mapping]]] = ..., config_json: _Optional[str] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -1,15 +1,18 @@
 """Background jobs: a queue, one job process at a time, progress, cancellation, and their records.
 
-Jobs run in child processes (``_train``: torch never enters the daemon), one at a time so training
-never takes more than ``training_threads`` cores from ingest and Predict; more wait as PENDING. A
-job's record (state, progress, metrics, the model it made, what became of it) is kept in
-``<data_dir>/jobs.json``, rewritten atomically on every change, so ``GetJob``/``ListJobs`` answer
-after a restart; a job that was pending or running when the daemon stopped is recorded as FAILED
-("the daemon stopped"), never silently lost.
+Jobs run in child processes (``_train`` and ``_tune``: torch and Ax never enter the daemon), one at a
+time so training never takes more than ``training_threads`` cores from ingest and Predict; more
+wait as PENDING. A job's record (state, progress, metrics, the model it made, what became of it,
+a tuning job's trials) is kept in ``<data_dir>/jobs.json``, rewritten atomically on every change,
+so ``GetJob``/``ListJobs`` answer after a restart. A training job that was pending or running when
+the daemon stopped is recorded as FAILED ("the daemon stopped"), never silently lost; a tuning job
+is queued again and resumes its saved experiment (``<data_dir>/tuning/<job id>``).
 
 When a training job's process reports, the daemon registers the checkpoint in the registry (its
 only writer) and promotes it only if ``registry.decide`` says it beats every rival evaluated on the
-same test split: the scope's champion, the online baselines and the naive forecast.
+same test split: the scope's champion, the online baselines and the naive forecast. A training job
+without a config of its own uses the best configuration tuned for its scope and kind, if any; a
+tuning job records its best configuration in the registry when it succeeds.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import enum
 import json
 import logging
 import os
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +35,15 @@ from typing import Any
 from swarmlearn._channel import encode, read_message, spawn
 from swarmlearn.errors import InvalidArgument, NotFound
 from swarmlearn.online import TARGETS
-from swarmlearn.registry import ModelRegistry, decide
+from swarmlearn.registry import ModelRegistry, TunedConfig, decide
 
 log = logging.getLogger(__name__)
 
 _TRAIN_MAIN = "from swarmlearn.jobs._train import main; main()"
+_TUNE_MAIN = "from swarmlearn.jobs._tune import main; main()"
+TUNING_METHODS = ("bayesian", "random", "grid", "hyperband")
+OBJECTIVES = ("val_mase", "val_mse")
+MAX_TRIALS = 1000
 MODEL_KINDS = ("lstm", "tcn", "nbeats")
 MAX_HORIZON = 48
 _KEEP_FINISHED = 1000  # records of finished jobs kept in jobs.json
@@ -59,7 +67,7 @@ class JobState(enum.Enum):
 class Job:
     job_id: str
     kind: str
-    """``training`` (``tuning`` arrives with its issue)."""
+    """``training`` or ``tuning``."""
     scope: str
     model_kind: str
     state: JobState = JobState.PENDING
@@ -76,8 +84,15 @@ class Job:
     """``<kind>-v<version>`` of the model it registered."""
     error: str = ""
     note: str = ""
-    """What became of the model: promoted or not, and why."""
+    """What became of the model: promoted or not, and why; for tuning, the best configuration."""
     request: dict[str, Any] = field(default_factory=dict)
+    trials_done: int = 0
+    total_trials: int = 0
+    best_objective: float | None = None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    """A tuning job's trials: index, status, value, epochs, params, error."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """A tuning job's best configuration (a training job's ``config_json``)."""
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "state": self.state.value}
@@ -99,8 +114,13 @@ class JobManager:
         threads: int = 1,
         default_epochs: int = 30,
         on_promotion: Callable[[], object] | None = None,
+        tuning: Mapping[str, int] | None = None,
     ) -> None:
+        """``tuning``: ``concurrency`` (trials at once when a request says 0), ``max_epochs`` (each
+        trial's budget), ``grid_points`` and ``max_grid`` (see ``TunerConfig``)."""
         self.path = data_dir / "jobs.json"
+        self.tuning_dir = data_dir / "tuning"
+        self.tuning = {"concurrency": 1, "max_epochs": 27, "grid_points": 3, "max_grid": 256, **(tuning or {})}
         self.db_path = db_path
         self.registry = registry
         self._durable = durable_sequence
@@ -131,7 +151,10 @@ class JobManager:
             log.error("job records %s unreadable (%s); starting with none", self.path, exc)
             return
         for job in jobs:
-            if not job.state.finished:
+            if job.kind == "tuning" and not job.state.finished:  # resumes its saved experiment
+                job.state, job.note = JobState.PENDING, "resumed after a restart of the daemon"
+                self._queue.put_nowait(job.job_id)
+            elif not job.state.finished:
                 job.state, job.error, job.finished_at = (
                     JobState.FAILED,
                     "the daemon stopped before it finished",
@@ -179,6 +202,51 @@ class JobManager:
                 raise InvalidArgument("config_json", "must be a JSON object of model settings")
         request = {"max_epochs": max_epochs, "horizon": horizon or 1, "config": config}
         job = Job(f"train-{uuid.uuid4().hex[:12]}", "training", scope, model_kind, request=request)
+        self.jobs[job.job_id] = job
+        self._save()
+        self._queue.put_nowait(job.job_id)
+        return job
+
+    async def submit_tuning(
+        self,
+        scope: str,
+        model_kind: str,
+        *,
+        method: str,
+        max_trials: int = 0,
+        concurrency: int = 0,
+        search_space_json: str = "",
+        objective: str = "",
+    ) -> Job:
+        """Check the request (the search space in a child process: it needs the configs, hence torch)
+        and queue the job. Every problem is an ``InvalidArgument`` naming the field."""
+        method = method or "bayesian"
+        if method not in TUNING_METHODS:
+            raise InvalidArgument("method", f"one of {', '.join(TUNING_METHODS)}, got {method[:64]!r}")
+        if model_kind not in MODEL_KINDS:
+            raise InvalidArgument("model_kind", f"one of {', '.join(MODEL_KINDS)}, got {model_kind[:64]!r}")
+        objective = objective or "val_mase"
+        if objective not in OBJECTIVES:
+            raise InvalidArgument("objective", f"one of {', '.join(OBJECTIVES)}, got {objective[:64]!r}")
+        if max_trials > MAX_TRIALS:
+            raise InvalidArgument("max_trials", f"at most {MAX_TRIALS}, got {max_trials}")
+        if concurrency > 64:
+            raise InvalidArgument("concurrency", f"at most 64, got {concurrency}")
+        if scope and not self._knows(scope):
+            raise NotFound(f"unknown agent {scope[:128]!r}: no event of it is stored")
+        checked = await check_space(
+            model_kind, search_space_json, method, max_trials or (0 if method == "grid" else 20), self.tuning
+        )
+        request = {
+            "method": method,
+            "max_trials": max_trials or (0 if method == "grid" else 20),
+            "concurrency": concurrency or self.tuning["concurrency"],
+            "space": checked["space"],
+            "objective": objective,
+            "horizon": 1,
+        }
+        job = Job(f"tune-{uuid.uuid4().hex[:12]}", "tuning", scope, model_kind, request=request)
+        job.total_trials = checked["total_trials"]
         self.jobs[job.job_id] = job
         self._save()
         self._queue.put_nowait(job.job_id)
@@ -248,6 +316,7 @@ class JobManager:
                 await self._changed.wait()
 
     async def cancel(self, job_id: str) -> Job:
+        """A pending job ends at once; a running one is asked to stop and ends as CANCELLED when it has."""
         job = self.get(job_id)
         if job.state == JobState.PENDING:
             await self._update(job, state=JobState.CANCELLED, finished_at=time.time())
@@ -261,9 +330,9 @@ class JobManager:
         if self._timer is not None:
             self._timer.cancel()
         if self._current is not None:
-            _, writer, process = self._current
-            with contextlib.suppress(ConnectionError):
-                writer.write(encode(("cancel",)))
+            job_id, writer, process = self._current
+            with contextlib.suppress(ConnectionError):  # a tuning job keeps its experiment to resume
+                writer.write(encode(("stop",) if self.jobs[job_id].kind == "tuning" else ("cancel",)))
             try:
                 await asyncio.wait_for(process.wait(), _CANCEL_GRACE_S)
             except TimeoutError:
@@ -273,7 +342,9 @@ class JobManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
         for job in self.jobs.values():
-            if not job.state.finished:
+            if job.kind == "tuning" and not job.state.finished:
+                job.state, job.note = JobState.PENDING, "the daemon stopped; it resumes when the daemon starts"
+            elif not job.state.finished:
                 job.state, job.error, job.finished_at = (
                     JobState.FAILED,
                     "the daemon stopped before it finished",
@@ -289,9 +360,9 @@ class JobManager:
             if job is None or job.state != JobState.PENDING:
                 continue
             try:
-                await self._run_training(job)
+                await (self._run_tuning(job) if job.kind == "tuning" else self._run_training(job))
             except Exception as exc:  # the runner must survive whatever one job does
-                log.exception("training job %s failed", job.job_id)
+                log.exception("%s job %s failed", job.kind, job.job_id)
                 await self._update(
                     job, state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=time.time()
                 )
@@ -301,6 +372,10 @@ class JobManager:
         champion = self.registry.champion(job.scope)
         scope_dir = job.scope or "_swarm"
         checkpoint = self.registry.root / _safe(scope_dir) / f"{job.model_kind}-v{version}.pt"
+        config, tuned = job.request["config"], None
+        if not config:
+            tuned = self.registry.tuned(job.scope, job.model_kind)
+            config = tuned.config if tuned is not None else {}
         spec = {
             "db": str(self.db_path),
             "scope": job.scope,
@@ -308,21 +383,92 @@ class JobManager:
             "upto": self._durable(),
             "horizon": job.request["horizon"],
             "max_epochs": job.request["max_epochs"] or self.default_epochs,
-            "config": job.request["config"],
+            "config": config,
+            "tuned_by": tuned.job_id if tuned is not None else "",
             "champion": str(self.registry.checkpoint_path(champion)) if champion is not None else "",
             "checkpoint": str(checkpoint),
             "threads": self.threads,
         }
         await self._update(job, state=JobState.RUNNING, started_at=time.time(), total_epochs=spec["max_epochs"])
-        process, reader, writer = await spawn(_TRAIN_MAIN, json.dumps(spec))
+
+        async def progress(message: tuple[Any, ...]) -> None:
+            _, epoch, total, train_loss, val_loss = message
+            await self._update(job, epoch=epoch, total_epochs=total, train_loss=train_loss, val_loss=val_loss)
+
+        outcome = await self._converse(job, _TRAIN_MAIN, spec, progress)
+        if outcome[0] == "done":
+            await self._finish(job, version, outcome[1])
+
+    async def _run_tuning(self, job: Job) -> None:
+        request = job.request
+        spec = {
+            "db": str(self.db_path),
+            "scope": job.scope,
+            "kind": job.model_kind,
+            "upto": request.setdefault("upto", self._durable()),  # a resumed job sees the same events
+            "horizon": request["horizon"],
+            "method": request["method"],
+            "max_trials": request["max_trials"],
+            "concurrency": request["concurrency"],
+            "space": request["space"],
+            "objective": request["objective"],
+            "max_epochs": self.tuning["max_epochs"],
+            "grid_points": self.tuning["grid_points"],
+            "max_grid": self.tuning["max_grid"],
+            "directory": str(self.tuning_dir / job.job_id),
+            "threads": self.threads,
+        }
+        await self._update(job, state=JobState.RUNNING, started_at=job.started_at or time.time())
+
+        async def progress(message: tuple[Any, ...]) -> None:
+            _, done, total, best, trial = message
+            trials = [t for t in job.trials if t["index"] != trial["index"]] + [trial]
+            trials.sort(key=lambda t: t["index"])
+            await self._update(job, trials_done=done, total_trials=total, best_objective=best, trials=trials)
+
+        outcome = await self._converse(job, _TUNE_MAIN, spec, progress)
+        if outcome[0] == "stopped":
+            await self._update(job, state=JobState.PENDING, note="the daemon stopped; it resumes when it starts")
+        elif outcome[0] == "done":
+            result = outcome[1]
+            self.registry.record_tuned(
+                TunedConfig(job.scope, job.model_kind, result["config"], request["objective"], result["best_value"],
+                            job.job_id, time.time())
+            )  # fmt: skip
+            note = (
+                f"best {request['objective']} {result['best_value']:.4g} (trial {result['best_trial']}, "
+                f"{result['total_epochs']} epochs in all); the next training of {job.model_kind} for "
+                f"{'the swarm' if not job.scope else repr(job.scope)} uses it"
+            )
+            log.info("tuning job %s: %s", job.job_id, note)
+            await self._update(
+                job,
+                state=JobState.SUCCEEDED,
+                finished_at=time.time(),
+                trials=result["trials"],
+                best_objective=result["best_value"],
+                config=result["config"],
+                metrics={f"best.{request['objective']}": result["best_value"], "epochs": result["total_epochs"]},
+                note=note,
+            )
+
+    async def _converse(
+        self,
+        job: Job,
+        main: str,
+        spec: dict[str, Any],
+        on_progress: Callable[[tuple[Any, ...]], Awaitable[None]],
+    ) -> tuple[Any, ...]:
+        """Run the job's process, passing its progress messages on until its outcome, and end the job
+        when that is a failure or a cancel. Returns the outcome."""
+        process, reader, writer = await spawn(main, json.dumps(spec))
         self._current = (job.job_id, writer, process)
-        outcome: tuple[Any, ...] = ("failed", "the job process exited without a result")
+        outcome: tuple[Any, ...] = ("failed", "")
         try:
             while True:
                 message = await read_message(reader)
-                if message[0] == "progress":
-                    _, epoch, total, train_loss, val_loss = message
-                    await self._update(job, epoch=epoch, total_epochs=total, train_loss=train_loss, val_loss=val_loss)
+                if message[0] in ("progress", "trial"):
+                    await on_progress(message)
                 else:
                     outcome = message
                     break
@@ -332,18 +478,17 @@ class JobManager:
             self._current = None
             writer.close()
             code = await process.wait()
-        if outcome[0] == "done":
-            await self._finish(job, version, outcome[1])
-        elif outcome[0] == "cancelled" and self._stopping:
+        if outcome[0] == "cancelled" and self._stopping:
             await self._update(job, state=JobState.FAILED, error=_STOPPED, finished_at=time.time())
         elif outcome[0] == "cancelled":
             await self._update(job, state=JobState.CANCELLED, finished_at=time.time())
-        else:
-            reason = outcome[1] if outcome[1] else f"the job process exited with {code}"
-            log.error("training job %s failed: %s", job.job_id, reason)
+        elif outcome[0] == "failed":
+            reason = outcome[1] or f"the job process exited with {code} without a result"
+            log.error("%s job %s failed: %s", job.kind, job.job_id, reason)
             await self._update(
                 job, state=JobState.FAILED, error=reason.strip().splitlines()[-1], finished_at=time.time()
             )
+        return outcome
 
     async def _finish(self, job: Job, version: int, result: dict[str, Any]) -> None:
         entry = self.registry.register(
@@ -365,6 +510,26 @@ class JobManager:
             model_version=f"{job.model_kind}-v{version}",
             note=note,
         )
+
+
+async def check_space(
+    kind: str, space_json: str, method: str, max_trials: int, tuning: Mapping[str, int]
+) -> dict[str, Any]:
+    """The search space parsed and checked by ``tuning.check_request`` in a child process (the configs
+    it is checked against import torch, which the daemon never does): ``{"space": [...],
+    "total_trials": n}``, or an ``InvalidArgument`` naming the field."""
+    request = {"kind": kind, "space": space_json, "method": method, "max_trials": max_trials, **tuning}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from swarmlearn.tuning import main_check; main_check()",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate(json.dumps(request).encode())
+    if process.returncode != 0:
+        raise RuntimeError(f"checking the search space failed: {err.decode(errors='replace')[-500:]}")
+    answer: dict[str, Any] = json.loads(out)
+    if "field" in answer:
+        raise InvalidArgument(answer["field"], answer["reason"])
+    return answer
 
 
 def _safe(scope: str) -> str:

@@ -56,7 +56,8 @@ _READ_CHUNK = 50_000
 _TRAINING_KEYS = frozenset({"window", "batch_size", "max_steps", "patience", "learning_rate", "weight_decay", "seed"})
 
 
-def _events(db: Path, scope: str, upto: int) -> list[Any]:
+def scope_events(db: Path, scope: str, upto: int) -> list[Any]:
+    """The scope's committed events up to ``upto`` (every agent's for the swarm's scope ``""``)."""
     conn = open_reader(db)
     try:
         events, last = [], 0
@@ -87,7 +88,7 @@ def training_config(spec: Mapping[str, Any]) -> TrainingConfig:
 def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
     torch.set_num_threads(max(1, int(spec.get("threads", 1))))
     config = training_config(spec)
-    events = _events(Path(spec["db"]), spec["scope"], spec["upto"])
+    events = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
     data = StreamDataLoader(events, config)
     champion = TrainedModel.load(spec["champion"]) if spec.get("champion") else None
     warm = None
@@ -134,7 +135,9 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
             "metrics": _flat(report.test),
             "rivals": rivals,
             "config": {"model": {"kind": report.kind, **config_to_dict(config.models[0])}, "window": data.window,
-                       "horizon": data.horizon, "warm_start": warm is not None},
+                       "horizon": data.horizon, "warm_start": warm is not None,
+                       "training": {key: getattr(config, key) for key in sorted(_TRAINING_KEYS)},
+                       "tuned_by": spec.get("tuned_by", "")},
             "epochs": report.training.epochs,
             "windows": {split.name.lower(): len(data.starts[split]) for split in Split},
             "seconds": report.training.seconds,

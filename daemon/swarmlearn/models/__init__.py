@@ -1,6 +1,6 @@
 """Torch forecasters (LSTM, TCN, N-BEATS): one interface, ``[B, L, F] -> [B, H, T]``, and checkpoints."""
 
-from swarmlearn.models._base import Forecaster, ForecastShape
+from swarmlearn.models._base import Forecaster, ForecastShape, SearchRange, searched
 from swarmlearn.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from swarmlearn.models._kinds import MODEL_KINDS, ModelConfig, build_model, config_from_dict, config_to_dict
 from swarmlearn.models._lstm import LSTMConfig, LSTMModel
@@ -17,6 +17,7 @@ __all__ = [
     "ModelConfig",
     "NBEATSConfig",
     "NBEATSModel",
+    "SearchRange",
     "StackType",
     "TCNConfig",
     "TCNModel",
@@ -25,4 +26,5 @@ __all__ = [
     "config_to_dict",
     "load_checkpoint",
     "save_checkpoint",
+    "searched",
 ]

@@ -8,7 +8,7 @@ config holds what a search may vary (sizes, dropout), the shape what the data de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -45,6 +45,27 @@ class ForecastShape:
     @property
     def n_targets(self) -> int:
         return len(self.target_channels)
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """How a hyperparameter search varies a config field by default: between ``low`` and ``high``
+    (on a log scale when ``log``), or over ``values``. ``swarmlearn.tuning`` reads it from the field's
+    metadata (``searched``), so a search space is derived from the configs, never retyped; the
+    parameter's type (int or float) is the field's. A tuple field is searched as one value that fills
+    every element (TCN's ``num_channels``: one width for every block)."""
+
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    values: tuple[Any, ...] = ()
+
+
+def searched(
+    default: Any, *, low: float = 0.0, high: float = 0.0, log: bool = False, values: tuple[Any, ...] = ()
+) -> Any:
+    """A dataclass field with ``default`` that the default search space varies (see ``SearchRange``)."""
+    return field(default=default, metadata={"search": SearchRange(low, high, log, values)})
 
 
 class Forecaster(nn.Module):

@@ -13,20 +13,20 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from swarmlearn.models._base import Forecaster, ForecastShape
+from swarmlearn.models._base import Forecaster, ForecastShape, searched
 
 
 @dataclass(frozen=True, kw_only=True)
 class LSTMConfig:
     kind: ClassVar[str] = "lstm"
 
-    hidden_size: int = 128
+    hidden_size: int = searched(128, values=(64, 128, 256, 512))
     """Units in each LSTM layer."""
 
-    num_layers: int = 2
+    num_layers: int = searched(2, low=1, high=3)
     """Stacked LSTM layers."""
 
-    dropout: float = 0.2
+    dropout: float = searched(0.2, low=0.1, high=0.5)
     """Dropout between LSTM layers and before the head."""
 
     def __post_init__(self) -> None:

@@ -36,7 +36,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from swarmlearn.models._base import Forecaster, ForecastShape
+from swarmlearn.models._base import Forecaster, ForecastShape, searched
 
 
 class StackType(enum.StrEnum):
@@ -52,13 +52,13 @@ class NBEATSConfig:
     stack_types: tuple[StackType, ...] = (StackType.TREND, StackType.SEASONALITY, StackType.GENERIC)
     """The stacks in order; each has ``num_blocks`` blocks."""
 
-    num_blocks: int = 4
+    num_blocks: int = searched(4, low=1, high=4)
     """Blocks per stack."""
 
     num_layers: int = 4
     """Fully connected layers in each block before its θ heads."""
 
-    layer_width: int = 256
+    layer_width: int = searched(256, values=(64, 128, 256, 512))
     """Units in each fully connected layer."""
 
     trend_degree: int = 3

@@ -21,20 +21,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swarmlearn.models._base import Forecaster, ForecastShape
+from swarmlearn.models._base import Forecaster, ForecastShape, searched
 
 
 @dataclass(frozen=True, kw_only=True)
 class TCNConfig:
     kind: ClassVar[str] = "tcn"
 
-    num_channels: tuple[int, ...] = (64, 64, 64)
+    num_channels: tuple[int, ...] = searched((64, 64, 64), values=(32, 64, 128))
     """Output channels of each residual block; block i has dilation 2**i."""
 
-    kernel_size: int = 3
+    kernel_size: int = searched(3, low=2, high=5)
     """Width of every convolution."""
 
-    dropout: float = 0.2
+    dropout: float = searched(0.2, low=0.1, high=0.5)
     """Dropout after each convolution."""
 
     def __post_init__(self) -> None:

@@ -10,6 +10,10 @@ different units (milliseconds, tokens per second, a rate), so they are never poo
 error is divided by the rival's per target, and the geometric mean of those ratios must be below
 ``1 - margin`` against every rival. ``PromoteModel`` (an operator's explicit choice) skips the rule.
 
+It also holds the best configuration each tuning job found per (scope, kind) (``record_tuned``); the
+next training of that kind for that scope, scheduled or asked for without a config, uses it
+(``tuned``), and the version it makes records it in its ``config``.
+
 The registry lives in ``<data_dir>/models/registry.json`` beside the checkpoints, written atomically
 (a temporary file, fsync, rename); a backup copies the whole directory. It is JSON: nothing in it is
 executable, and checkpoints are loaded with ``torch.load(weights_only=True)``.
@@ -48,6 +52,21 @@ class ModelVersion:
     config: dict[str, Any] = field(default_factory=dict)
     """The configuration that made it (model and training)."""
     job_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TunedConfig:
+    """The best configuration a tuning job found for a scope and kind."""
+
+    scope: str
+    kind: str
+    config: dict[str, Any]
+    """A training job's ``config_json``: model fields, and training ones under ``training``."""
+    objective: str
+    value: float
+    """The objective's value on the validation split (lower is better)."""
+    job_id: str
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +119,7 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._versions: dict[tuple[str, str, int], ModelVersion] = {}
         self._champions: dict[str, list[tuple[str, int]]] = {}
+        self._tuned: dict[tuple[str, str], TunedConfig] = {}
         path = root / REGISTRY_FILE
         if path.exists():
             self._load(path)
@@ -116,6 +136,9 @@ class ModelRegistry:
                 scope: [(str(kind), int(version)) for kind, version in history]
                 for scope, history in document["champions"].items()
             }
+            for raw in document.get("tuned", []):
+                t = TunedConfig(**raw)
+                self._tuned[(t.scope, t.kind)] = t
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RuntimeError(f"cannot read the model registry {path}: {exc}") from None
 
@@ -125,6 +148,7 @@ class ModelRegistry:
             "format": FORMAT_VERSION,
             "versions": [asdict(v) for v in sorted(self._versions.values(), key=_order)],
             "champions": {scope: [list(entry) for entry in history] for scope, history in self._champions.items()},
+            "tuned": [asdict(t) for _, t in sorted(self._tuned.items())],
         }
         path = self.root / REGISTRY_FILE
         temporary = path.with_name(f"{REGISTRY_FILE}.{os.getpid()}.tmp")
@@ -164,6 +188,11 @@ class ModelRegistry:
     def checkpoint_path(self, version: ModelVersion) -> Path:
         return self.root / version.checkpoint
 
+    def tuned(self, scope: str, kind: str) -> TunedConfig | None:
+        """The best configuration tuned for ``scope`` and ``kind``, else for the swarm (``""``), else None."""
+        with self._lock:
+            return self._tuned.get((scope, kind)) or self._tuned.get(("", kind))
+
     # -- changes ----------------------------------------------------------------------------------
 
     def next_version(self, scope: str, kind: str) -> int:
@@ -190,6 +219,12 @@ class ModelRegistry:
             self._versions[(scope, kind, version)] = entry
             self._save()
         return entry
+
+    def record_tuned(self, tuned: TunedConfig) -> None:
+        """Keep a tuning job's best configuration for its scope and kind (replacing an earlier one)."""
+        with self._lock:
+            self._tuned[(tuned.scope, tuned.kind)] = tuned
+            self._save()
 
     def promote(self, scope: str, kind: str, version: int) -> ModelVersion:
         """Make a version the champion of its scope (no check: the caller decided)."""

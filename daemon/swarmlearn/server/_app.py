@@ -158,6 +158,12 @@ class DaemonServer:
             knows_agent=ingestor.knows,
             threads=settings.training_threads,
             on_promotion=self._online.champions_changed,
+            tuning={
+                "concurrency": settings.tuning_concurrency,
+                "max_epochs": settings.tuning_max_epochs,
+                "grid_points": settings.tuning_grid_points,
+                "max_grid": settings.tuning_max_grid,
+            },
         )
         self._jobs.configure_schedule(
             every_events=settings.retrain_every_events,

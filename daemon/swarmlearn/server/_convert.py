@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -246,12 +247,30 @@ def job_message(job: Job) -> jobs_pb2.Job:
         model_kind=job.model_kind,
         created_time=_timestamp(job.created_at),
         progress=jobs_pb2.JobProgress(
-            epoch=job.epoch, total_epochs=job.total_epochs, train_loss=job.train_loss, val_loss=job.val_loss
+            epoch=job.epoch,
+            total_epochs=job.total_epochs,
+            train_loss=job.train_loss,
+            val_loss=job.val_loss,
+            trials_done=job.trials_done,
+            total_trials=job.total_trials,
+            best_objective=job.best_objective if job.best_objective is not None else math.nan,
         ),
         metrics=job.metrics,
         model_version=job.model_version,
         error=job.error,
         note=job.note,
+        trials=[
+            jobs_pb2.TuningTrial(
+                index=t["index"],
+                status=t["status"],
+                objective=t["value"],
+                epochs=t["epochs"],
+                params_json=json.dumps(t["params"], sort_keys=True),
+                error=t["error"],
+            )
+            for t in job.trials
+        ],
+        config_json=json.dumps(job.config, sort_keys=True) if job.config else "",
     )
     if job.started_at is not None:
         message.started_time.CopyFrom(_timestamp(job.started_at))

@@ -47,6 +47,8 @@ _RETRY_AFTER_MS = 1000
 _MAX_HORIZON = OnlineConfig().max_horizon
 _PROMPTS = PromptConfig()  # its limits; the prompt learner runs with the same defaults
 _MAX_PAGE = 1000
+_MAX_SPACE_JSON = 65_536
+"""Characters in a StartTuning search_space_json."""
 _DEFAULT_PAGE = 100
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -243,6 +245,23 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
             max_epochs=request.max_epochs,
             horizon=request.horizon,
             config_json=request.config_json,
+        )
+        return job_message(job)
+
+    @mapped
+    async def StartTuning(self, request: jobs_pb2.StartTuningRequest, context: Context) -> jobs_pb2.Job:
+        if request.scope:
+            _agent_id(request.scope)  # the same limits
+        if len(request.search_space_json) > _MAX_SPACE_JSON:
+            raise InvalidArgument("search_space_json", f"at most {_MAX_SPACE_JSON} characters")
+        job = await self._jobs.submit_tuning(
+            request.scope,
+            request.model_kind,
+            method=request.method,
+            max_trials=request.max_trials,
+            concurrency=request.concurrency,
+            search_space_json=request.search_space_json,
+            objective=request.objective,
         )
         return job_message(job)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from swarmlearn.models import LSTMConfig, ModelConfig, NBEATSConfig, TCNConfig
+from swarmlearn.models import LSTMConfig, ModelConfig, NBEATSConfig, TCNConfig, searched
 
 
 class Scaling(enum.StrEnum):
@@ -42,7 +42,7 @@ class TrainingConfig:
     """The architectures a pipeline trains, each with its config; the best on validation is returned."""
 
     # The data.
-    window: int = 50
+    window: int = searched(50, values=(25, 50, 100))
     """L: events in an input window."""
 
     horizon: int = 1
@@ -78,7 +78,7 @@ class TrainingConfig:
     min_delta: float = 1e-4
     """How much lower than the best a validation loss must be to count as better."""
 
-    learning_rate: float = 1e-3
+    learning_rate: float = searched(1e-3, low=1e-4, high=1e-2, log=True)
     """AdamW's step size."""
 
     weight_decay: float = 1e-2

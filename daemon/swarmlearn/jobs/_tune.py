@@ -1,0 +1,116 @@
+"""A tuning job's process: the Ax experiment, its trials in a pool of worker processes.
+
+Started by ``JobManager`` like a training job (``python -c`` calling ``main`` with FD SPEC_JSON). Ax's
+candidate generation (seconds per BoTorch candidate on a CPU) runs here, never on the daemon's event
+loop; trials run in ``concurrency`` spawned workers (``tuning._trial``) that share the job's
+``threads``. The experiment lives in the job's directory (``<data_dir>/tuning/<job id>``) and is
+saved after every trial, so a job the daemon stopped resumes there when it starts again.
+
+Messages to the daemon: ``("trial", trials_done, total_trials, best_value, trial)`` after every trial
+result, then one of ``("done", result)``, ``("stopped",)``, ``("cancelled",)``, ``("failed", reason)``.
+From the daemon: ``("cancel",)`` (end it; its running trials fail) or ``("stop",)`` (the daemon is
+stopping; the experiment is kept to resume).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import multiprocessing
+import signal
+import sys
+import traceback
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from swarmlearn.tuning import Tuner, TunerConfig, TuningCancelled, TuningProgress, parse_space
+from swarmlearn.tuning._space import config_for
+from swarmlearn.tuning._trial import make_executor, train_trial
+
+
+def trial_json(record: Any) -> dict[str, Any]:
+    return {
+        "index": record.index,
+        "status": record.status,
+        "value": record.value if math.isfinite(record.value) else None,
+        "epochs": record.epochs,
+        "params": record.params,
+        "error": record.error,
+    }
+
+
+def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
+    space = parse_space(spec["kind"], json.dumps(spec["space"]))
+    config = TunerConfig(
+        method=spec["method"],
+        max_trials=spec["max_trials"],
+        concurrency=spec["concurrency"],
+        max_epochs=spec["max_epochs"],
+        grid_points=spec["grid_points"],
+        max_grid=spec["max_grid"],
+        objective=spec["objective"],
+        seed=spec.get("seed", 0),
+    )
+    context = multiprocessing.get_context("spawn")
+    cancel = context.Event()
+    ending: list[str] = []
+
+    def should_stop() -> bool:
+        while channel.poll(0):
+            message = channel.recv()
+            if message[0] in ("cancel", "stop"):
+                ending.append(message[0])
+        if ending:
+            cancel.set()  # running trials stop at their next optimizer step
+        return bool(ending)
+
+    def progress(p: TuningProgress) -> None:
+        best = p.best_value if math.isfinite(p.best_value) else None
+        channel.send(("trial", p.trials_done, p.total_trials, best, trial_json(p.record)))
+
+    threads = max(1, int(spec.get("threads", 1)) // config.concurrency)
+    worker_spec = {**spec, "threads": threads}
+    with make_executor(worker_spec, config.concurrency, cancel) as executor:
+        tuner = Tuner(
+            space, config, train_trial, executor, Path(spec["directory"]), on_progress=progress, should_stop=should_stop
+        )
+        try:
+            result = tuner.run()
+        except TuningCancelled:
+            if ending[0] == "stop":
+                return ("stopped",)
+            tuner.abandon_running()
+            return ("cancelled",)
+    return (
+        "done",
+        {
+            "best_params": result.best_params,
+            "best_value": result.best_value,
+            "best_trial": result.best_trial,
+            "config": config_for(spec["kind"], result.best_params),
+            "trials": [trial_json(r) for r in result.trials],
+            "total_epochs": result.total_epochs,
+        },
+    )
+
+
+def main() -> None:
+    """Command-line entry: ``FD SPEC_JSON``."""
+    fd, spec_json = sys.argv[1:3]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon cancels; a Ctrl-C to the group must not
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s swarmlearn tuning job: %(message)s")
+    for noisy in ("ax", "botorch", "gpytorch", "linear_operator"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    channel = Connection(int(fd))
+    try:
+        result = run(channel, json.loads(spec_json))
+    except ValueError as exc:
+        result = ("failed", str(exc))
+    except Exception:
+        result = ("failed", traceback.format_exc())
+    with contextlib.suppress(OSError):  # the daemon is gone
+        channel.send(result)

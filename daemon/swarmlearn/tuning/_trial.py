@@ -1,0 +1,96 @@
+"""A tuning trial: the real training loop on one configuration, judged on the validation split.
+
+The tuning job's process runs trials in a pool of worker processes (``make_executor``). Each worker
+reads the scope's events once (``init_worker``: from the daemon's SQLite, read-only, up to the
+sequence the job was given) and keeps one ``StreamDataLoader`` per window length; ``train_trial``
+builds the configuration's model, trains it with ``fit`` (early stopping on the validation loss,
+at most ``request.epochs`` epochs), and returns the objective on the validation split: the geometric
+mean over the targets of the validation MASE (``val_mase``) or MSE (``val_mse``). A geometric mean
+ranks configurations the same whatever each target's unit, so no target's scale dominates; the
+test split is never looked at, so the model later trained with the best configuration is judged
+on data the search never saw.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swarmlearn.tuning._tuner import TrialRequest, TrialResult
+
+OBJECTIVES = ("val_mase", "val_mse")
+
+_worker: dict[str, Any] = {}
+"""This worker process's spec, events, loaders by window, and the cancel event."""
+
+
+def make_executor(spec: Mapping[str, Any], concurrency: int, cancel: Any) -> ProcessPoolExecutor:
+    """``concurrency`` spawned workers, each reading the events once and sharing the cores evenly."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(concurrency, mp_context=context, initializer=init_worker, initargs=(dict(spec), cancel))
+
+
+def init_worker(spec: dict[str, Any], cancel: Any = None) -> None:
+    import torch
+
+    from swarmlearn.jobs._train import scope_events
+
+    torch.set_num_threads(max(1, int(spec.get("threads", 1))))
+    _worker.update(spec=spec, cancel=cancel, loaders={})
+    _worker["events"] = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
+
+
+def train_trial(request: TrialRequest) -> TrialResult:
+    import torch
+
+    from swarmlearn.jobs._train import training_config
+    from swarmlearn.models import ForecastShape, build_model
+    from swarmlearn.online import TARGETS
+    from swarmlearn.training import Split, StreamDataLoader, evaluate, fit, forecast, resolve_device, seeded
+    from swarmlearn.tuning._space import config_for
+
+    spec = _worker["spec"]
+    overrides = config_for(spec["kind"], request.params)
+    config = training_config({**spec, "config": overrides, "max_epochs": request.epochs})
+    data = _worker["loaders"].get(config.window)
+    if data is None:
+        data = _worker["loaders"][config.window] = StreamDataLoader(_worker["events"], config)
+    shape = ForecastShape(window=data.window, horizon=data.horizon, target_channels=data.target_channels)
+    with seeded(config.seed, resolve_device(config.device)):
+        model = build_model(config.models[0], shape)
+    initial = torch.load(request.resume_from, weights_only=True) if request.resume_from else None
+    cancel = _worker["cancel"]
+    result = fit(model, data, config, initial_state=initial, should_stop=cancel.is_set if cancel else None)
+    if request.save_to:
+        temporary = f"{request.save_to}.tmp"
+        torch.save(model.state_dict(), temporary)
+        os.replace(temporary, request.save_to)
+    validation = evaluate(
+        data.targets(Split.VALIDATION),
+        forecast(model, data, Split.VALIDATION, config.eval_batch_size),
+        targets=TARGETS,
+        naive_scale=data.naive_scale,
+        thresholds=config.thresholds,
+    )
+    metrics = {f"val.{key}": float(value) for key, value in validation.flat().items() if math.isfinite(float(value))}
+    metrics["val_loss"] = result.best_val_loss
+    objective = spec.get("objective", "val_mase")
+    if objective == "val_mse":
+        value = _geometric_mean([m.mse for m in validation.targets.values()])
+    else:
+        value = validation.geometric_mase()
+    return TrialResult(float(value), result.epochs, metrics)
+
+
+def _geometric_mean(values: list[float]) -> float:
+    array = np.asarray(values, dtype=np.float64)
+    if len(array) == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0):
+        return math.inf
+    return float(np.exp(np.mean(np.log(array))))
