@@ -151,9 +151,10 @@ async def test_errors_carry_status_codes(stub: service_pb2_grpc.SwarmLearnStub) 
     with pytest.raises(grpc.aio.AioRpcError) as token:
         await stub.ListAgents(agents_pb2.ListAgentsRequest(page_token="%%%"))
     assert token.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    with pytest.raises(grpc.aio.AioRpcError) as later:
+    with pytest.raises(grpc.aio.AioRpcError) as kindless:
         await stub.StartTuning(jobs_pb2.StartTuningRequest())
-    assert later.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert kindless.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (kindless.value.details() or "").startswith("model_kind:")
 
 
 async def test_concurrent_streams_share_commits_and_lose_nothing(

@@ -59,7 +59,13 @@ def test_the_default_space_is_derived_from_the_config_dataclasses() -> None:
     assert (lstm["learning_rate"].low, lstm["learning_rate"].high, lstm["learning_rate"].log) == (1e-4, 1e-2, True)
     assert (lstm["dropout"].low, lstm["dropout"].high, lstm["dropout"].type) == (0.1, 0.5, "float")
     assert set(lstm) == {"hidden_size", "num_layers", "dropout", "learning_rate", "window"}
-    assert {p.name for p in default_space("tcn")} == {"num_channels", "kernel_size", "dropout", "learning_rate", "window"}
+    assert {p.name for p in default_space("tcn")} == {
+        "num_channels",
+        "kernel_size",
+        "dropout",
+        "learning_rate",
+        "window",
+    }
     assert {p.name for p in default_space("nbeats")} == {"num_blocks", "layer_width", "learning_rate", "window"}
     # A tuple field takes one value for every element; training fields go under "training".
     assert config_for("tcn", {"num_channels": 32, "kernel_size": 2, "window": 25}) == {

@@ -1,8 +1,4 @@
-"""The SwarmLearn service: protobuf in, a domain call, protobuf out.
-
-RPCs not overridden here answer UNIMPLEMENTED (the generated base class does that) until the
-issue that brings their service lands.
-"""
+"""The SwarmLearn service: protobuf in, a domain call, protobuf out."""
 
 from __future__ import annotations
 

@@ -386,7 +386,7 @@ class Tuner:
                 self.client.attach_data(request.index, raw_data=data, progression=request.budget)
         self._save()
         if self._on_progress is not None:
-            finished = [r for r in self.trials.values() if r.status != "running"]
+            finished = [r for r in self.trials.values() if r.status in ("completed", "early_stopped", "failed")]
             scored = [r.value for r in self.trials.values() if self.config.max_epochs in r.values]
             self._on_progress(TuningProgress(len(finished), self.total_trials, min(scored, default=math.nan), record))
 
