@@ -14,7 +14,10 @@ unary calls from a blocking grpcio stub (the way an agent asks): Predict at H = 
 ScorePrompts with 1 and 100 candidates (new texts in every request), and the same calls to a raw
 grpcio server in another process that answers each at once with a fixed message: the transport's
 floor. Chunks of calls alternate between the two servers. Last, a small LSTM is trained over RPC
-(StartTraining), promoted, and Predict timed again with the torch champion answering.
+(StartTraining), promoted, and Predict timed again with the torch champion answering, twice: asked
+again and again with no new event between (the forecaster may answer from its cache), and with
+one new event of the agent ingested (untimed) before each timed call, whose answer must be as of
+that event, so it needs a forward pass.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from ingest import drive, free_port, make_batches, percentile, wait_ready  # ben
 
 from swarmlearn.importer import event_to_proto
 from swarmlearn.synthetic import BAD_WORDS, FILLER, GOOD_WORDS, generate_swarm
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, jobs_pb2, prompts_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, jobs_pb2, prompts_pb2, service_pb2_grpc
 
 
 class EchoServicer(service_pb2_grpc.SwarmLearnServicer):
@@ -131,6 +134,33 @@ def latencies(target: str, method: str, requests: list) -> list[float]:  # type:
     return out
 
 
+def latencies_after_events(
+    target: str,
+    requests: list[agents_pb2.PredictRequest],
+    events: list[events_pb2.StreamEvent],
+) -> list[float]:
+    """Predict timed right after one new event of its agent was acked (not timed): the first answer
+    as of that event counts, so nothing computed before the event can answer it. Answers from before
+    the forecaster learned it (``as_of_sequence`` lower) are dropped and asked again."""
+    with grpc.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.SwarmLearnStub(channel)
+        for _ in range(20):  # warm the channel
+            stub.Predict(requests[0])
+        out = []
+        for request, event in zip(requests, events, strict=True):
+            batch = events_pb2.EventBatch(batch_id=event.event_id, events=[event])
+            (ack,) = list(stub.Ingest(iter([batch])))
+            while True:
+                start = time.perf_counter()
+                answer = stub.Predict(request)
+                elapsed = time.perf_counter() - start
+                if answer.as_of_sequence >= ack.durable_sequence:
+                    out.append(elapsed)
+                    break
+                time.sleep(0.001)
+    return out
+
+
 async def promote_a_torch_champion(target: str, agent: str) -> None:
     """Train a small LSTM for the swarm over RPC, promote it, and wait until it answers Predict."""
     config = json.dumps({"hidden_size": 32, "num_layers": 1, "training": {"window": 20}})
@@ -177,10 +207,16 @@ async def predict_bench(args: argparse.Namespace) -> list[dict[str, float | str]
         try:
             await wait_ready(target)
             await wait_ready(echo_target)
-            events = [event_to_proto(e) for e in generate_swarm(agents=6, events_per_agent=2000, seed=1)]
+            # The first 2,000 steps of every agent now, the rest one at a time for the uncached case.
+            later = -(-args.predicts // 6)
+            swarm = list(generate_swarm(agents=6, events_per_agent=2000 + later, seed=1))
+            events = [event_to_proto(e) for e in swarm[: 6 * 2000]]
             await drive(target, make_batches(events, 1000))
             await learned_by(target, len(events))
             agents = sorted({e.agent_id for e in events})
+            held: dict[str, list[events_pb2.StreamEvent]] = {agent: [] for agent in agents}
+            for e in swarm[6 * 2000 :]:
+                held[e.agent_id].append(event_to_proto(e))
             cells: list[tuple[str, str, int, list]] = [  # type: ignore[type-arg]
                 (
                     "Predict",
@@ -197,16 +233,24 @@ async def predict_bench(args: argparse.Namespace) -> list[dict[str, float | str]
                 ("ScorePrompts", f"{n} candidates", count, prompt_requests(agents, count, n))
                 for n, count in ((1, args.predicts), (100, max(100, args.predicts // 10)))
             ]
-            cells.append(("Predict", "H = 1, torch champion", args.predicts, cells[0][3]))
+            cells.append(("Predict", "H = 1, torch champion, repeated (no event between)", args.predicts, cells[0][3]))
+            cells.append(("Predict", "H = 1, torch champion, an event before each", args.predicts, cells[0][3]))
+            after = [held[agents[i % len(agents)]][i // len(agents)] for i in range(args.predicts)]
+            promoted = False
             for method, label, count, requests in cells:
-                if "torch" in label:
+                if "torch" in label and not promoted:
                     await promote_a_torch_champion(target, agents[0])
+                    promoted = True
                 times: dict[str, list[float]] = {"echo": [], "swarmlearn": []}
                 step = max(20, count // 10)
                 for start in range(0, len(requests), step):
                     chunk = requests[start : start + step]
                     times["echo"] += await asyncio.to_thread(latencies, echo_target, method, chunk)
-                    times["swarmlearn"] += await asyncio.to_thread(latencies, target, method, chunk)
+                    if "event before" in label:
+                        mine = after[start : start + step]
+                        times["swarmlearn"] += await asyncio.to_thread(latencies_after_events, target, chunk, mine)
+                    else:
+                        times["swarmlearn"] += await asyncio.to_thread(latencies, target, method, chunk)
                 row: dict[str, float | str] = {"method": method, "case": label, "calls": len(requests)}
                 for name, values in times.items():
                     row[f"{name}_p50_ms"] = percentile(values, 50) * 1e3

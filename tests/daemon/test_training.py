@@ -6,6 +6,7 @@ import dataclasses
 import math
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 
 import swarmlearn.training as training
 from swarmlearn.events import Event, EventType
+from swarmlearn.features import FEATURE_NAMES, event_features
 from swarmlearn.models import Forecaster, ForecastShape, LSTMConfig, NBEATSConfig, TCNConfig, build_model
 from swarmlearn.online import TARGETS
 from swarmlearn.synthetic import generate_swarm
@@ -23,6 +25,7 @@ from swarmlearn.training import (
     Scaling,
     Split,
     StreamDataLoader,
+    TrainedModel,
     TrainingCancelled,
     TrainingConfig,
     TrainingPipeline,
@@ -32,6 +35,8 @@ from swarmlearn.training import (
     scaler_from_state,
     seeded,
 )
+from swarmlearn.training._data import TARGET_CHANNELS
+from swarmlearn.training._grid import history_start, last_window, resample, temporal
 
 START = 1_767_225_600.0
 TINY = LSTMConfig(hidden_size=16, num_layers=1)
@@ -324,3 +329,121 @@ def test_the_pipeline_returns_every_models_evaluation(swarm: list[Event]) -> Non
     again = TrainingPipeline(dataclasses.replace(config, max_steps=0)).run(swarm, warm_start=warm)
     for kind, report in again.reports.items():
         assert all(torch.equal(report.model.state_dict()[n], t) for n, t in warm[kind].items())
+
+
+# -- the regular time grid (TrainingConfig.grid_s) ----------------------------------------------
+
+
+def _event(agent: str, i: int, at: float, latency: float, *, prompt: int | None = None, success: float = 1.0) -> Event:
+    prompted = ("a prompt", prompt, 2 * prompt, 0.5) if prompt is not None else ()
+    return Event(
+        agent, f"{agent}-{i}", at, EventType.PERFORMANCE_UPDATE, latency, 10.0, 512.0, 30.0, success, *prompted
+    )
+
+
+def test_resampling_is_exact_on_hand_made_events() -> None:
+    hour = START + 10 * 3600  # buckets of 60 s from 10:58 to 11:03, across the hour
+    events = [
+        _event("a", 0, hour - 115, 100.0, prompt=40),  # 10:58: two events
+        _event("a", 1, hour - 70, 200.0, success=0.5),
+        _event("a", 2, hour - 30, 300.0),  # 10:59: one
+        # 11:00 and 11:01 empty
+        _event("a", 3, hour + 150, 500.0),  # 11:02
+        _event("a", 4, hour + 179.9, 700.0, prompt=10),
+    ]
+    rows = np.asarray([event_features(e) for e in events], dtype=np.float32)
+    times = np.asarray([e.timestamp for e in events])
+    grid = resample(times, rows, 60.0)
+    assert grid.starts.tolist() == [hour - 120 + 60 * k for k in range(5)]
+    assert grid.events.tolist() == [2, 1, 0, 0, 2]
+    latency, success, prompt = (FEATURE_NAMES.index(n) for n in ("latency_ms", "success_rate", "prompt_tokens"))
+    assert grid.rows[:, latency].tolist() == [150.0, 300.0, 300.0, 300.0, 600.0]  # empty: carried forward
+    assert grid.rows[:, success].tolist() == [0.75, 1.0, 1.0, 1.0, 1.0]
+    assert grid.rows[:, prompt].tolist() == [20.0, 0.0, 0.0, 0.0, 5.0]  # per event: no prompt counts as 0
+    # The temporal angles are each bucket's start's, empty or not: 10:00 for the first two, then 11:00.
+    hour_sin = FEATURE_NAMES.index("hour_sin")
+    at = [event_features(_event("a", 0, start, 1.0))[hour_sin] for start in grid.starts]
+    np.testing.assert_array_equal(grid.rows[:, hour_sin], np.float32(at))
+    assert grid.rows[1, hour_sin] != grid.rows[2, hour_sin]
+    # The vectorised angles agree with event_features at any time.
+    stamps = np.random.default_rng(0).uniform(0, 4e9, 2000)
+    expected = [event_features(_event("a", 0, t, 1.0))[9:] for t in stamps]
+    np.testing.assert_array_equal(temporal(stamps), np.asarray(expected, dtype=np.float32))
+    # One window back from the latest event: the window's first bucket is empty, so it needs the
+    # last bucket with events before it, and no earlier event.
+    assert history_start(times, 3, 60.0) == 2
+    np.testing.assert_array_equal(last_window(times[2:], rows[2:], 3, 60.0), grid.rows[-3:])
+    assert history_start(times, 4, 60.0) == 2 and history_start(times, 5, 60.0) == 0
+    assert last_window(times, rows, 6, 60.0) is None
+
+
+def gappy_stream(seed: int = 0) -> list[Event]:
+    """The uneven stream with silent stretches, so that some buckets are empty."""
+    return [e for e in uneven_stream(seed) if not 2_000 <= (e.timestamp - START) % 9_000 < 2_400]
+
+
+def test_grid_windows_never_leak_and_never_target_an_empty_bucket() -> None:
+    window, horizon, grid_s = 8, 2, 150.0
+    events = gappy_stream()
+    data = StreamDataLoader(events, TrainingConfig(window=window, horizon=horizon, grid_s=grid_s))
+    assert (data.row_events == 0).any() and np.all(data.timestamps % grid_s == 0)
+    first_validation, first_test = data.boundaries
+    assert first_validation % grid_s == 0 and first_test % grid_s == 0
+    span = np.arange(window + horizon)
+    for split in Split:
+        rows = data.starts[split][:, None] + span  # [W, L+H]
+        # Targets and the last input are buckets with events; inputs may be carried forward.
+        assert np.all(data.row_events[rows[:, window - 1 :]] > 0)
+    assert (data.row_events[data.starts[Split.TRAIN][:, None] + span[:window]] == 0).any()
+
+    # Every row a training window holds is what the events before the validation period alone give
+    # (and a validation window's, before the test period): nothing of the future is in it.
+    for split, cut in ((Split.TRAIN, first_validation), (Split.VALIDATION, first_test)):
+        assert data.timestamps[data.starts[split][:, None] + span].max() + grid_s <= cut
+        for start in data.starts[split]:
+            agent = data.agents[data.row_agent[start]]
+            past = sorted((e for e in events if e.agent_id == agent and e.timestamp < cut), key=lambda e: e.timestamp)
+            grid = resample(
+                np.asarray([e.timestamp for e in past]),
+                np.asarray([event_features(e) for e in past], dtype=np.float32),
+                grid_s,
+            )
+            first = int(np.searchsorted(grid.starts, data.timestamps[start]))
+            np.testing.assert_array_equal(data.windows[start], grid.rows[first : first + window + horizon])
+    for split in (Split.VALIDATION, Split.TEST):
+        lower = first_validation if split is Split.VALIDATION else first_test
+        assert data.timestamps[data.starts[split] + window].min() >= lower
+    # The naive forecast's scale counts steps into buckets with events only.
+    naive = data.naive(Split.TEST)
+    np.testing.assert_array_equal(naive[:, 0], data.features[data.starts[Split.TEST] + window - 1][:, TARGET_CHANNELS])
+
+
+def test_a_grid_model_records_its_grid_and_forecasts_from_events(tmp_path: Path) -> None:
+    config = TrainingConfig(models=(TINY,), window=10, horizon=2, grid_s=300.0, max_epochs=1, batch_size=128)
+    result = TrainingPipeline(config).run(gappy_stream(1))
+    model = result.best
+    assert model.grid_s == 300.0 and model.metadata["training"]["grid_s"] == 300.0
+    model.save(tmp_path / "grid.pt")
+    loaded = TrainedModel.load(tmp_path / "grid.pt")
+    assert loaded.grid_s == 300.0
+    agent = sorted((e for e in gappy_stream(1) if e.agent_id == "all-along"), key=lambda e: e.timestamp)
+    rows = np.asarray([event_features(e) for e in agent], dtype=np.float32)
+    times = np.asarray([e.timestamp for e in agent])
+    window = resample(times, rows, 300.0).rows[-10:]
+    np.testing.assert_array_equal(loaded.input_window(times, rows), window)
+    np.testing.assert_array_equal(loaded.predict_events(agent[::-1]), model.predict(window))  # any order
+    with pytest.raises(ValueError, match="buckets of 300 s"):
+        loaded.predict_events(agent[:20])
+    with pytest.raises(ValueError, match="time order"):
+        resample(times[::-1], rows, 300.0)
+
+
+def test_the_grid_is_a_training_setting_of_jobs() -> None:
+    from swarmlearn.jobs._train import training_config
+
+    spec = {"kind": "lstm", "horizon": 3, "config": {"training": {"grid_s": 60}}}
+    assert training_config(spec).grid_s == 60.0
+    assert TrainingConfig().grid_s is None
+    for bad in (0, -5, float("nan")):
+        with pytest.raises(ValueError, match="grid_s"):
+            TrainingConfig(grid_s=bad)

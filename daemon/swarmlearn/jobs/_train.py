@@ -53,7 +53,9 @@ from swarmlearn.training import (
 )
 
 _READ_CHUNK = 50_000
-_TRAINING_KEYS = frozenset({"window", "batch_size", "max_steps", "patience", "learning_rate", "weight_decay", "seed"})
+_TRAINING_KEYS = frozenset(
+    {"window", "grid_s", "batch_size", "max_steps", "patience", "learning_rate", "weight_decay", "seed"}
+)
 
 
 def scope_events(db: Path, scope: str, upto: int) -> list[Any]:

@@ -1,59 +1,200 @@
 """The champions, loaded for serving: the forecaster process's state.
 
-It follows the event log like the online learners, keeping each agent's last ``_KEEP`` (256) feature rows
-(``event_features``, oldest first), and holds the registry's champions as ``TrainedModel``s. Predict
-asks it for an agent's forecast: the champion of the agent's own scope, else the swarm's (``""``),
-if there is one, it forecasts at least the horizon asked, and the agent has a full window of
-events; otherwise it answers None and the daemon falls back to the online baseline.
+It follows the event log like the online learners, keeping each agent's latest events as timestamps
+and feature rows (``event_features``) in time order (``History``), and holds the registry's
+champions as ``TrainedModel``s. Predict asks it for an agent's forecast: the champion of the
+agent's own scope, else the swarm's (``""``), if there is one, it forecasts at least the horizon
+asked, and the agent has a full window; otherwise it answers None and the daemon falls back to the
+online baseline. The window is built by the champion (``TrainedModel.input_window``), as its training
+built them: the last L events, or with a time grid the last L buckets, resampled by the same function.
 
-Intervals come from the champion's residuals on its test split, per step and target, stored as
-quantiles at ``QUANTILE_LEVELS`` by the training job; a coverage between two levels is
-interpolated. Pickled for snapshots without the models (``__getstate__``): they are loaded again
-from the registry, which is the source of truth, and reloaded whenever the daemon says the
-champions changed. Torch is imported here, in the forecaster process, never in the daemon's.
+What an agent keeps: at least its last ``_KEEP`` (256) events, and as many more as any champion's
+window reaches back (a grid champion's L buckets, and the bucket before them that they may carry
+forward), up to ``_MAX_ROWS`` (16,384). A champion loaded later than the events it needs were
+dropped answers None for that agent until enough new ones arrive.
+
+A forecast is cached per agent until that agent's next event or a reload: an agent that asks again
+between events costs no forward pass, and answers for the same horizon and coverage are reused as they
+are. Intervals come from the champion's residuals on its test split, per step and target, stored as
+quantiles at ``QUANTILE_LEVELS`` by the training job; a coverage between two levels is interpolated.
+
+Pickled for snapshots without the models (``__getstate__``): they are loaded again from the registry,
+which is the source of truth, and reloaded whenever the daemon says the champions changed. Torch is
+imported here, in the forecaster process, never in the daemon's, nor in the online learners' (which
+import this module but never build a ``ChampionState``).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
-from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from swarmlearn.events import Event
-from swarmlearn.features import event_features
+from swarmlearn.features import FEATURE_NAMES, event_features
 from swarmlearn.online import TARGETS, Forecast, Point
 from swarmlearn.registry._registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from swarmlearn.training import TrainedModel
 
 log = logging.getLogger(__name__)
 
 _KEEP = 256
-"""Feature rows kept per agent: the longest window a champion can serve with (a longer one falls
-back to the online baseline). As tuples of floats, about 120 KB per agent."""
+"""Events kept per agent at least."""
+_MAX_ROWS = 16_384
+"""Events kept per agent at most, whatever a champion's window would reach back to (about 1 MB)."""
+_FORMAT = 2
+"""Of the pickled state: 1 kept rows without timestamps in deques, and is refused (rebuilt from the log)."""
+_ANSWERS_PER_AGENT = 8
+"""Cached answers (horizon, coverage) per agent; more are dropped together."""
 QUANTILE_LEVELS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9,
                    0.95, 0.975, 0.99, 0.995)  # fmt: skip
+
+Answer = tuple[str, dict[str, Forecast]]
+"""``(model version, forecasts by target)``."""
+_NeededFrom = Callable[[npt.NDArray[np.float64]], int]
+
+
+class History:
+    """One agent's latest events in time order: timestamps ``[N]`` and feature rows ``[N, F]`` at the
+    front of arrays that grow by doubling; when they are full, rows no champion needs are dropped
+    first. A window is a slice of ``rows``: nothing is copied to forecast."""
+
+    __slots__ = ("dropped", "rows", "size", "times")
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.times = np.zeros(capacity, dtype=np.float64)
+        self.rows = np.zeros((capacity, len(FEATURE_NAMES)), dtype=np.float32)
+        self.size = 0
+        self.dropped = False
+        """Whether older events were dropped: the history no longer starts at the agent's first event."""
+
+    def view(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
+        return self.times[: self.size], self.rows[: self.size]
+
+    def add(self, timestamp: float, features: tuple[float, ...], needed_from: _NeededFrom) -> None:
+        """Insert an event at its place in time (after those with the same timestamp, as training's
+        stable sort puts it). ``needed_from(times) -> int``: the first row a champion still needs."""
+        if self.size == len(self.times):
+            self._make_room(needed_from)
+        size = self.size
+        at = size
+        if size and timestamp < self.times[size - 1]:  # a late event: rare, shift the later ones
+            at = int(np.searchsorted(self.times[:size], timestamp, side="right"))
+            self.times[at + 1 : size + 1] = self.times[at:size]
+            self.rows[at + 1 : size + 1] = self.rows[at:size]
+        self.times[at] = timestamp
+        self.rows[at] = features
+        self.size = size + 1
+
+    def _make_room(self, needed_from: _NeededFrom) -> None:
+        size = self.size
+        times = self.times[:size]
+        drop = max(0, size - _MAX_ROWS, min(size - _KEEP, needed_from(times)))
+        if drop:
+            self.times[: size - drop] = self.times[drop:size]
+            self.rows[: size - drop] = self.rows[drop:size]
+            self.size = size = size - drop
+            self.dropped = True
+        if size > len(self.times) * 3 // 4:  # too little room left: grow
+            self.times = np.concatenate([self.times, np.zeros_like(self.times)])
+            self.rows = np.concatenate([self.rows, np.zeros_like(self.rows)])
+
+    def __getstate__(self) -> dict[str, Any]:
+        times, rows = self.view()
+        return {"times": times.copy(), "rows": rows.copy(), "dropped": self.dropped}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        times, rows = state["times"], state["rows"]
+        capacity = max(64, 1 << max(0, len(times)).bit_length())
+        self.times = np.zeros(capacity, dtype=np.float64)
+        self.rows = np.zeros((capacity, len(FEATURE_NAMES)), dtype=np.float32)
+        self.size = len(times)
+        self.times[: self.size] = times
+        self.rows[: self.size] = rows
+        self.dropped = bool(state["dropped"])
+
+
+class _Served(NamedTuple):
+    """A scope's champion, ready to answer."""
+
+    model: TrainedModel
+    version: str
+    """``<kind>-v<version>``."""
+    metrics: dict[str, float]
+    quantiles: npt.NDArray[np.float64] | None
+    """Test residual quantiles ``[level, H, T]`` (None: the intervals are unbounded)."""
+
+    def answer(self, predicted: npt.NDArray[np.float64], horizon: int, coverage: float) -> Answer:
+        values = predicted[:horizon]  # [h, T]
+        lows = (values + self._offset((1.0 - coverage) / 2)[:horizon]).tolist()
+        highs = (values + self._offset((1.0 + coverage) / 2)[:horizon]).tolist()
+        kind = f"torch:{self.model.kind}"
+        columns = values.tolist()
+        out = {
+            target: Forecast(
+                kind,
+                self.metrics.get(f"{target}.mae"),
+                [Point(columns[h][t], lows[h][t], highs[h][t]) for h in range(horizon)],
+            )
+            for t, target in enumerate(TARGETS)
+        }
+        return self.version, out
+
+    def _offset(self, level: float) -> npt.NDArray[np.float64]:
+        """``[H, T]``: the residual quantile at ``level``, interpolated between the stored levels;
+        unbounded outside them or without any."""
+        if self.quantiles is None or level < QUANTILE_LEVELS[0] or level > QUANTILE_LEVELS[-1]:
+            shape = (self.model.horizon, len(TARGETS))
+            return np.full(shape, -math.inf if level < 0.5 else math.inf)
+        i = max(1, bisect.bisect_left(QUANTILE_LEVELS, level))
+        a, b = QUANTILE_LEVELS[i - 1], QUANTILE_LEVELS[i]
+        low, high = self.quantiles[i - 1], self.quantiles[i]
+        offset: npt.NDArray[np.float64] = low + (level - a) / (b - a) * (high - low)
+        return offset
+
+
+class _Cached(NamedTuple):
+    predicted: npt.NDArray[np.float64] | None
+    """``[H, T]`` of the agent's current window; None: no full window (or one that cannot be exact)."""
+    answers: dict[tuple[int, float], Answer]
 
 
 class ChampionState:
     def __init__(self, registry_root: Path) -> None:
         self.registry_root = registry_root
         self.applied_seq = 0
-        self.agents: dict[str, deque[tuple[float, ...]]] = {}
-        self._models: dict[str, tuple[Any, str, dict[str, float], list[Any]]] = {}
-        """scope -> (TrainedModel, "<kind>-v<version>", test metrics, residual quantiles [level][step][target])"""
+        self.agents: dict[str, History] = {}
+        self._models: dict[str, _Served] = {}
+        """scope -> its champion"""
+        self._cache: dict[str, _Cached] = {}
+        """agent -> its current forecast; dropped on the agent's next event and on a reload."""
         self.reload()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"registry_root": str(self.registry_root), "applied_seq": self.applied_seq, "agents": self.agents}
+        return {
+            "format": _FORMAT,
+            "registry_root": str(self.registry_root),
+            "applied_seq": self.applied_seq,
+            "agents": self.agents,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("format") != _FORMAT:
+            # An older state has no timestamps: refused, so the forecaster rebuilds from the log.
+            raise ValueError(f"forecaster state format {state.get('format', 1)}, this release reads {_FORMAT}")
         self.registry_root = Path(state["registry_root"])
         self.applied_seq = state["applied_seq"]
         self.agents = state["agents"]
         self._models = {}
+        self._cache = {}
         self.reload()
 
     def reload(self) -> None:
@@ -79,46 +220,72 @@ class ChampionState:
                     "champion %s-v%d of scope %r cannot be loaded: %s", champion.kind, champion.version, scope, exc
                 )
                 continue
-            quantiles = trained.metadata.get("residual_quantiles") or []
-            models[scope] = (trained, f"{champion.kind}-v{champion.version}", dict(champion.metrics), quantiles)
+            version = f"{champion.kind}-v{champion.version}"
+            models[scope] = _Served(trained, version, dict(champion.metrics), _quantiles(trained, version))
         self._models = models
+        self._cache = {}
 
     def learn(self, event: Event, seq: int | None = None) -> tuple[str, ...]:
         if seq is not None:
             if seq <= self.applied_seq:
                 return ()
             self.applied_seq = seq
-        rows = self.agents.get(event.agent_id)
-        if rows is None:
-            rows = self.agents[event.agent_id] = deque(maxlen=_KEEP)
-        rows.append(event_features(event))
+        history = self.agents.get(event.agent_id)
+        if history is None:
+            history = self.agents[event.agent_id] = History()
+        history.add(event.timestamp, event_features(event), self._needed_from)
+        self._cache.pop(event.agent_id, None)
         return ()
 
     def advance(self, seq: int) -> None:
         self.applied_seq = max(self.applied_seq, seq)
 
-    def forecast(self, agent_id: str, horizon: int, coverage: float) -> tuple[str, dict[str, Forecast]] | None:
+    def forecast(self, agent_id: str, horizon: int, coverage: float) -> Answer | None:
         """``(model version, forecasts by target)`` from the champion that serves the agent, or None."""
         served = self._models.get(agent_id) or self._models.get("")
-        rows = self.agents.get(agent_id)
-        if served is None or rows is None:
+        history = self.agents.get(agent_id)
+        if served is None or history is None or served.model.horizon < horizon:
             return None
-        trained, version, metrics, quantiles = served
-        if trained.horizon < horizon or len(rows) < trained.window:
+        cached = self._cache.get(agent_id)
+        if cached is None:
+            cached = self._cache[agent_id] = _Cached(_predict(served.model, history), {})
+        if cached.predicted is None:
             return None
-        window = np.asarray(list(rows)[-trained.window :], dtype=np.float32)
-        predicted = trained.predict(window)  # [H, T]
-        lower_level, upper_level = (1.0 - coverage) / 2, (1.0 + coverage) / 2
-        out = {}
-        for t, target in enumerate(TARGETS):
-            points = []
-            for h in range(horizon):
-                value = float(predicted[h, t])
-                low = _quantile(quantiles, lower_level, h, t)
-                high = _quantile(quantiles, upper_level, h, t)
-                points.append(Point(value, value + low, value + high))
-            out[target] = Forecast(f"torch:{trained.kind}", metrics.get(f"{target}.mae"), points)
-        return version, out
+        key = (horizon, coverage)
+        answer = cached.answers.get(key)
+        if answer is None:
+            if len(cached.answers) >= _ANSWERS_PER_AGENT:
+                cached.answers.clear()
+            answer = cached.answers[key] = served.answer(cached.predicted, horizon, coverage)
+        return answer
+
+    def _needed_from(self, times: npt.NDArray[np.float64]) -> int:
+        """The first of an agent's rows that some champion's window still reads."""
+        return min((served.model.history_start(times) for served in self._models.values()), default=len(times))
+
+
+def _predict(model: TrainedModel, history: History) -> npt.NDArray[np.float64] | None:
+    times, rows = history.view()
+    start = model.history_start(times)
+    if start == 0 and history.dropped and model.grid_s is not None:
+        return None  # its first bucket may have lost events: not the window training would build
+    window = model.input_window(times[start:], rows[start:])
+    if window is None:
+        return None
+    predicted: npt.NDArray[np.float64] = model.predict(window).astype(np.float64)  # [H, T]
+    return predicted
+
+
+def _quantiles(model: TrainedModel, version: str) -> npt.NDArray[np.float64] | None:
+    stored = model.metadata.get("residual_quantiles") or []
+    if not stored:
+        return None
+    quantiles = np.asarray(stored, dtype=np.float64)
+    expected = (len(QUANTILE_LEVELS), model.horizon, len(TARGETS))
+    if quantiles.shape != expected:
+        log.error("champion %s: residual quantiles of shape %s, not %s; unbounded", version, quantiles.shape, expected)
+        return None
+    return quantiles
 
 
 def residual_quantiles(residuals: np.ndarray) -> list[Any]:
@@ -127,16 +294,3 @@ def residual_quantiles(residuals: np.ndarray) -> list[Any]:
         return []
     levels: list[Any] = np.quantile(residuals, QUANTILE_LEVELS, axis=0).tolist()
     return levels
-
-
-def _quantile(quantiles: list[Any], level: float, step: int, target: int) -> float:
-    """Interpolated between the stored levels; unbounded outside them or without any."""
-    if not quantiles or level < QUANTILE_LEVELS[0] or level > QUANTILE_LEVELS[-1]:
-        return -math.inf if level < 0.5 else math.inf
-    for i in range(1, len(QUANTILE_LEVELS)):
-        if level <= QUANTILE_LEVELS[i]:
-            a, b = QUANTILE_LEVELS[i - 1], QUANTILE_LEVELS[i]
-            weight = (level - a) / (b - a)
-            low, high = quantiles[i - 1][step][target], quantiles[i][step][target]
-            return float(low + weight * (high - low))
-    return float(quantiles[-1][step][target])

@@ -43,10 +43,16 @@ class TrainingConfig:
 
     # The data.
     window: int = searched(50, values=(25, 50, 100))
-    """L: events in an input window."""
+    """L: events in an input window (buckets with ``grid_s``)."""
 
     horizon: int = 1
-    """H: events forecast at once."""
+    """H: events forecast at once (buckets with ``grid_s``: H buckets ahead)."""
+
+    grid_s: float | None = None
+    """Seconds per bucket of a regular time grid, for calendar forecasts; None: one row per event.
+    With a grid each agent's events are resampled into buckets (``training._grid``: per bucket the
+    mean of every channel, the temporal angles of its start, empty buckets carried forward and
+    never a target) before windowing. Recorded in the checkpoint, so serving resamples the same way."""
 
     scaling: Scaling = Scaling.WINDOW
     """How windows are scaled; see ``Scaling``."""
@@ -104,6 +110,10 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "scaling", Scaling(self.scaling))
         object.__setattr__(self, "loss", Loss(self.loss))
+        if self.grid_s is not None:
+            object.__setattr__(self, "grid_s", float(self.grid_s))
+            if not 0 < self.grid_s < float("inf"):
+                raise ValueError(f"grid_s must be a positive number of seconds, got {self.grid_s}")
         if not self.models:
             raise ValueError("models: at least one")
         kinds = [m.kind for m in self.models]

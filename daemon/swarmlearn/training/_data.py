@@ -13,6 +13,13 @@ dropped when they straddle a boundary, so a training window's inputs and targets
 the first validation target, and a validation window's before the first test target, for every
 agent: no window trains on a future that is scored, not even another agent's. Inputs of validation
 and test windows may reach back into earlier splits; that is the past a forecast would have.
+
+With ``TrainingConfig.grid_s`` the rows are each agent's buckets on a regular time grid
+(``_grid.resample``) instead of its events. Then the split's boundaries are rounded up to bucket
+starts, so no bucket holds events of two splits, and a window is usable only when its targets and
+its last input are buckets with events: an empty bucket's carried-forward values may be an input,
+never something the model is trained or scored on, and a forecast is asked after a bucket with an
+event (the agent's latest).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from swarmlearn.events import Event
 from swarmlearn.features import FEATURE_NAMES, event_features
 from swarmlearn.online import TARGETS
 from swarmlearn.training._config import Scaling, TrainingConfig
+from swarmlearn.training._grid import resample
 from swarmlearn.training._scaling import Array, GlobalScaler, Scaler, WindowScaler
 
 UNSCALED_FEATURES = frozenset({"hour_sin", "hour_cos", "weekday_sin", "weekday_cos"})
@@ -75,25 +83,39 @@ class StreamDataLoader:
             times.setdefault(event.agent_id, []).append(event.timestamp)
         self.agents: tuple[str, ...] = tuple(sorted(rows))
         """Agent ids in row order; ``row_agent`` and ``window_agents`` index into it."""
-        blocks, stamps, owners = [], [], []
+        grid_s = config.grid_s
+        blocks, stamps, owners, counts, event_times = [], [], [], [], []
         for index, agent in enumerate(self.agents):
             stamp = np.asarray(times[agent], dtype=np.float64)
             order = np.argsort(stamp, kind="stable")  # ties keep arrival order
-            blocks.append(np.asarray(rows[agent], dtype=np.float32)[order])
-            stamps.append(stamp[order])
+            block, stamp = np.asarray(rows[agent], dtype=np.float32)[order], stamp[order]
+            if grid_s is None:
+                events_in = np.ones(len(stamp), dtype=np.int32)
+            else:
+                event_times.append(stamp)
+                stamp, block, events_in = resample(stamp, block, grid_s)
+            blocks.append(block)
+            stamps.append(stamp)
+            counts.append(events_in)
             owners.append(np.full(len(stamp), index, dtype=np.int32))
         features = len(FEATURE_NAMES)
         self.features: Array = np.concatenate(blocks) if blocks else np.zeros((0, features), np.float32)
-        """``[N, F]``: every event's features, by agent, in time order."""
+        """``[N, F]``: every row's features (an event's, or a bucket's with ``grid_s``), by agent, in time order."""
         self.timestamps = np.concatenate(stamps) if stamps else np.zeros(0)
+        """``[N]``: each row's time (its event's, or its bucket's start)."""
+        self.row_events: npt.NDArray[np.int32] = np.concatenate(counts) if counts else np.zeros(0, np.int32)
+        """``[N]``: events in each row: 1 without a grid; 0 marks a carried-forward bucket."""
         self.row_agent: npt.NDArray[np.int32] = np.concatenate(owners) if owners else np.zeros(0, np.int32)
 
         n = len(self.features)
         span = self.window + self.horizon
         if n:
             first_validation, first_test = np.quantile(
-                self.timestamps, [1 - config.validation_fraction - config.test_fraction, 1 - config.test_fraction]
+                self.timestamps if grid_s is None else np.concatenate(event_times),  # the events' times
+                [1 - config.validation_fraction - config.test_fraction, 1 - config.test_fraction],
             )
+            if grid_s is not None:  # on bucket starts: a bucket's events are all in one split
+                first_validation, first_test = np.ceil(np.array([first_validation, first_test]) / grid_s) * grid_s
         else:
             first_validation = first_test = 0.0
         self.boundaries = (float(first_validation), float(first_test))
@@ -109,17 +131,21 @@ class StreamDataLoader:
         one_agent = self.row_agent[:count] == self.row_agent[span - 1 : span - 1 + count]
         target_split = row_split[self.window : self.window + count]
         one_split = target_split == row_split[span - 1 : span - 1 + count]
-        usable = one_agent & one_split
+        # Targets and the last input are rows with events (always so without a grid).
+        empty_before = np.r_[0, np.cumsum(self.row_events == 0)]  # [N+1]: empty rows before each row
+        observed = (empty_before[span : span + count] - empty_before[self.window - 1 : self.window - 1 + count]) == 0
+        usable = one_agent & one_split & observed
         self.starts: dict[Split, npt.NDArray[np.int64]] = {
             split: np.flatnonzero(usable & (target_split == code)) for code, split in enumerate(Split)
         }
         """Per split, the rows where its windows start, in row order."""
-        counts = {split.value: len(starts) for split, starts in self.starts.items()}
-        if min(counts.values()) == 0:
+        windows = {split.value: len(starts) for split, starts in self.starts.items()}
+        if min(windows.values()) == 0:
+            rows_named = "events" if grid_s is None else f"buckets of {grid_s:g} s with events"
             raise NotEnoughData(
-                f"{n} events of {len(self.agents)} agents give windows {counts} (window {self.window}, horizon "
-                f"{self.horizon}): every split needs one, so some agent needs about "
-                f"{int(np.ceil(span / min(config.validation_fraction, config.test_fraction)))} events"
+                f"{n} {rows_named} of {len(self.agents)} agents give windows {windows} (window {self.window}, "
+                f"horizon {self.horizon}): every split needs one, so some agent needs about "
+                f"{int(np.ceil(span / min(config.validation_fraction, config.test_fraction)))} {rows_named}"
             )
 
         if scaler is not None:
@@ -131,10 +157,12 @@ class StreamDataLoader:
         self.naive_scale, self.naive_scale_by_agent = self._naive_scales(row_split == 0)
 
     def _naive_scales(self, training: npt.NDArray[np.bool_]) -> tuple[Array, dict[str, Array]]:
-        """Per target, the mean |y[t] - y[t-1]| over consecutive training rows of one agent: MASE's
-        denominator, pooled over agents and per agent (NaN for an agent with fewer than two)."""
+        """Per target, the mean |y[t] - y[t-1]| over consecutive training rows of one agent where
+        row t has events (row t-1 may be carried forward: then it is what the naive forecast said):
+        MASE's denominator, pooled over agents and per agent (NaN for an agent with no such pair)."""
         y = self.features[:, TARGET_CHANNELS]  # [N, T]
-        pair = training[1:] & training[:-1] & (self.row_agent[1:] == self.row_agent[:-1])  # [N-1]
+        same_agent = self.row_agent[1:] == self.row_agent[:-1]
+        pair = training[1:] & training[:-1] & same_agent & (self.row_events[1:] > 0)  # [N-1]
         steps = np.abs(np.diff(y, axis=0))[pair]  # [pairs, T]
         owners = self.row_agent[1:][pair]
         pooled = steps.mean(axis=0) if len(steps) else np.full(len(TARGET_CHANNELS), np.nan)

@@ -3,7 +3,11 @@
 ``TrainedModel.predict`` takes windows of raw features and answers in original units (it scales each
 window, runs the network, scales the forecast back), so the caller needs nothing else. ``save`` and
 ``load`` go through ``swarmlearn.models``' checkpoints, whose header carries the scaler's state,
-the metrics and the feature and target names.
+the metrics, the feature and target names and the training settings, ``grid_s`` among them.
+
+``input_window`` turns an agent's latest events into the model's input the way its training did: the
+last ``window`` events, or with a time grid the last ``window`` buckets (``_grid``, the one
+resampling function training uses too). Predict's forecaster and ``predict_events`` go through it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from swarmlearn.events import Event
 from swarmlearn.features import FEATURE_NAMES, event_features
 from swarmlearn.models import Forecaster, load_checkpoint, save_checkpoint
 from swarmlearn.online import TARGETS
+from swarmlearn.training._grid import history_start, last_window
 from swarmlearn.training._scaling import Array, Scaler, scaler_from_state
 
 
@@ -38,6 +44,9 @@ class TrainedModel:
         self.metadata: dict[str, Any] = dict(metadata or {})
         """JSON values: agents seen, training config, data boundaries."""
         self._targets = list(model.shape.target_channels)
+        grid_s = (self.metadata.get("training") or {}).get("grid_s")
+        self.grid_s: float | None = None if grid_s is None else float(grid_s)
+        """Seconds per bucket when the model was trained on a time grid (``TrainingConfig.grid_s``), else None."""
 
     @property
     def kind(self) -> str:
@@ -50,6 +59,21 @@ class TrainedModel:
     @property
     def horizon(self) -> int:
         return self.model.shape.horizon
+
+    def history_start(self, timestamps: npt.NDArray[np.float64]) -> int:
+        """The first of an agent's latest events (``timestamps`` in time order) that ``input_window`` reads."""
+        if self.grid_s is None:
+            return max(0, len(timestamps) - self.window)
+        return history_start(timestamps, self.window, self.grid_s)
+
+    def input_window(self, timestamps: npt.NDArray[np.float64], rows: Array) -> Array | None:
+        """``[L, F]`` raw features for ``predict`` from an agent's latest events (``timestamps [N]`` in
+        time order, ``rows [N, F]`` their ``event_features``), as training built its windows: the last
+        L events, or the last L buckets up to the one holding the latest event; None with fewer. A view
+        where it can be (no grid)."""
+        if self.grid_s is None:
+            return rows[-self.window :] if len(rows) >= self.window else None
+        return last_window(timestamps, rows, self.window, self.grid_s)
 
     @torch.no_grad()
     def predict(self, windows: Array) -> Array:
@@ -66,11 +90,16 @@ class TrainedModel:
         return result[0] if single else result
 
     def predict_events(self, events: Sequence[Event]) -> Array:
-        """The forecast after an agent's events (oldest first; the last ``window`` are used): ``[H, T]``."""
-        if len(events) < self.window:
-            raise ValueError(f"need {self.window} events, got {len(events)}")
-        rows = np.asarray([event_features(e) for e in events[-self.window :]], dtype=np.float32)
-        return self.predict(rows)
+        """The forecast after an agent's events (any order; sorted by time as training does): ``[H, T]``."""
+        ordered = sorted(events, key=lambda e: e.timestamp)  # stable: ties keep their order
+        timestamps = np.asarray([e.timestamp for e in ordered], dtype=np.float64)
+        start = self.history_start(timestamps)
+        rows = np.asarray([event_features(e) for e in ordered[start:]], dtype=np.float32)
+        window = self.input_window(timestamps[start:], rows.reshape(-1, self.model.shape.n_features))
+        if window is None:
+            unit = "events" if self.grid_s is None else f"buckets of {self.grid_s:g} s"
+            raise ValueError(f"need {self.window} {unit}, got fewer from {len(events)} events")
+        return self.predict(window)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The network's weights, for a warm start."""

@@ -1,0 +1,262 @@
+"""Serving the torch champion: the forecaster's state (histories, windows, the cache, intervals, snapshots)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from swarmlearn.events import Event
+from swarmlearn.features import event_features
+from swarmlearn.models import LSTMConfig
+from swarmlearn.online import TARGETS, _snapshot
+from swarmlearn.registry import ModelRegistry, _champions
+from swarmlearn.registry._champions import QUANTILE_LEVELS, ChampionState, History
+from swarmlearn.synthetic import generate_swarm
+from swarmlearn.training import TrainedModel, TrainingConfig, TrainingPipeline
+from swarmlearn.training._grid import resample
+from tests.daemon.test_training import gappy_stream
+
+TINY = LSTMConfig(hidden_size=16, num_layers=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # ChampionState sets one, as the forecaster process does
+
+
+def train(events: list[Event], **settings: Any) -> TrainedModel:
+    config = TrainingConfig(models=(TINY,), max_epochs=1, batch_size=128, **settings)
+    model = TrainingPipeline(config).run(events).best
+    rng = np.random.default_rng(0)
+    residuals = rng.normal(size=(200, model.horizon, len(TARGETS))) * [50.0, 2.0, 0.05]
+    model.metadata["residual_quantiles"] = _champions.residual_quantiles(residuals)
+    return model
+
+
+@pytest.fixture(scope="module")
+def grid_model() -> TrainedModel:
+    return train(gappy_stream(1), window=10, horizon=2, grid_s=300.0)
+
+
+@pytest.fixture(scope="module")
+def event_model() -> TrainedModel:
+    return train(list(generate_swarm(agents=3, events_per_agent=300, seed=3)), window=20, horizon=3)
+
+
+def promote(root: Path, model: TrainedModel, scope: str = "") -> TrainedModel:
+    """Register and promote ``model`` in the registry at ``root``; returns what a reload loads."""
+    registry = ModelRegistry(root)
+    version = registry.next_version(scope, model.kind)
+    path = root / f"{scope or 'swarm'}-{model.kind}-{version}.pt"
+    model.save(path)
+    registry.register(scope, model.kind, version, path, metrics=model.metrics, config={})
+    registry.promote(scope, model.kind, version)
+    return TrainedModel.load(path)
+
+
+def in_time_order(events: list[Event]) -> list[Event]:
+    return sorted(events, key=lambda e: e.timestamp)
+
+
+def resampled_window(model: TrainedModel, events: list[Event]) -> np.ndarray | None:
+    """What training's resampling gives for the agent's whole history: the last L buckets."""
+    assert model.grid_s is not None
+    times = np.asarray([e.timestamp for e in events])
+    rows = np.asarray([event_features(e) for e in events], dtype=np.float32)
+    grid = resample(times, rows, model.grid_s)
+    return grid.rows[-model.window :] if len(grid.rows) >= model.window else None
+
+
+def test_a_grid_champion_serves_what_its_checkpoint_forecasts(tmp_path: Path, grid_model: TrainedModel) -> None:
+    loaded = promote(tmp_path, grid_model)
+    assert loaded.grid_s == 300.0
+    state = ChampionState(tmp_path)
+    events = in_time_order(gappy_stream(1))
+    seen: dict[str, list[Event]] = {}
+    compared = served = 0
+    for seq, event in enumerate(events, start=1):
+        state.learn(event, seq)
+        mine = seen.setdefault(event.agent_id, [])
+        mine.append(event)
+        if seq % 7:
+            continue
+        answer = state.forecast(event.agent_id, 2, 0.9)
+        window = resampled_window(loaded, mine)
+        compared += 1
+        if window is None:
+            assert answer is None
+            continue
+        served += 1
+        expected = loaded.predict(window)  # [H, T]
+        assert answer is not None and answer[0] == "lstm-v1"
+        for t, target in enumerate(TARGETS):
+            forecast = answer[1][target]
+            assert forecast.kind == "torch:lstm"
+            assert [p.value for p in forecast.points] == [float(v) for v in expected[:, t]]
+            assert all(p.lower < p.value < p.upper for p in forecast.points)
+    assert served > 50 and compared > served
+    # The long-lived agent's history was cut (more than 256 events), and its answers stayed exact.
+    history = state.agents["all-along"]
+    assert history.dropped and history.size < 600
+    np.testing.assert_array_equal(
+        state.forecast("all-along", 1, 0.9)[1]["latency_ms"].points[0].value,  # type: ignore[index]
+        loaded.predict_events(seen["all-along"])[0, 0],
+    )
+
+
+def test_a_forecast_is_cached_until_the_agents_next_event_or_a_reload(
+    tmp_path: Path, event_model: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = promote(tmp_path, event_model)
+    forwards: list[int] = []
+    predict = TrainedModel.predict
+
+    def counted(self: TrainedModel, windows: Any) -> Any:
+        if self is not loaded:  # the state's own copy, not the reference's
+            forwards.append(1)
+        return predict(self, windows)
+
+    monkeypatch.setattr(TrainedModel, "predict", counted)
+    events = list(generate_swarm(agents=2, events_per_agent=60, seed=5))
+    state = ChampionState(tmp_path)
+    for seq, event in enumerate(events[:-2], start=1):
+        state.learn(event, seq)
+    agent, other = events[-2].agent_id, events[-1].agent_id
+    first = state.forecast(agent, 3, 0.9)
+    assert first is not None and len(forwards) == 1
+    assert state.forecast(agent, 3, 0.9) is first and len(forwards) == 1  # asked again: the same answer
+    narrower = state.forecast(agent, 2, 0.5)  # another horizon and coverage: the same forward pass
+    assert narrower is not None and len(forwards) == 1
+    for target in TARGETS:
+        assert [p.value for p in narrower[1][target].points] == [p.value for p in first[1][target].points[:2]]
+        assert narrower[1][target].points[0].upper < first[1][target].points[0].upper
+    mine = [e for e in events[:-2] if e.agent_id == agent]
+    expected = loaded.predict_events(mine)
+    assert [p.value for p in first[1]["latency_ms"].points] == [float(v) for v in expected[:, 0]]
+
+    state.learn(events[-1], len(events))  # another agent's event: this one's forecast still holds
+    assert state.forecast(agent, 3, 0.9) is first and len(forwards) == 1
+    state.learn(events[-2], len(events) - 1)  # an old sequence number: ignored
+    assert state.forecast(agent, 3, 0.9) is first
+    later = Event(*events[-2][:1], "late-1", events[-2].timestamp + 1.0, *events[-2][3:])
+    state.learn(later, len(events) + 1)  # the agent's next event: a new forward pass
+    again = state.forecast(agent, 3, 0.9)
+    assert again is not None and again is not first and len(forwards) == 2
+    expected = loaded.predict_events([*mine, later])  # events[-2] came with an old sequence number
+    assert [p.value for p in again[1]["latency_ms"].points] == [float(v) for v in expected[:, 0]]
+    state.reload()  # a promotion or a rollback: everything is forecast again
+    assert state.forecast(agent, 3, 0.9) is not again and len(forwards) == 3
+    assert state.forecast(other, 3, 0.9) is not None and len(forwards) == 4
+    assert state.forecast(agent, 4, 0.9) is None  # beyond the champion's horizon: the online baseline's
+
+
+def reference_offset(quantiles: list[Any], level: float, step: int, target: int) -> float:
+    """The scalar interpolation the forecaster used before it was vectorised."""
+    if not quantiles or level < QUANTILE_LEVELS[0] or level > QUANTILE_LEVELS[-1]:
+        return -math.inf if level < 0.5 else math.inf
+    for i in range(1, len(QUANTILE_LEVELS)):
+        if level <= QUANTILE_LEVELS[i]:
+            a, b = QUANTILE_LEVELS[i - 1], QUANTILE_LEVELS[i]
+            weight = (level - a) / (b - a)
+            low, high = quantiles[i - 1][step][target], quantiles[i][step][target]
+            return float(low + weight * (high - low))
+    return float(quantiles[-1][step][target])
+
+
+@pytest.mark.parametrize("coverage", [0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995])
+def test_intervals_interpolate_the_test_residual_quantiles(
+    tmp_path: Path, event_model: TrainedModel, coverage: float
+) -> None:
+    promote(tmp_path, event_model)
+    state = ChampionState(tmp_path)
+    events = list(generate_swarm(agents=1, events_per_agent=30, seed=6))
+    for event in events:
+        state.learn(event)
+    answer = state.forecast(events[0].agent_id, 3, coverage)
+    assert answer is not None
+    quantiles = event_model.metadata["residual_quantiles"]
+    for t, target in enumerate(TARGETS):
+        for step, point in enumerate(answer[1][target].points):
+            assert point.lower == point.value + reference_offset(quantiles, (1 - coverage) / 2, step, t)
+            assert point.upper == point.value + reference_offset(quantiles, (1 + coverage) / 2, step, t)
+            assert math.isinf(point.upper) == (coverage > 0.99)
+
+
+def test_without_residual_quantiles_the_intervals_are_unbounded(tmp_path: Path, event_model: TrainedModel) -> None:
+    bare = TrainedModel(event_model.model, event_model.scaler, metadata={"training": {"grid_s": None}})
+    promote(tmp_path, bare, scope="solo")
+    state = ChampionState(tmp_path)
+    for event in generate_swarm(agents=1, events_per_agent=30, seed=6):
+        state.learn(Event("solo", *event[1:]))
+    answer = state.forecast("solo", 1, 0.9)
+    assert answer is not None
+    (point,) = answer[1]["latency_ms"].points
+    assert point.lower == -math.inf and point.upper == math.inf
+
+
+def test_history_keeps_time_order_and_what_champions_need(
+    tmp_path: Path, grid_model: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history = History()
+    stamps = [5.0, 1.0, 3.0, 3.0, 9.0, 0.5, 3.0]  # late events go after equal timestamps, as a stable sort
+    for i, stamp in enumerate(stamps):
+        history.add(stamp, (float(i),) * 13, lambda times: len(times))
+    times, rows = history.view()
+    assert times.tolist() == sorted(stamps)
+    assert rows[:, 0].tolist() == [5.0, 1.0, 2.0, 3.0, 6.0, 0.0, 4.0]
+
+    # Without a champion an agent keeps its last 256 events (at least).
+    metrics = gappy_stream()[0][3:]
+    state = ChampionState(tmp_path)
+    for i in range(1000):
+        state.learn(Event("a", str(i), 1_767_225_600.0 + i, *metrics))
+    assert 256 <= state.agents["a"].size <= 512 and state.agents["a"].view()[0][-1] == 1_767_225_600.0 + 999
+    # A grid champion keeps what its window reaches back to: here 10 buckets of 300 s at one event a
+    # second, about 3,000 events; beyond the cap it answers None rather than a window it cannot rebuild.
+    promote(tmp_path, grid_model)
+    for cap, served in ((_champions._MAX_ROWS, True), (1000, False)):
+        monkeypatch.setattr(_champions, "_MAX_ROWS", cap)
+        state = ChampionState(tmp_path)
+        events = [Event("a", str(i), 1_767_225_600.0 + i, *metrics) for i in range(6000)]
+        for event in events:
+            state.learn(event)
+        assert state.agents["a"].dropped and state.agents["a"].size <= 2 * cap
+        answer = state.forecast("a", 1, 0.9)
+        assert (answer is not None) == served
+        if answer is not None:
+            expected = grid_model.predict_events(events)[0, 0]
+            assert answer[1]["latency_ms"].points[0].value == float(expected)
+
+
+def test_the_state_survives_a_snapshot_and_refuses_the_old_format(
+    tmp_path: Path, grid_model: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promote(tmp_path, grid_model)
+    state = ChampionState(tmp_path)
+    for seq, event in enumerate(in_time_order(gappy_stream(1)), start=1):
+        state.learn(event, seq)
+    path = tmp_path / "forecaster.snapshot"
+    _snapshot.save(path, {"forecaster": state}, anchor=_snapshot.Anchor(0, "", ""), fingerprint="f")
+    loaded, _ = _snapshot.load(path, fingerprint="f", anchor_at=lambda seq: None)
+    again = loaded["forecaster"]  # type: ignore[index]
+    assert again.applied_seq == state.applied_seq and set(again.agents) == set(state.agents)
+    for agent in state.agents:
+        assert again.forecast(agent, 2, 0.9) == state.forecast(agent, 2, 0.9)
+        np.testing.assert_array_equal(again.agents[agent].view()[1], state.agents[agent].view()[1])
+    # The first format kept rows without timestamps: refused, so the forecaster rebuilds from the log.
+    old = {"registry_root": str(tmp_path), "applied_seq": 5, "agents": {"a": deque([(1.0,) * 13], maxlen=256)}}
+    monkeypatch.setattr(ChampionState, "__getstate__", lambda self: old)
+    _snapshot.save(path, {"forecaster": state}, anchor=_snapshot.Anchor(0, "", ""), fingerprint="f")
+    with pytest.raises(_snapshot.SnapshotRejected, match="format 1"):
+        _snapshot.load(path, fingerprint="f", anchor_at=lambda seq: None)
+    assert pickle.loads(pickle.dumps(History())).size == 0
