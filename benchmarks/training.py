@@ -1,10 +1,16 @@
-"""Torch forecasters on real series: accuracy by EVALUATION.md's protocol, fit time, throughput, predict latency.
+"""Torch forecasters on real series, beside neuralforecast: accuracy by EVALUATION.md's protocol, fit time,
+training throughput and single-window predict latency.
 
     python benchmarks/training.py [--series 17] [--models lstm,tcn,nbeats] [--max-steps 300] [--seed 1]
-                                  [--scaler window|robust] [--calls 500]
+                                  [--scaler window|robust] [--calls 500] [--nf-series N]
 
-About 15 minutes on the project's 2-core VM when nothing else runs (LSTM about 25 s a series, TCN 16 s,
-N-BEATS 10 s); ``--series 2 --models tcn,nbeats`` takes under a minute.
+neuralforecast 3.3.0 is the optional ``bench`` extra. Install it in a venv of its own, torch==2.13.0 first (the
+CPU wheel; neuralforecast would otherwise pull a CUDA build), then ``pip install -e ./client -e '.[bench]'``.
+Where it does not import, the script runs our models and the baselines only, and the neuralforecast rows are
+EVALUATION.md's reference figures.
+
+On the project's 2-core VM when nothing else runs: about 15 minutes without neuralforecast (LSTM about 25 s a
+series, TCN 16 s, N-BEATS 10 s), about an hour with it; ``--series 2 --models tcn,nbeats`` takes a minute or two.
 
 Part 1, accuracy. The 17 AWS CloudWatch series of ``../shared/data/nab_aws_cloudwatch`` (or ``--data``), by
 the protocol of ``../shared/EVALUATION.md`` exactly: each CSV sorted by timestamp, the last row of a
@@ -26,36 +32,61 @@ with no refit between origins. MASE = mean |error| over every scored point / mea
   (median and MAD, floored at 20 % of the median's magnitude), as ``StreamDataLoader`` scales;
   ``--scaler robust`` is the same without that floor (neuralforecast's ``robust`` scaler is median / MAD).
 - *fit time* is the wall time of ``fit`` (training steps and validation passes) for one series.
-
-The reference rows are copied from EVALUATION.md (neuralforecast 3.3.0 with its defaults except h = 12,
-input_size = 96, max_steps = 300, random_seed = 1, measured on a 2-core CPU); they are not measured here,
-since neuralforecast is not installed. They are printed when all 17 series are run.
+- neuralforecast's LSTM, TCN and NBEATS (on the first ``--nf-series`` series only, if given; our rows are then
+  summarised over those too) as the reference was made: the library's defaults except h = 12,
+  input_size = 96, ``max_steps`` and ``random_seed`` (``--max-steps``, ``--seed``), on the CPU. Each is fitted
+  by ``NeuralForecast.fit`` on ``y[:n_train]`` (``ds`` = the positions, freq 1; no validation split, its
+  default) and forecasts every origin from ``y[:t0]`` in one ``predict`` (one ``unique_id`` per origin); its
+  fit time is the wall time of ``NeuralForecast.fit``. EVALUATION.md's figures are printed beside them when all
+  17 series are run.
 
 Part 2, cost, from the same run. *Training windows/s*: windows per second of training steps (gathering,
-scaling, forward, backward, AdamW; validation excluded), as ``fit`` reports it, median over the series
-[min-max]. *Predict one window*: ``TrainedModel.predict`` on one raw window ``[96, 1]`` (scaling in and
-out included) and the bare ``model(x)`` on one scaled ``[1, 96, 1]`` tensor, under ``torch.no_grad`` on the
-CPU: ``--calls`` sequential calls each, after 20 warm-up calls, in chunks of 50 that alternate between the
-models, on the models fitted to the first series; once on one torch thread (as the daemon's forecaster
-serves a champion), then on torch's default threads (as training ran).
+scaling, forward, backward, the optimizer; validation excluded), median over the series [min-max]. Ours as
+``fit`` reports it. neuralforecast's at our model's size (``nf_equal_sizes``; both trainable parameter counts
+are printed, within 1 % of each other), trained right after ours on the same series' training part with
+the same batch of 64 windows (``windows_batch_size``), ``max_steps``, seed and threads, and otherwise its
+defaults; a Lightning callback times each training step from ``on_train_batch_start`` to
+``on_train_batch_end`` (window sampling, scaling, forward, backward, Adam). The ratio ours / neuralforecast is
+taken per series, then summarised. These equal-size models are scored too (the "at our size" rows).
+
+*Predict one window*: ``TrainedModel.predict`` on one raw window ``[96, 1]`` (scaling in and out included)
+and the bare ``model(x)`` on one scaled ``[1, 96, 1]`` tensor; for neuralforecast, its public
+``NeuralForecast.predict`` on a frame of the same 96 values and its bare network on the same tensor (as a
+``windows_batch``). Under ``torch.no_grad`` on the CPU: ``--calls`` sequential calls each, after 20 warm-up
+calls, in chunks of 50 that alternate between the models, on the models fitted to the first series; once on
+one torch thread (as the daemon's forecaster serves a champion), then on torch's default threads (as
+training ran).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
+import os
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
-from swarmlearn.models import MODEL_KINDS, ForecastShape, build_model, config_from_dict
+from swarmlearn.models import (
+    MODEL_KINDS,
+    ForecastShape,
+    LSTMConfig,
+    ModelConfig,
+    StackType,
+    TCNConfig,
+    build_model,
+    config_from_dict,
+)
 from swarmlearn.training import (
     ScaledBatch,
     Split,
@@ -67,12 +98,40 @@ from swarmlearn.training import (
     seeded,
 )
 
+try:  # the optional `bench` extra
+    import neuralforecast
+    import pandas as pd
+    import pytorch_lightning as pl
+    from neuralforecast import NeuralForecast
+except ImportError:
+    neuralforecast = None
+else:
+    import neuralforecast.models
+
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)  # "Seed set to 1" at every model
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # trainer banners at every fit and predict
+    warnings.filterwarnings("ignore", module=r"(pytorch_lightning|lightning_fabric|neuralforecast)\b")
+
+    class StepTimer(pl.Callback):
+        """Seconds and count of a Lightning fit's training steps (batch, forward, backward, optimizer step)."""
+
+        def __init__(self) -> None:
+            self.seconds, self.steps, self.start = 0.0, 0, 0.0
+
+        def on_train_batch_start(self, *_: object) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, *_: object) -> None:
+            self.seconds += time.perf_counter() - self.start
+            self.steps += 1
+
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab_aws_cloudwatch"
 HORIZON = 12
 WINDOW = 96
 SEED = 1
 
-REFERENCE = [  # EVALUATION.md: neuralforecast 3.3.0, 2-core CPU; not measured here
+REFERENCE = [  # EVALUATION.md: neuralforecast 3.3.0, 2-core CPU
     ("neuralforecast LSTM", 0.943, 0.827, 11, "46-56 s"),
     ("neuralforecast TCN", 0.933, 0.787, 11, "25-37 s"),
     ("neuralforecast NBEATS", 0.902, 0.806, 11, "31-38 s"),
@@ -238,6 +297,99 @@ def fit_series(series: Series, kind: str, config: TrainingConfig, scaler: str) -
     return Fitted(trained, training, forecasts.astype(np.float64))
 
 
+def parameters(model: nn.Module) -> int:
+    """Trainable parameters (neuralforecast keeps its N-BEATS bases as frozen parameters, ours as buffers)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# neuralforecast (the `bench` extra): the same three architectures on the same series.
+
+NF_CLASSES = {"lstm": "LSTM", "tcn": "TCN", "nbeats": "NBEATS"}
+NF_STACKS = {StackType.TREND: "trend", StackType.SEASONALITY: "seasonality", StackType.GENERIC: "identity"}
+
+
+def nf_equal_sizes(config: ModelConfig) -> dict[str, Any]:
+    """neuralforecast's size arguments that give its model about as many trainable parameters as ours
+    (at our default sizes: +13 for the LSTM, +0.5 % for the TCN, +0.4 % for N-BEATS)."""
+    if isinstance(config, LSTMConfig):
+        # The same stacked LSTM. neuralforecast decodes each of the last H hidden states to one value through an
+        # MLP, hidden -> H -> 1: H + 1 parameters more than our head, hidden -> H from the last state.
+        return {
+            "encoder_hidden_size": config.hidden_size,
+            "encoder_n_layers": config.num_layers,
+            "decoder_hidden_size": HORIZON,
+        }
+    if isinstance(config, TCNConfig):
+        # A plain stack of causal convolutions of one width (our last block's): two per residual block of ours,
+        # at its dilation, so the same receptive field, without the residual connections. Its context adapter
+        # (L -> H over time) and a linear decoder (channels -> 1) stand for our head (channels -> H).
+        return {
+            "kernel_size": config.kernel_size,
+            "dilations": [2**i for i in range(len(config.num_channels)) for _ in range(2)],
+            "encoder_hidden_size": config.num_channels[-1],
+            "decoder_layers": 1,
+        }
+    # The same stacks, blocks, fully connected layers (neuralforecast's block has one linear layer before its
+    # `mlp_units` pairs) and trend degree; its Fourier basis at the default n_harmonics has 10 θ a block more.
+    return {
+        "stack_types": [NF_STACKS[s] for s in config.stack_types],
+        "n_blocks": [config.num_blocks] * len(config.stack_types),
+        "mlp_units": [[config.layer_width] * 2] * (config.num_layers - 1),
+        "n_basis": config.trend_degree,
+    }
+
+
+def frame(y: np.ndarray, unique_id: int = 0) -> pd.DataFrame:
+    """One series as neuralforecast reads it: the positions as ``ds`` (freq 1), as our models see them."""
+    return pd.DataFrame({"unique_id": unique_id, "ds": np.arange(len(y)), "y": y})
+
+
+def nf_input(x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """A scaled ``[B, L, 1]`` tensor as the ``windows_batch`` that neuralforecast's networks read."""
+    mask = torch.ones_like(x)
+    return {"insample_y": x, "insample_mask": mask, "futr_exog": None, "hist_exog": None, "stat_exog": None}
+
+
+class NFFitted(NamedTuple):
+    forecaster: NeuralForecast
+    forecasts: np.ndarray
+    """``[O, H]``: the forecast at each origin."""
+    seconds: float
+    """Wall time of ``NeuralForecast.fit``."""
+    windows_per_second: float
+    """Of the training steps alone."""
+    parameters: int
+
+
+def nf_fit_series(series: Series, kind: str, max_steps: int, seed: int, **arguments: Any) -> NFFitted:
+    """neuralforecast's model of ``kind``, with its defaults but for ``arguments``, fitted on ``y[:n_train]``
+    and forecasting every origin from ``y[:t0]``."""
+    model = getattr(neuralforecast.models, NF_CLASSES[kind])(
+        h=HORIZON,
+        input_size=WINDOW,
+        max_steps=max_steps,
+        random_seed=seed,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[StepTimer()],
+        **arguments,
+    )
+    forecaster = NeuralForecast(models=[model], freq=1)
+    start = time.perf_counter()
+    forecaster.fit(frame(series.y[: series.n_train]))
+    seconds = time.perf_counter() - start
+    trained = forecaster.models[0]  # fit trains a copy of the model, with copies of its callbacks
+    timer = next(c for c in trained.trainer_kwargs["callbacks"] if isinstance(c, StepTimer))
+    histories = pd.concat(frame(series.y[:t0], origin) for origin, t0 in enumerate(series.origins))
+    predictions = forecaster.predict(df=histories).sort_values(["unique_id", "ds"])
+    forecasts = predictions[NF_CLASSES[kind]].to_numpy(np.float64).reshape(len(series.origins), HORIZON)
+    # Every step trains on windows_batch_size windows (drawn with replacement where the series has fewer).
+    rate = timer.steps * trained.windows_batch_size / timer.seconds
+    return NFFitted(forecaster, forecasts, seconds, rate, parameters(trained))
+
+
 def latencies_ms(calls: dict[str, Callable[[], object]], count: int) -> dict[str, tuple[float, float]]:
     """p50 and p99 in ms of ``count`` sequential calls of each callable, after 20 warm-up calls each;
     chunks of 50 calls alternate between the callables, so a noisy neighbour weighs on all alike."""
@@ -285,6 +437,7 @@ def main() -> None:
         "--scaler", choices=sorted(SCALERS), default="window", help="window: the library's WindowScaler (default)"
     )
     parser.add_argument("--calls", type=int, default=500, help="predict calls per latency figure")
+    parser.add_argument("--nf-series", type=int, help="neuralforecast on the first N of the series only (default: all)")
     args = parser.parse_args()
     kinds = [k for k in args.models.split(",") if k]
     unknown = [k for k in kinds if k not in MODEL_KINDS]
@@ -302,12 +455,16 @@ def main() -> None:
         device="cpu",
     )
 
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()[0]
     all_series = [load_series(p) for p in paths]
-    names = list(BASELINES) + kinds
-    scores: dict[str, list[Score]] = {name: [] for name in names}
+    nf_kinds = kinds if neuralforecast else []
+    nf_count = min(args.nf_series or len(all_series), len(all_series)) if nf_kinds else 0
+    names = list(BASELINES) + kinds + [f"nf {k}" for k in nf_kinds]
+    scores: dict[str, list[Score]] = {name: [] for name in names + [f"nf {k} at our size" for k in nf_kinds]}
     fits: dict[str, list[Fitted]] = {k: [] for k in kinds}
-    for series in all_series:
+    nf_fits: dict[str, list[NFFitted]] = {k: [] for k in nf_kinds}
+    nf_equal: dict[str, list[NFFitted]] = {k: [] for k in nf_kinds}
+    for index, series in enumerate(all_series):
         for name, baseline in BASELINES.items():
             scores[name].append(score(series, baseline(series)))
         for kind in kinds:
@@ -318,7 +475,25 @@ def main() -> None:
             print(
                 f"  {series.name} {kind}: MASE {scores[kind][-1].mase:.3f}, {t.seconds:.1f} s, {t.steps} steps, "
                 f"{t.epochs} epochs ({t.stop_reason}, best {t.best_epoch}), val loss {t.best_val_loss:.4g} "
-                f"(naive {t.naive_val_loss:.4g})",
+                f"(naive {t.naive_val_loss:.4g}), {t.windows_per_second:,.0f} windows/s",
+                flush=True,
+            )
+            if kind not in nf_kinds or index >= nf_count:
+                continue
+            # Cost first, right after ours: our size and batch; then accuracy, as the reference was made.
+            sizes = nf_equal_sizes(next(m for m in config.models if m.kind == kind))
+            equal = nf_fit_series(
+                series, kind, args.max_steps, args.seed, windows_batch_size=config.batch_size, **sizes
+            )
+            nf_equal[kind].append(equal)
+            scores[f"nf {kind} at our size"].append(score(series, equal.forecasts))
+            reference = nf_fit_series(series, kind, args.max_steps, args.seed)
+            nf_fits[kind].append(reference)
+            scores[f"nf {kind}"].append(score(series, reference.forecasts))
+            print(
+                f"  {series.name} nf {kind}: MASE {scores[f'nf {kind}'][-1].mase:.3f}, {reference.seconds:.1f} s; "
+                f"at our size MASE {scores[f'nf {kind} at our size'][-1].mase:.3f}, {equal.seconds:.1f} s, "
+                f"{equal.windows_per_second:,.0f} windows/s",
                 flush=True,
             )
     accuracy_seconds = time.perf_counter() - started
@@ -330,6 +505,11 @@ def main() -> None:
         trained = fits[kind][0].model
         calls[f"{kind} predict"] = lambda m=trained: m.predict(window)
         calls[f"{kind} forward"] = lambda m=trained.model: m(scaled)
+        if kind in nf_kinds:
+            forecaster = nf_equal[kind][0].forecaster
+            network, history, network_input = forecaster.models[0].eval(), frame(window[:, 0]), nf_input(scaled)
+            calls[f"nf {kind} predict"] = lambda f=forecaster, h=history: f.predict(df=h)
+            calls[f"nf {kind} forward"] = lambda m=network, x=network_input: m(x)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the daemon's forecaster serves a torch champion
     latency_one = latencies_ms(calls, args.calls)
@@ -339,36 +519,59 @@ def main() -> None:
     print()
     print(
         f"# {platform.node()} {platform.processor() or platform.machine()}, {threads} torch threads, "
-        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}"
+        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, neuralforecast "
+        + (neuralforecast.__version__ if neuralforecast else "not installed: its rows are EVALUATION.md's")
     )
     print(
         f"# {len(all_series)} series, L = {WINDOW}, H = {HORIZON}, max_steps {args.max_steps}, batch "
         f"{config.batch_size}, seed {args.seed}, scaler {args.scaler}, validation = last "
-        f"{config.validation_fraction:.0%} of the training part"
+        f"{config.validation_fraction:.0%} of the training part; load average {load:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
     )
     print()
-    print("MASE per series (origins: forecasts of 12 steps scored)")
+    print(
+        "MASE per series (origins: forecasts of 12 steps scored"
+        + ("; nf: neuralforecast as the reference was made)" if nf_kinds else ")")
+    )
     print("| series | n | period | origins | " + " | ".join(names) + " |")
     print("|---|---|---|---|" + "---|" * len(names))
     for i, series in enumerate(all_series):
-        cells = " | ".join(f"{scores[name][i].mase:.3f}" for name in names)
+        cells = " | ".join(f"{scores[name][i].mase:.3f}" if i < len(scores[name]) else "-" for name in names)
         print(f"| {series.name} | {len(series.y)} | {series.period} | {len(series.origins)} | {cells} |")
     print()
     print("MAE / sMAPE % per series")
     print("| series | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for i, series in enumerate(all_series):
-        cells = " | ".join(f"{scores[name][i].mae:.4g} / {scores[name][i].smape:.1f}" for name in names)
+        cells = " | ".join(
+            f"{scores[name][i].mae:.4g} / {scores[name][i].smape:.1f}" if i < len(scores[name]) else "-"
+            for name in names
+        )
         print(f"| {series.name} | {cells} |")
 
     print()
     print("| model | mean MASE | median MASE | series with MASE < 1 | fit time per series |")
     print("|---|---|---|---|---|")
-    for name in BASELINES:
-        print(summary_row(f"{name} (here)", scores[name], "0"))
-    for kind in kinds:
-        fit_seconds = [f.training.seconds for f in fits[kind]]
-        print(summary_row(f"swarmlearn {kind} (here)", scores[kind], spread(fit_seconds, ".1f") + " s"))
+    subsets = [len(all_series)] + ([nf_count] if 0 < nf_count < len(all_series) else [])
+    for count in subsets:  # all series, then the ones neuralforecast ran on
+        where = "here" if count == len(all_series) else f"here, the first {count} series"
+        for name in BASELINES:
+            print(summary_row(f"{name} ({where})", scores[name][:count], "0"))
+        for kind in kinds:
+            fit_seconds = [f.training.seconds for f in fits[kind][:count]]
+            print(summary_row(f"swarmlearn {kind} ({where})", scores[kind][:count], spread(fit_seconds, ".1f") + " s"))
+    for kind in nf_kinds:
+        label = f"neuralforecast {NF_CLASSES[kind]}"
+        fit_seconds = [f.seconds for f in nf_fits[kind]]
+        print(summary_row(f"{label} (here)", scores[f"nf {kind}"], spread(fit_seconds, ".1f") + " s"))
+        fit_seconds = [f.seconds for f in nf_equal[kind]]
+        print(
+            summary_row(
+                f"{label} at our size, batch {config.batch_size} (here)",
+                scores[f"nf {kind} at our size"],
+                spread(fit_seconds, ".1f") + " s",
+            )
+        )
     if len(all_series) == len(list(args.data.glob("*.csv"))) == 17:
         for name, (mean, median, below) in REFERENCE_BASELINES.items():
             print(f"| {name} (reference, EVALUATION.md) | {mean:.3f} | {median:.3f} | {below}/17 | 0 |")
@@ -376,21 +579,45 @@ def main() -> None:
             print(f"| {label} (reference, EVALUATION.md) | {mean:.3f} | {median:.3f} | {below}/17 | {seconds} |")
 
     print()
+    if nf_kinds:
+        print(
+            "Cost at equal size (nf: neuralforecast at our size and batch; ratio: ours / neuralforecast, windows/s "
+            "per series, latency p50)"
+        )
     print(
-        f"| model | parameters | training windows/s | steps | predict one window p50 / p99 ms, 1 thread "
+        f"| model | trainable parameters | training windows/s | steps | predict one window p50 / p99 ms, 1 thread "
         f"| forward only, 1 thread | predict, {threads} threads | forward only, {threads} threads |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for kind in kinds:
-        rates = [f.training.windows_per_second for f in fits[kind]]
-        steps = [float(f.training.steps) for f in fits[kind]]
-        parameters = sum(p.numel() for p in fits[kind][0].model.model.parameters())
-        cells = " | ".join(
-            f"{measured[f'{kind} {call}'][0]:.2f} / {measured[f'{kind} {call}'][1]:.2f}"
+
+    def latency_cells(name: str) -> str:
+        return " | ".join(
+            f"{measured[f'{name} {call}'][0]:.2f} / {measured[f'{name} {call}'][1]:.2f}"
             for measured in (latency_one, latency)
             for call in ("predict", "forward")
         )
-        print(f"| {kind} | {parameters / 1e6:.2f} M | {spread(rates, ',.0f')} | {spread(steps, '.0f')} | {cells} |")
+
+    for kind in kinds:
+        rates = [f.training.windows_per_second for f in fits[kind]]
+        steps = [float(f.training.steps) for f in fits[kind]]
+        ours = parameters(fits[kind][0].model.model)
+        print(f"| {kind} | {ours:,} | {spread(rates, ',.0f')} | {spread(steps, '.0f')} | {latency_cells(kind)} |")
+        if kind not in nf_kinds:
+            continue
+        equal = nf_equal[kind]
+        theirs = equal[0].parameters
+        nf_rates = [f.windows_per_second for f in equal]
+        print(
+            f"| nf {kind} | {theirs:,} | {spread(nf_rates, ',.0f')} | {args.max_steps} | "
+            f"{latency_cells(f'nf {kind}')} |"
+        )
+        ratios = " | ".join(
+            f"{measured[f'{kind} {call}'][0] / measured[f'nf {kind} {call}'][0]:.3f}"
+            for measured in (latency_one, latency)
+            for call in ("predict", "forward")
+        )
+        rate_ratios = [ours_rate / nf_rate for ours_rate, nf_rate in zip(rates[:nf_count], nf_rates, strict=True)]
+        print(f"| ratio {kind} | {ours / theirs:.3f} | {spread(rate_ratios, '.2f')} | | {ratios} |")
     print(f"\n# accuracy part {accuracy_seconds:.0f} s, whole run {time.perf_counter() - started:.0f} s")
 
 
