@@ -213,3 +213,33 @@ def test_the_online_rival_is_what_predict_would_have_answered_at_each_test_windo
             state.learn(e)
         want = state.predict(agent, 2)
         assert predicted[i].tolist() == [[want[t].points[h].value for t in want] for h in range(2)]
+
+
+def test_a_grid_model_is_judged_against_the_buckets_naive_forecast_not_event_rivals(tmp_path: Path) -> None:
+    from multiprocessing import Pipe
+
+    from swarmlearn.jobs._train import run
+    from swarmlearn.registry import decide
+    from swarmlearn.store import EventStore
+
+    store = EventStore(tmp_path / "events.sqlite3")
+    try:
+        upto = store.submit(list(generate_swarm(agents=2, events_per_agent=400, seed=3))).result(30).durable_sequence
+    finally:
+        store.close()
+    spec = {
+        "db": str(tmp_path / "events.sqlite3"), "scope": "", "kind": "lstm", "upto": upto, "horizon": 1,
+        "max_epochs": 1, "threads": 1, "champion": "",
+        "config": {"hidden_size": 8, "num_layers": 1, "training": {"window": 10, "grid_s": 120}},
+    }  # fmt: skip
+    ours, _ = Pipe()
+    on_grid = run(ours, {**spec, "checkpoint": str(tmp_path / "grid.pt")})
+    # The online baselines forecast events, not buckets: the bar is the naive forecast of the buckets.
+    assert on_grid[0] == "done" and set(on_grid[1]["rivals"]) == {"naive"}
+    # A champion on another grid (here: none) cannot be compared, so nothing is promoted automatically.
+    per_event = {**spec, "config": {"hidden_size": 8, "num_layers": 1, "training": {"window": 10}}}
+    challenger = run(ours, {**per_event, "champion": str(tmp_path / "grid.pt"), "checkpoint": str(tmp_path / "e.pt")})
+    rivals = challenger[1]["rivals"]
+    assert set(rivals) == {"naive", "online", "champion"} and rivals["champion"] == {}
+    decision = decide(challenger[1]["metrics"], rivals, ("latency_ms", "tokens_per_second", "success_rate"))
+    assert not decision.promote and "no comparable mae against champion" in decision.reason

@@ -117,11 +117,15 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
     report = TrainingPipeline(config).train(
         data, config.models[0], progress=progress, should_stop=should_stop, initial_state=warm
     )
-    rivals = {
-        "naive": _flat(_evaluation(data, data.naive(Split.TEST), config)),
-        "online": _flat(_evaluation(data, online_forecasts(events, data), config)),
-    }
-    if champion is not None:
+    rivals = {"naive": _flat(_evaluation(data, data.naive(Split.TEST), config))}
+    if config.grid_s is None:
+        # The online baselines forecast events, not a grid's buckets: on a grid there is no like
+        # for like with them, and the naive forecast of the buckets is the bar.
+        rivals["online"] = _flat(_evaluation(data, online_forecasts(events, data), config))
+    if champion is not None and champion.grid_s != config.grid_s:
+        # Steps of another length: no comparison, so no automatic promotion (an operator may promote).
+        rivals["champion"] = {}
+    elif champion is not None:
         rivals["champion"] = _champion_metrics(champion, events, data, config)
     # Residuals on the test split, per step and target: Predict's intervals when this model serves.
     truth = data.targets(Split.TEST)
