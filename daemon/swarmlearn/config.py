@@ -99,6 +99,14 @@ class Settings:
     """The largest grid a tuning job accepts when its request leaves ``max_trials`` at 0."""
     predict_coverage: float = 0.8
     """Nominal coverage of Predict's intervals when the request leaves ``coverage`` at 0."""
+    ray_address: str = ""
+    """A Ray cluster for tuning trials (needs ``swarmlearn[ray]``): ``auto`` (the cluster this machine
+    joined with ``ray start``), ``host:port`` (its GCS) or ``ray://host:port`` (Ray Client); empty:
+    trials run in local processes. Training jobs run locally either way."""
+    ray_num_cpus_per_trial: float = 1.0
+    """CPUs each trial's Ray task asks for (torch uses as many threads, at least 1)."""
+    ray_num_gpus_per_trial: float = 0.0
+    """GPUs each trial's Ray task asks for (fractions share a GPU); a trial trains on CUDA when it got one."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, Path):  # accept str from embedding code
@@ -137,6 +145,13 @@ class Settings:
         _check(1 <= self.tuning_grid_points <= 100, "tuning_grid_points", "must be in [1, 100]")
         _check(1 <= self.tuning_max_grid <= 100_000, "tuning_max_grid", "must be in [1, 100000]")
         _check(0 < self.predict_coverage < 1, "predict_coverage", "must be in (0, 1)")
+        _check(
+            self.ray_address in ("", "auto") or _is_host_port(self.ray_address.removeprefix("ray://"), bare=True),
+            "ray_address",
+            "must be empty, auto, host:port or ray://host:port",
+        )
+        _check(0 < self.ray_num_cpus_per_trial <= 1024, "ray_num_cpus_per_trial", "must be in (0, 1024]")
+        _check(0 <= self.ray_num_gpus_per_trial <= 64, "ray_num_gpus_per_trial", "must be in [0, 64]")
         _check((self.tls_cert is None) == (self.tls_key is None), "tls_cert", "tls_cert and tls_key go together")
         _check(self.tls_client_ca is None or self.tls_cert is not None, "tls_client_ca", "needs tls_cert and tls_key")
 
@@ -149,9 +164,10 @@ class Settings:
         return self.data_dir / "events.sqlite3"
 
 
-def _is_host_port(value: str) -> bool:
+def _is_host_port(value: str, *, bare: bool = False) -> bool:
+    """``bare``: the host is a name or an address, no scheme or path."""
     host, _, port = value.rpartition(":")
-    return bool(host) and port.isdigit() and int(port) < 65536
+    return bool(host) and port.isdigit() and int(port) < 65536 and not (bare and "/" in host)
 
 
 def _check(ok: bool, name: str, reason: str) -> None:

@@ -115,12 +115,15 @@ class JobManager:
         default_epochs: int = 30,
         on_promotion: Callable[[], object] | None = None,
         tuning: Mapping[str, int] | None = None,
+        ray: Mapping[str, Any] | None = None,
     ) -> None:
         """``tuning``: ``concurrency`` (trials at once when a request says 0), ``max_epochs`` (each
-        trial's budget), ``grid_points`` and ``max_grid`` (see ``TunerConfig``)."""
+        trial's budget), ``grid_points`` and ``max_grid`` (see ``TunerConfig``). ``ray``: ``address``
+        (empty: trials run in local processes), ``num_cpus`` and ``num_gpus`` per trial."""
         self.path = data_dir / "jobs.json"
         self.tuning_dir = data_dir / "tuning"
         self.tuning = {"concurrency": 1, "max_epochs": 27, "grid_points": 3, "max_grid": 256, **(tuning or {})}
+        self.ray = dict(ray or {}) if (ray or {}).get("address") else {}
         self.db_path = db_path
         self.registry = registry
         self._durable = durable_sequence
@@ -417,6 +420,7 @@ class JobManager:
             "max_grid": self.tuning["max_grid"],
             "directory": str(self.tuning_dir / job.job_id),
             "threads": self.threads,
+            "ray": self.ray,
         }
         await self._update(job, state=JobState.RUNNING, started_at=job.started_at or time.time())
 
@@ -484,6 +488,8 @@ class JobManager:
             await self._update(job, state=JobState.CANCELLED, finished_at=time.time())
         elif outcome[0] == "failed":
             reason = outcome[1] or f"the job process exited with {code} without a result"
+            if not outcome[1] and spec.get("ray"):
+                reason += f" (was the Ray cluster at {spec['ray']['address']!r} lost?)"
             log.error("%s job %s failed: %s", job.kind, job.job_id, reason)
             await self._update(
                 job, state=JobState.FAILED, error=reason.strip().splitlines()[-1], finished_at=time.time()

@@ -1,9 +1,11 @@
-"""A tuning job's process: the Ax experiment, its trials in a pool of worker processes.
+"""A tuning job's process: the Ax experiment, its trials in a pool of worker processes or on Ray.
 
 Started by ``JobManager`` like a training job (``python -c`` calling ``main`` with FD SPEC_JSON). Ax's
 candidate generation (seconds per BoTorch candidate on a CPU) runs here, never on the daemon's event
 loop; trials run in ``concurrency`` spawned workers (``tuning._trial``) that share the job's
-``threads``. The experiment lives in the job's directory (``<data_dir>/tuning/<job id>``) and is
+``threads``, or, when the spec's ``ray`` names an ``address``, as Ray tasks on that cluster
+(``tuning._ray``: the events are read here and shipped once; a cluster that cannot be reached fails
+the job, not the daemon). The experiment lives in the job's directory (``<data_dir>/tuning/<job id>``) and is
 saved after every trial, so a job the daemon stopped resumes there when it starts again.
 
 Messages to the daemon: ``("trial", trials_done, total_trials, best_value, trial)`` after every trial
@@ -23,13 +25,15 @@ import signal
 import sys
 import traceback
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from swarmlearn.tuning import Tuner, TunerConfig, TuningCancelled, TuningProgress, parse_space
+from swarmlearn.tuning._ray import ClusterUnavailable
 from swarmlearn.tuning._space import config_for
-from swarmlearn.tuning._trial import make_executor, train_trial
+from swarmlearn.tuning._trial import make_executor, make_ray_executor, train_trial
 
 
 def trial_json(record: Any) -> dict[str, Any]:
@@ -72,9 +76,13 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
         best = p.best_value if math.isfinite(p.best_value) else None
         channel.send(("trial", p.trials_done, p.total_trials, best, trial_json(p.record)))
 
-    threads = max(1, int(spec.get("threads", 1)) // config.concurrency)
-    worker_spec = {**spec, "threads": threads}
-    with make_executor(worker_spec, config.concurrency, cancel) as executor:
+    ray = spec.get("ray") or {}
+    if ray.get("address"):  # cancelling the tuner's futures cancels their Ray tasks
+        executor: Executor = make_ray_executor(spec, ray)
+    else:
+        threads = max(1, int(spec.get("threads", 1)) // config.concurrency)
+        executor = make_executor({**spec, "threads": threads}, config.concurrency, cancel)
+    with executor:
         tuner = Tuner(
             space, config, train_trial, executor, Path(spec["directory"]), on_progress=progress, should_stop=should_stop
         )
@@ -108,7 +116,7 @@ def main() -> None:
     channel = Connection(int(fd))
     try:
         result = run(channel, json.loads(spec_json))
-    except ValueError as exc:
+    except (ValueError, ClusterUnavailable) as exc:
         result = ("failed", str(exc))
     except Exception:
         result = ("failed", traceback.format_exc())

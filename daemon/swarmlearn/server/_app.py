@@ -164,6 +164,11 @@ class DaemonServer:
                 "grid_points": settings.tuning_grid_points,
                 "max_grid": settings.tuning_max_grid,
             },
+            ray={
+                "address": settings.ray_address,
+                "num_cpus": settings.ray_num_cpus_per_trial,
+                "num_gpus": settings.ray_num_gpus_per_trial,
+            },
         )
         self._jobs.configure_schedule(
             every_events=settings.retrain_every_events,

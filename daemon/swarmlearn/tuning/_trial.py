@@ -1,8 +1,10 @@
 """A tuning trial: the real training loop on one configuration, judged on the validation split.
 
-The tuning job's process runs trials in a pool of worker processes (``make_executor``). Each worker
-reads the scope's events once (``init_worker``: from the daemon's SQLite, read-only, up to the
-sequence the job was given) and keeps one ``StreamDataLoader`` per window length; ``train_trial``
+The tuning job's process runs trials in a pool of worker processes (``make_executor``), or as tasks
+on a Ray cluster (``make_ray_executor``). Each worker gets the scope's events once (``init_worker``:
+a local worker reads them from the daemon's SQLite, read-only, up to the sequence the job was
+given; a Ray worker gets the copy the job's process read and put in the cluster's object store)
+and keeps one ``StreamDataLoader`` per window length; ``train_trial``
 builds the configuration's model, trains it with ``fit`` (early stopping on the validation loss,
 at most ``request.epochs`` epochs), and returns the objective on the validation split: the geometric
 mean over the targets of the validation MASE (``val_mase``) or MSE (``val_mse``). A geometric mean
@@ -19,11 +21,14 @@ import os
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from swarmlearn.tuning._tuner import TrialRequest, TrialResult
+
+if TYPE_CHECKING:
+    from swarmlearn.tuning._ray import RayExecutor
 
 OBJECTIVES = ("val_mase", "val_mse")
 
@@ -37,14 +42,34 @@ def make_executor(spec: Mapping[str, Any], concurrency: int, cancel: Any) -> Pro
     return ProcessPoolExecutor(concurrency, mp_context=context, initializer=init_worker, initargs=(dict(spec), cancel))
 
 
-def init_worker(spec: dict[str, Any], cancel: Any = None) -> None:
+def make_ray_executor(spec: Mapping[str, Any], ray: Mapping[str, Any]) -> RayExecutor:
+    """Trials as Ray tasks at ``ray["address"]``, each asking for ``num_cpus`` and ``num_gpus``; the
+    events are read here, once, and shipped to the cluster (``ClusterUnavailable`` if it cannot be
+    reached)."""
+    from swarmlearn.jobs._train import scope_events
+    from swarmlearn.tuning._ray import RayExecutor
+
+    events = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
+    threads = max(1, int(ray["num_cpus"]))  # torch's threads: the CPUs the task declared
+    return RayExecutor(
+        ray["address"],
+        num_cpus=ray["num_cpus"],
+        num_gpus=ray["num_gpus"],
+        initializer=init_worker,
+        initargs=({**spec, "threads": threads}, None),
+        shipped=(events,),
+    )
+
+
+def init_worker(spec: dict[str, Any], cancel: Any = None, events: list[Any] | None = None) -> None:
+    """``events``: given (a Ray worker), else read from the daemon's SQLite (a local worker)."""
     import torch
 
     from swarmlearn.jobs._train import scope_events
 
     torch.set_num_threads(max(1, int(spec.get("threads", 1))))
     _worker.update(spec=spec, cancel=cancel, loaders={})
-    _worker["events"] = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
+    _worker["events"] = events if events is not None else scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
 
 
 def train_trial(request: TrialRequest) -> TrialResult:
