@@ -2,7 +2,7 @@
 training throughput and single-window predict latency.
 
     python benchmarks/training.py [--series 17] [--models lstm,tcn,nbeats] [--max-steps 300] [--seed 1]
-                                  [--scaler window|robust] [--calls 500] [--nf-series N]
+                                  [--scaler window|robust] [--calls 500] [--nf-series N] [--threads N]
 
 neuralforecast 3.3.0 is the optional ``bench`` extra. Install it in a venv of its own, torch==2.13.0 first (the
 CPU wheel; neuralforecast would otherwise pull a CUDA build), then ``pip install -e ./client -e '.[bench]'``.
@@ -24,9 +24,10 @@ with no refit between origins. MASE = mean |error| over every scored point / mea
 - Our models: ``swarmlearn.models`` LSTM, TCN and N-BEATS at their default sizes (the issue's), one model per
   series, trained once by ``swarmlearn.training.fit`` on that series' training part: windows of L = 96 inputs
   and H = 12 targets of the one channel (F = 1, T = 1), AdamW, MAE loss, batch 64, ``max_steps`` 300 (the
-  reference's budget), seed 1, torch's default threads (2 here). The last 15 % of the training part
-  (``TrainingConfig.validation_fraction``) is the validation split for early stopping and the choice of the
-  best epoch's weights: its windows' targets all lie in it, the training windows' targets all before it.
+  reference's budget), seed 1, torch's default threads (2 here) or ``--threads``. The last 15 % of the
+  training part (``TrainingConfig.validation_fraction``) is the validation split for early stopping and the
+  choice of the best epoch's weights: its windows' targets all lie in it, the training windows' targets all
+  before it.
   The 96 steps before each origin are the model's input there.
 - Each window is scaled by its 96 inputs: ``--scaler window`` (default) is the library's ``WindowScaler``
   (median and MAD, floored at 20 % of the median's magnitude), as ``StreamDataLoader`` scales;
@@ -54,8 +55,11 @@ and the bare ``model(x)`` on one scaled ``[1, 96, 1]`` tensor; for neuralforecas
 ``NeuralForecast.predict`` on a frame of the same 96 values and its bare network on the same tensor (as a
 ``windows_batch``). Under ``torch.no_grad`` on the CPU: ``--calls`` sequential calls each, after 20 warm-up
 calls, in chunks of 50 that alternate between the models, on the models fitted to the first series; once on
-one torch thread (as the daemon's forecaster serves a champion), then on torch's default threads (as
-training ran).
+one torch thread (as the daemon's forecaster serves a champion), then on the threads training ran on if more.
+
+Threads: ``--threads 1`` where other processes keep the cores busy. Two OpenMP threads on two cores that other
+work also wants wait on each other at every parallel region: with a load average of 6 on the 2-core VM, a
+training step of our LSTM ran 8 times slower on two threads than on one.
 """
 
 from __future__ import annotations
@@ -438,6 +442,9 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, default=500, help="predict calls per latency figure")
     parser.add_argument("--nf-series", type=int, help="neuralforecast on the first N of the series only (default: all)")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads for training, ours and neuralforecast's (default: torch's)"
+    )
     args = parser.parse_args()
     kinds = [k for k in args.models.split(",") if k]
     unknown = [k for k in kinds if k not in MODEL_KINDS]
@@ -455,6 +462,9 @@ def main() -> None:
         device="cpu",
     )
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     started, load = time.perf_counter(), os.getloadavg()[0]
     all_series = [load_series(p) for p in paths]
     nf_kinds = kinds if neuralforecast else []
@@ -510,11 +520,11 @@ def main() -> None:
             network, history, network_input = forecaster.models[0].eval(), frame(window[:, 0]), nf_input(scaled)
             calls[f"nf {kind} predict"] = lambda f=forecaster, h=history: f.predict(df=h)
             calls[f"nf {kind} forward"] = lambda m=network, x=network_input: m(x)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the daemon's forecaster serves a torch champion
-    latency_one = latencies_ms(calls, args.calls)
+    latency: dict[int, dict[str, tuple[float, float]]] = {}
+    for count in sorted({1, threads}):  # 1: as the daemon's forecaster serves a torch champion
+        torch.set_num_threads(count)
+        latency[count] = latencies_ms(calls, args.calls)
     torch.set_num_threads(threads)
-    latency = latencies_ms(calls, args.calls)
 
     print()
     print(
@@ -584,16 +594,18 @@ def main() -> None:
             "Cost at equal size (nf: neuralforecast at our size and batch; ratio: ours / neuralforecast, windows/s "
             "per series, latency p50)"
         )
-    print(
-        f"| model | trainable parameters | training windows/s | steps | predict one window p50 / p99 ms, 1 thread "
-        f"| forward only, 1 thread | predict, {threads} threads | forward only, {threads} threads |"
+    latency_columns = " | ".join(
+        f"{call} p50 / p99 ms, {count} thread{'s' if count > 1 else ''}"
+        for count in latency
+        for call in ("predict one window", "forward only")
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"| model | trainable parameters | training windows/s | steps | {latency_columns} |")
+    print("|---|---|---|---|" + "---|" * 2 * len(latency))
 
     def latency_cells(name: str) -> str:
         return " | ".join(
             f"{measured[f'{name} {call}'][0]:.2f} / {measured[f'{name} {call}'][1]:.2f}"
-            for measured in (latency_one, latency)
+            for measured in latency.values()
             for call in ("predict", "forward")
         )
 
@@ -613,7 +625,7 @@ def main() -> None:
         )
         ratios = " | ".join(
             f"{measured[f'{kind} {call}'][0] / measured[f'nf {kind} {call}'][0]:.3f}"
-            for measured in (latency_one, latency)
+            for measured in latency.values()
             for call in ("predict", "forward")
         )
         rate_ratios = [ours_rate / nf_rate for ours_rate, nf_rate in zip(rates[:nf_count], nf_rates, strict=True)]
