@@ -30,6 +30,7 @@ from swarmlearn.server import DaemonServer
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn.tuning import Tuner, TunerConfig, TuningCancelled, parse_space
 from swarmlearn.tuning._ray import RayExecutor
+from swarmlearn.tuning._trial import RayTrials
 from swarmlearn.tuning._tuner import TrialRequest, TrialResult
 from swarmlearn_client.v1 import jobs_pb2, service_pb2_grpc
 from tests.daemon.rpc import ingest
@@ -144,6 +145,37 @@ def test_a_trial_whose_worker_dies_is_retried_once_then_failed(cluster: str, tmp
     assert second.status == "failed" and "WorkerCrashedError" in second.error
     assert sorted(p.name for p in attempts.glob("1.*")) == ["1.0", "1.1"]  # retried once, not more
     assert result.best_trial == first.index
+
+
+def test_hyperbands_weights_between_rungs_travel_with_the_trials(cluster: str, tmp_path: Path) -> None:
+    # A worker on another machine cannot see the job's directory: the weights go there and back as bytes.
+    directory = tmp_path / "tuning"
+
+    def objective(request: TrialRequest) -> TrialResult:
+        assert not request.save_to.startswith(str(directory)), "the worker was handed the job's own path"
+        if request.resume_from:
+            previous = request.budget - request.epochs
+            assert Path(request.resume_from).read_text() == f"{request.index}@{previous}"
+        Path(request.save_to).write_text(f"{request.index}@{request.budget}")
+        return TrialResult(float(request.params["hidden_size"]) + 1 / request.budget, request.epochs)
+
+    saved: list[str] = []
+    config = TunerConfig(method="hyperband", max_trials=3, max_epochs=3, eta=3, seed=1)
+    with RayTrials(cluster, num_cpus=1) as executor:
+        tuner = Tuner(space(), config, objective, executor, directory)
+        land = tuner._record
+
+        def record(request: TrialRequest, outcome: Any, *, final: bool) -> None:
+            if request.save_to:
+                saved.append(Path(request.save_to).read_text())
+            land(request, outcome, final=final)
+
+        tuner._record = record  # type: ignore[method-assign]
+        result = tuner.run()
+    assert {t.status for t in result.trials} == {"completed", "early_stopped"}, [t.error for t in result.trials]
+    best = result.trials[result.best_trial]
+    assert sorted(best.values) == [1, 3] and best.epochs == 3  # resumed at rung 2: 2 more epochs, not 3
+    assert sorted(saved) == sorted([f"{t.index}@1" for t in result.trials] + [f"{best.index}@3"])
 
 
 def test_cancelling_the_search_cancels_its_ray_tasks(cluster: str, tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ Exceptions the trial itself raises are not retried (they would raise again).
 Data travels once: ``shipped`` values go to the cluster's object store with ``ray.put`` when the
 executor starts; a worker process resolves the references the first time it runs one of this
 executor's tasks and calls ``initializer(*initargs, *shipped)`` (as ``ProcessPoolExecutor`` does with
-its initializer), so a remote node never reads the daemon's SQLite.
+its initializer), so a remote node never reads the daemon's SQLite. ``submit_then`` lets the caller
+finish a task's value in this process before the future has it (``tuning._trial.RayTrials`` writes
+hyperband's weights, sent back as bytes, to the job's directory).
 
 Cancelling a future (the tuner does it to every running trial when its job is cancelled or stopped)
 cancels the Ray task with ``force=True``: the worker running it is killed at once, and a cancelled
@@ -83,15 +85,20 @@ class _TaskFuture(Future[Any]):
         return super().cancel()
 
 
-def _settle(target: Future[Any], source: Future[Any]) -> None:
+def _settle(target: Future[Any], source: Future[Any], finish: Callable[[Any], Any] | None) -> None:
     if target.cancelled():
         return
     with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
         error = source.exception()
+        if error is None:
+            try:
+                value = source.result() if finish is None else finish(source.result())
+            except Exception as exc:
+                error = exc
         if error is not None:
             target.set_exception(error)
         else:
-            target.set_result(source.result())
+            target.set_result(value)
 
 
 def _run_task(key: str, setup: tuple[Any, ...] | None, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
@@ -140,6 +147,13 @@ class RayExecutor(Executor):
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return self.submit_then(None, fn, *args, **kwargs)
+
+    def submit_then(
+        self, finish: Callable[[Any], Any] | None, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Future[Any]:
+        """``submit``, with ``finish`` applied here, in this process, to the task's value before the
+        future has it (what only this machine can do: write a file the task sent back)."""
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot submit after shutdown")
@@ -150,7 +164,7 @@ class RayExecutor(Executor):
             future = _TaskFuture(ref)
             self._running.add(future)
         future.add_done_callback(self._forget)
-        ref.future().add_done_callback(lambda source: _settle(future, source))
+        ref.future().add_done_callback(lambda source: _settle(future, source, finish))
         return future
 
     def _forget(self, future: Future[Any]) -> None:

@@ -1,7 +1,8 @@
 """A tuning trial: the real training loop on one configuration, judged on the validation split.
 
 The tuning job's process runs trials in a pool of worker processes (``make_executor``), or as tasks
-on a Ray cluster (``make_ray_executor``). Each worker gets the scope's events once (``init_worker``:
+on a Ray cluster (``make_ray_executor``; hyperband's weights between rungs travel with the tasks,
+as a worker may be on another machine). Each worker gets the scope's events once (``init_worker``:
 a local worker reads them from the daemon's SQLite, read-only, up to the sequence the job was
 given; a Ray worker gets the copy the job's process read and put in the cluster's object store)
 and keeps one ``StreamDataLoader`` per window length; ``train_trial``
@@ -15,20 +16,20 @@ on data the search never saw.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import os
-from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+import tempfile
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from swarmlearn.tuning._ray import RayExecutor
 from swarmlearn.tuning._tuner import TrialRequest, TrialResult
-
-if TYPE_CHECKING:
-    from swarmlearn.tuning._ray import RayExecutor
 
 OBJECTIVES = ("val_mase", "val_mse")
 
@@ -47,11 +48,10 @@ def make_ray_executor(spec: Mapping[str, Any], ray: Mapping[str, Any]) -> RayExe
     events are read here, once, and shipped to the cluster (``ClusterUnavailable`` if it cannot be
     reached)."""
     from swarmlearn.jobs._train import scope_events
-    from swarmlearn.tuning._ray import RayExecutor
 
     events = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
     threads = max(1, int(ray["num_cpus"]))  # torch's threads: the CPUs the task declared
-    return RayExecutor(
+    return RayTrials(
         ray["address"],
         num_cpus=ray["num_cpus"],
         num_gpus=ray["num_gpus"],
@@ -59,6 +59,39 @@ def make_ray_executor(spec: Mapping[str, Any], ray: Mapping[str, Any]) -> RayExe
         initargs=({**spec, "threads": threads}, None),
         shipped=(events,),
     )
+
+
+class RayTrials(RayExecutor):
+    """Hyperband's weights between rungs are files in the job's directory, on the job's machine, not
+    the worker's: they travel with the task (``remote_trial``) and are written back here."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        (request,) = args
+        weights = Path(request.resume_from).read_bytes() if request.resume_from else b""
+        return self.submit_then(lambda out: _land(request, out), remote_trial, fn, request, weights)
+
+
+def remote_trial(
+    objective: Callable[[TrialRequest], TrialResult], request: TrialRequest, weights: bytes
+) -> tuple[TrialResult, bytes]:
+    """``objective`` on a Ray worker: the weights to resume from come as bytes, and the weights it
+    ends with go back as bytes, through files of the worker's own."""
+    with tempfile.TemporaryDirectory(prefix="swarmlearn-trial-") as tmp:
+        resume = os.path.join(tmp, "resume.state") if weights else ""
+        if resume:
+            Path(resume).write_bytes(weights)
+        save = os.path.join(tmp, "save.state") if request.save_to else ""
+        result = objective(dataclasses.replace(request, resume_from=resume, save_to=save))
+        return result, Path(save).read_bytes() if save and os.path.exists(save) else b""
+
+
+def _land(request: TrialRequest, out: tuple[TrialResult, bytes]) -> TrialResult:
+    result, weights = out
+    if request.save_to and weights:
+        temporary = f"{request.save_to}.tmp"
+        Path(temporary).write_bytes(weights)
+        os.replace(temporary, request.save_to)
+    return result
 
 
 def init_worker(spec: dict[str, Any], cancel: Any = None, events: list[Any] | None = None) -> None:
