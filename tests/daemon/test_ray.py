@@ -29,7 +29,7 @@ from swarmlearn.importer import event_to_proto
 from swarmlearn.server import DaemonServer
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn.tuning import Tuner, TunerConfig, TuningCancelled, parse_space
-from swarmlearn.tuning._ray import RayExecutor
+from swarmlearn.tuning._ray import ClusterUnavailable, RayExecutor
 from swarmlearn.tuning._trial import RayTrials
 from swarmlearn.tuning._tuner import TrialRequest, TrialResult
 from swarmlearn_client.v1 import jobs_pb2, service_pb2_grpc
@@ -176,6 +176,20 @@ def test_hyperbands_weights_between_rungs_travel_with_the_trials(cluster: str, t
     best = result.trials[result.best_trial]
     assert sorted(best.values) == [1, 3] and best.epochs == 3  # resumed at rung 2: 2 more epochs, not 3
     assert sorted(saved) == sorted([f"{t.index}@1" for t in result.trials] + [f"{best.index}@3"])
+
+
+def test_an_error_that_says_the_cluster_is_gone_ends_the_search(cluster: str, tmp_path: Path) -> None:
+    # Killing this cluster's raylet would end the module's cluster; a trial raising the error stands in.
+    def objective(request: TrialRequest) -> TrialResult:
+        raise ray.exceptions.LocalRayletDiedError()
+
+    config = TunerConfig(method="random", max_trials=6, concurrency=1, max_epochs=1, seed=1)
+    with RayExecutor(cluster, num_cpus=1) as executor:
+        tuner = Tuner(space(), config, objective, executor, tmp_path / "tuning")
+        with pytest.raises(ClusterUnavailable, match=f"(?s)lost the Ray cluster at '{cluster}'.*raylet died"):
+            tuner.run()
+    # One trial failed, the next one never ran: not six trials failed one by one.
+    assert [t.status for t in tuner.trials.values()] == ["failed", "running"]
 
 
 def test_cancelling_the_search_cancels_its_ray_tasks(cluster: str, tmp_path: Path) -> None:

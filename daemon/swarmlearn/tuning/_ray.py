@@ -5,7 +5,11 @@ when ``ray_address`` is set; Ax and the tuner stay in that process, only the tri
 ``submit`` is one Ray task with the declared resources (``num_cpus``, ``num_gpus``) and
 ``max_retries=1``: a trial whose worker dies (killed, out of memory, its node lost) runs once more,
 and a second death reaches the tuner as ``WorkerCrashedError``, which fails the trial in Ax.
-Exceptions the trial itself raises are not retried (they would raise again).
+Exceptions the trial itself raises are not retried (they would raise again). An error that says the
+cluster itself is gone (the local raylet died, a system or RPC error) fails that trial, and the next
+``submit`` raises ``ClusterUnavailable``, which ends the search (the job fails with that reason)
+rather than failing every remaining trial one by one. A driver that loses the GCS for 60 s is ended by
+Ray itself; the daemon then records the job failed.
 
 Data travels once: ``shipped`` values go to the cluster's object store with ``ray.put`` when the
 executor starts; a worker process resolves the references the first time it runs one of this
@@ -85,22 +89,6 @@ class _TaskFuture(Future[Any]):
         return super().cancel()
 
 
-def _settle(target: Future[Any], source: Future[Any], finish: Callable[[Any], Any] | None) -> None:
-    if target.cancelled():
-        return
-    with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
-        error = source.exception()
-        if error is None:
-            try:
-                value = source.result() if finish is None else finish(source.result())
-            except Exception as exc:
-                error = exc
-        if error is not None:
-            target.set_exception(error)
-        else:
-            target.set_result(value)
-
-
 def _run_task(key: str, setup: tuple[Any, ...] | None, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     """The body of every task: the executor's initializer once per worker process, then ``fn``."""
     if setup is not None and _initialised[-1:] != [key]:
@@ -145,6 +133,9 @@ class RayExecutor(Executor):
         self._lock = threading.Lock()
         self._running: set[_TaskFuture] = set()
         self._shutdown = False
+        # What says the cluster, not the trial, failed: a later submit raises ClusterUnavailable.
+        self._lost_types = (ray.exceptions.LocalRayletDiedError, ray.exceptions.RaySystemError, ray.exceptions.RpcError)
+        self._lost: BaseException | None = None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         return self.submit_then(None, fn, *args, **kwargs)
@@ -157,6 +148,10 @@ class RayExecutor(Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot submit after shutdown")
+            if self._lost is not None:
+                raise ClusterUnavailable(
+                    f"lost the Ray cluster at {self.address!r}: {type(self._lost).__name__}: {self._lost}"[:1000]
+                )
             try:
                 ref = self._task.remote(self._key, self._setup, fn, args, kwargs)
             except Exception as exc:
@@ -164,8 +159,25 @@ class RayExecutor(Executor):
             future = _TaskFuture(ref)
             self._running.add(future)
         future.add_done_callback(self._forget)
-        ref.future().add_done_callback(lambda source: _settle(future, source, finish))
+        ref.future().add_done_callback(lambda source: self._settle(future, source, finish))
         return future
+
+    def _settle(self, target: Future[Any], source: Future[Any], finish: Callable[[Any], Any] | None) -> None:
+        error = source.exception()
+        if isinstance(error, self._lost_types):  # before the tuner can see it and submit again
+            self._lost = error
+        if target.cancelled():
+            return
+        with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+            if error is None:
+                try:
+                    value = source.result() if finish is None else finish(source.result())
+                except Exception as exc:
+                    error = exc
+            if error is not None:
+                target.set_exception(error)
+            else:
+                target.set_result(value)
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
