@@ -47,8 +47,15 @@ SPACE = json.dumps(
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A two-CPU Ray cluster started by this process; its GCS address lets job processes join it."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    """A two-CPU Ray cluster started by this process; its GCS address lets job processes join it. A
+    small object store: the default takes 30 % of memory in /dev/shm, which CI containers keep small."""
+    ray.init(
+        num_cpus=2,
+        object_store_memory=128 * 1024 * 1024,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
