@@ -100,13 +100,13 @@ class Settings:
     predict_coverage: float = 0.8
     """Nominal coverage of Predict's intervals when the request leaves ``coverage`` at 0."""
     ray_address: str = ""
-    """A Ray cluster for tuning trials (needs ``swarmlearn[ray]``): ``auto`` (the cluster this machine
-    joined with ``ray start``), ``host:port`` (its GCS) or ``ray://host:port`` (Ray Client); empty:
-    trials run in local processes. Training jobs run locally either way."""
+    """A Ray cluster for training jobs and tuning trials (needs ``swarmlearn[ray]``): ``auto`` (the
+    cluster this machine joined with ``ray start``), ``host:port`` (its GCS) or ``ray://host:port``
+    (Ray Client); empty: they run in local processes."""
     ray_num_cpus_per_trial: float = 1.0
-    """CPUs each trial's Ray task asks for (torch uses as many threads, at least 1)."""
+    """CPUs each Ray task (a trial, or a training job) asks for; torch uses as many threads, at least 1."""
     ray_num_gpus_per_trial: float = 0.0
-    """GPUs each trial's Ray task asks for (fractions share a GPU); a trial trains on CUDA when it got one."""
+    """GPUs each Ray task asks for (fractions share a GPU); a task given one trains on CUDA."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, Path):  # accept str from embedding code

@@ -100,7 +100,7 @@ def space() -> Any:
     return parse_space("lstm", SPACE)
 
 
-async def test_a_tuning_job_runs_its_trials_on_ray_with_the_local_pools_results(
+async def test_tuning_and_training_jobs_run_on_ray_with_the_local_pools_results(
     daemon: tuple[DaemonServer, Stub],
 ) -> None:
     server, stub = daemon
@@ -128,6 +128,24 @@ async def test_a_tuning_job_runs_its_trials_on_ray_with_the_local_pools_results(
     }
     tuned = server.registry.tuned("", "lstm")
     assert tuned is not None and tuned.job_id == job.job_id
+    # A training job on Ray too: its progress per epoch, its checkpoint written where the registry is.
+    training = await stub.StartTraining(jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=2))
+    seen = await finished(stub, training.job_id)
+    made = seen[-1]
+    assert made.state == jobs_pb2.JOB_STATE_SUCCEEDED, made.error
+    assert len(ray._private.state.jobs()) == drivers + 2
+    assert max(j.progress.epoch for j in seen) >= 1  # progress came from the task
+    (model,) = (await stub.ListModels(jobs_pb2.ListModelsRequest())).models
+    assert json.loads(model.config_json)["tuned_by"] == job.job_id
+    assert list((server.registry.root).rglob("lstm-v1.pt"))
+    # Cancelling a training job on Ray cancels its task: the job ends long before its 500 epochs.
+    long = await stub.StartTraining(jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=500))
+    async for current in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=long.job_id)):
+        if current.progress.epoch >= 1:
+            await stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=long.job_id))
+            break
+    cancelled = (await finished(stub, long.job_id))[-1]
+    assert cancelled.state == jobs_pb2.JOB_STATE_CANCELLED and cancelled.progress.epoch < 500
 
 
 def test_a_trial_whose_worker_dies_is_retried_once_then_failed(cluster: str, tmp_path: Path) -> None:

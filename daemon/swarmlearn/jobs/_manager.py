@@ -391,6 +391,7 @@ class JobManager:
             "champion": str(self.registry.checkpoint_path(champion)) if champion is not None else "",
             "checkpoint": str(checkpoint),
             "threads": self.threads,
+            "ray": self.ray,
         }
         await self._update(job, state=JobState.RUNNING, started_at=time.time(), total_epochs=spec["max_epochs"])
 

@@ -13,6 +13,10 @@ champion (on the same windows when its shape allows, else on its own windows of 
 period); write the checkpoint; and report. The daemon registers the version and
 decides the promotion (``registry.decide``): the registry has one writer.
 
+With ``ray_address`` set (the spec's ``ray``), the same ``train`` runs as one Ray task
+(``run_on_ray``): this process reads the events and the champion's checkpoint and ships them, passes
+the task's progress on, and writes the checkpoint it sends back, so the daemon sees no difference.
+
 Messages to the daemon: ``("progress", epoch, max_epochs, train_loss, val_loss)`` per epoch, then
 one of ``("done", result)``, ``("cancelled",)``, ``("failed", reason)``. From the daemon:
 ``("cancel",)``, checked before every optimizer step.
@@ -24,10 +28,15 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
+import queue
 import signal
 import sys
+import tempfile
+import threading
+import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -51,8 +60,10 @@ from swarmlearn.training import (
     evaluate,
     forecast,
 )
+from swarmlearn.tuning._ray import ClusterUnavailable
 
 _READ_CHUNK = 50_000
+_POLL_S = 0.2
 _TRAINING_KEYS = frozenset(
     {"window", "grid_s", "batch_size", "max_steps", "patience", "learning_rate", "weight_decay", "seed"}
 )
@@ -88,9 +99,29 @@ def training_config(spec: Mapping[str, Any]) -> TrainingConfig:
 
 
 def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
+    if (spec.get("ray") or {}).get("address"):
+        return run_on_ray(channel, spec)
+    events = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
+
+    def should_stop() -> bool:
+        while channel.poll(0):
+            if channel.recv()[0] == "cancel":
+                return True
+        return False
+
+    return ("done", train(spec, events, channel.send, should_stop))
+
+
+def train(
+    spec: Mapping[str, Any],
+    events: list[Any],
+    send: Callable[[tuple[Any, ...]], object],
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train, judge and save the job's model (``spec["checkpoint"]``); ``send`` gets the progress
+    messages. Returns the result the daemon registers."""
     torch.set_num_threads(max(1, int(spec.get("threads", 1))))
     config = training_config(spec)
-    events = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
     data = StreamDataLoader(events, config)
     champion = TrainedModel.load(spec["champion"]) if spec.get("champion") else None
     warm = None
@@ -106,13 +137,7 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
         warm = champion.state_dict()
 
     def progress(p: Progress) -> None:
-        channel.send(("progress", p.epoch, p.max_epochs, p.train_loss, p.val_loss))
-
-    def should_stop() -> bool:
-        while channel.poll(0):
-            if channel.recv()[0] == "cancel":
-                return True
-        return False
+        send(("progress", p.epoch, p.max_epochs, p.train_loss, p.val_loss))
 
     report = TrainingPipeline(config).train(
         data, config.models[0], progress=progress, should_stop=should_stop, initial_state=warm
@@ -134,9 +159,7 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
     path = Path(spec["checkpoint"])
     path.parent.mkdir(parents=True, exist_ok=True)
     report.model.save(path)
-    return (
-        "done",
-        {
+    return {
             "checkpoint": str(path),
             "metrics": _flat(report.test),
             "rivals": rivals,
@@ -147,8 +170,81 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
             "epochs": report.training.epochs,
             "windows": {split.name.lower(): len(data.starts[split]) for split in Split},
             "seconds": report.training.seconds,
-        },
-    )  # fmt: skip
+    }  # fmt: skip
+
+
+def run_on_ray(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The training as one Ray task (a streaming generator: its progress, then its result) on the
+    cluster at ``spec["ray"]["address"]``. The events are read here and shipped with the task, the
+    champion's checkpoint travels as bytes, and the new checkpoint comes back as bytes to be
+    written here, where the registry is. A cancel cancels the task; its worker dying runs it once
+    more."""
+    import ray
+
+    from swarmlearn.tuning._ray import connect
+
+    resources = spec["ray"]
+    connect(resources["address"])
+    events = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
+    champion = Path(spec["champion"]).read_bytes() if spec.get("champion") else b""
+    task = ray.remote(remote_training).options(
+        num_returns="streaming", num_cpus=resources["num_cpus"], num_gpus=resources["num_gpus"], max_retries=1
+    )
+    threads = max(1, int(resources["num_cpus"]))
+    try:
+        stream: Any = task.remote({**spec, "threads": threads}, events, champion)  # an ObjectRefGenerator
+    except Exception as exc:
+        raise ClusterUnavailable(f"lost the Ray cluster at {resources['address']!r}: {exc}") from exc
+    while True:
+        while channel.poll(0):
+            if channel.recv()[0] == "cancel":
+                ray.cancel(stream, force=True)
+                return ("cancelled",)
+        if stream.is_finished():
+            return ("failed", "the training task ended without a result")
+        if not stream.next_ready():
+            time.sleep(_POLL_S)
+            continue
+        message = ray.get(next(stream))  # raises what the task raised
+        if message[0] == "progress":
+            channel.send(message)
+            continue
+        result, checkpoint = message[1], message[2]
+        path = Path(spec["checkpoint"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(checkpoint)
+        os.replace(temporary, path)
+        return ("done", {**result, "checkpoint": str(path)})
+
+
+def remote_training(spec: dict[str, Any], events: list[Any], champion: bytes) -> Iterator[tuple[Any, ...]]:
+    """On a Ray worker: ``train`` in a thread of its own, its progress yielded as it comes, then
+    ``("done", result, checkpoint bytes)``; the files it reads and writes are the worker's own."""
+    messages: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+    outcome: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="swarmlearn-training-") as tmp:
+        local = {**spec, "checkpoint": os.path.join(tmp, "model.pt"), "champion": ""}
+        if champion:
+            local["champion"] = os.path.join(tmp, "champion.pt")
+            Path(local["champion"]).write_bytes(champion)
+
+        def work() -> None:
+            try:
+                outcome.append(train(local, events, messages.put))
+            except BaseException as exc:
+                outcome.append(exc)
+            finally:
+                messages.put(None)
+
+        worker = threading.Thread(target=work, name="swarmlearn-training", daemon=True)
+        worker.start()
+        while (message := messages.get()) is not None:
+            yield message
+        worker.join()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        yield ("done", outcome[0], Path(local["checkpoint"]).read_bytes())
 
 
 def online_forecasts(events: list[Any], data: StreamDataLoader) -> Any:
@@ -209,7 +305,7 @@ def main() -> None:
         result = run(channel, json.loads(spec_json))
     except TrainingCancelled:
         result = ("cancelled",)
-    except (NotEnoughData, ValueError) as exc:
+    except (NotEnoughData, ValueError, ClusterUnavailable) as exc:
         result = ("failed", str(exc))
     except Exception:
         result = ("failed", traceback.format_exc())
