@@ -1,6 +1,6 @@
 """Hyperparameter search: each method's overhead per trial, and best validation loss against trials on real series.
 
-    python benchmarks/tuning.py [--trials 10] [--max-epochs 9] [--concurrency 1] [--methods bayesian,random,hyperband]
+    python benchmarks/tuning.py [--trials 20] [--max-epochs 9] [--seeds 1,2] [--initial 5] [--concurrency 1]
 
 Part 1, overhead. Each method runs 16 evaluations of an objective that costs nothing (a bowl over the
 LSTM's learning rate and dropout, known optimum), through the same ``Tuner`` a tuning job uses, in
@@ -11,7 +11,7 @@ Part 2, a real problem. Three AWS CloudWatch series of ``../shared/data/nab_aws_
 steps, about two weeks) become the three targets of one agent, step by step in time order:
 ``rds_cpu_utilization_cc0c53`` as latency, ``elb_request_count_8c0756`` as tokens/s, and
 ``ec2_cpu_utilization_5f5533`` / 100 as the success rate. The events go through a real SQLite store;
-trials run ``tuning._trial.train_trial`` (the LSTM, default search space, horizon 1) in worker
+trials run ``tuning._trial.train_trial`` (the LSTM over ``REAL_SPACE``, horizon 1) in worker
 processes, exactly as a tuning job runs them, scored by validation MASE (geometric mean over the
 three targets). For bayesian, random and hyperband at the same number of configurations: the best
 validation MASE after each finished trial, the epochs spent and the wall time.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import math
 import multiprocessing
@@ -36,10 +37,21 @@ from typing import NamedTuple
 
 from swarmlearn.events import Event, EventType
 from swarmlearn.store import EventStore
-from swarmlearn.tuning import TrialRequest, TrialResult, Tuner, TunerConfig, TuningProgress, default_space, parse_space
+from swarmlearn.tuning import TrialRequest, TrialResult, Tuner, TunerConfig, TuningProgress, parse_space
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab_aws_cloudwatch"
 SERIES = ("rds_cpu_utilization_cc0c53.csv", "elb_request_count_8c0756.csv", "ec2_cpu_utilization_5f5533.csv")
+REAL_SPACE = json.dumps(
+    [
+        {"name": "hidden_size", "type": "choice", "values": [16, 32, 64]},
+        {"name": "num_layers", "type": "range", "bounds": [1, 2]},
+        {"name": "dropout", "type": "range", "bounds": [0.1, 0.5]},
+        {"name": "learning_rate", "type": "range", "bounds": [1e-4, 1e-2], "log": True},
+        {"name": "window", "type": "choice", "values": [25, 50]},
+    ]
+)
+"""The LSTM's default space with CPU-sized widths: the default's 256 and 512 units over 100-step windows
+cost minutes per epoch on one core."""
 BOWL = '[{"name": "learning_rate", "bounds": [1e-4, 1e-2], "log": true}, {"name": "dropout", "bounds": [0.1, 0.5]}]'
 
 
@@ -88,13 +100,14 @@ class Point(NamedTuple):
     seconds: float
 
 
-def real_search(method: str, spec: dict[str, object], args: argparse.Namespace, tmp: Path) -> list[Point]:
-    """The best validation MASE after each finished trial of one method on the real problem."""
+def real_search(method: str, seed: int, spec: dict[str, object], args: argparse.Namespace, tmp: Path) -> list[Point]:
+    """The best validation MASE at the full budget after each finished trial of one method."""
     from swarmlearn.tuning._trial import make_executor, train_trial
 
     config = TunerConfig(
-        method=method, max_trials=args.trials, concurrency=args.concurrency, max_epochs=args.max_epochs, seed=1
-    )
+        method=method, max_trials=args.trials, concurrency=args.concurrency, max_epochs=args.max_epochs,
+        initialization_trials=args.initial, seed=seed,
+    )  # fmt: skip
     curve: list[Point] = []
     started = time.perf_counter()
     cancel = multiprocessing.get_context("spawn").Event()
@@ -105,18 +118,26 @@ def real_search(method: str, spec: dict[str, object], args: argparse.Namespace, 
             epochs = sum(r.epochs for r in tuner.trials.values()) if tuner else 0
             curve.append(Point(p.trials_done, p.best_value, epochs, time.perf_counter() - started))
 
-        space = default_space("lstm")
-        tuner = Tuner(space, config, train_trial, executor, tmp / f"real-{method}", on_progress=progress)
+        space = parse_space("lstm", REAL_SPACE)
+        tuner = Tuner(space, config, train_trial, executor, tmp / f"real-{method}-{seed}", on_progress=progress)
         tuner.run()
     return curve
 
 
+def best_after(curve: list[Point], trials: int) -> str:
+    """The best full-budget value once ``trials`` configurations had finished ("-" before any)."""
+    reached = [p.best for p in curve if p.trials <= trials and not math.isnan(p.best)]
+    return f"{reached[-1]:.4f}" if reached else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=10, help="configurations per method on the real problem")
+    parser.add_argument("--trials", type=int, default=20, help="configurations per method on the real problem")
     parser.add_argument("--max-epochs", type=int, default=9, help="each trial's full budget (hyperband's R)")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--methods", default="bayesian,random,hyperband")
+    parser.add_argument("--seeds", default="1,2", help="one search per method and seed")
+    parser.add_argument("--initial", type=int, default=5, help="bayesian: quasi-random trials before BoTorch")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # Ax and BoTorch's deprecation and numerical warnings
     logging.disable(logging.WARNING)
@@ -138,13 +159,19 @@ def main() -> None:
         finally:
             store.close()
         spec = {"db": str(db), "scope": "", "kind": "lstm", "upto": upto, "horizon": 1, "threads": 1}
-        print(f"\n## Real problem: {upto} events, LSTM, {args.trials} configurations, R = {args.max_epochs}")
-        print("\n| method | trials done | best val MASE | epochs spent | seconds |")
-        print("|---|---:|---:|---:|---:|")
+        print(f"\n## Real problem: {upto} events, LSTM, {args.trials} configurations, R = {args.max_epochs}\n")
+        marks = sorted({5, 10, args.trials} - {m for m in (5, 10) if m >= args.trials})
+        header = " | ".join(f"best after {m}" for m in marks)
+        print(f"| method | seed | {header} | configurations | epochs spent | seconds |")
+        print("|---|---:|" + "---:|" * len(marks) + "---:|---:|---:|")
         for method in args.methods.split(","):
-            for point in real_search(method, spec, args, tmp):
-                row = f"| {method} | {point.trials} | {point.best:.4f} | {point.epochs} | {point.seconds:.0f} |"
-                print(row, flush=True)
+            for seed in (int(s) for s in args.seeds.split(",")):
+                curve = real_search(method, seed, spec, args, tmp)
+                bests = " | ".join(best_after(curve, m) for m in marks)
+                last = curve[-1]
+                print(
+                    f"| {method} | {seed} | {bests} | {last.trials} | {last.epochs} | {last.seconds:.0f} |", flush=True
+                )
 
 
 if __name__ == "__main__":

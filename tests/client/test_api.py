@@ -60,6 +60,7 @@ def test_public_api_is_pinned() -> None:
         "StreamEvent",
         "SwarmLearnError",
         "TargetForecast",
+        "TuningTrial",
         "__version__",
         "make_event",
     ]
