@@ -60,7 +60,9 @@ def test_graceful_restart_keeps_every_acked_event(daemon_process: DaemonProcess)
     assert first.accepted == 2_000
     assert daemon_process.terminate() == 0
     daemon_process.start()
-    with Client(daemon_process.target) as client:
+    # GetAgentStats waits for the online learners, which restart with the daemon: a slow machine
+    # needs more than the client's default 10 s for that.
+    with Client(daemon_process.target, timeout=60) as client:
         again = client.ingest(batch, batch_size=250)
         assert client.get_agent_stats("restart").event_count == 2_000
     assert (again.accepted, again.duplicates) == (0, 2_000)
@@ -99,7 +101,7 @@ async def test_every_acknowledged_batch_survives_the_daemon_dying_mid_stream(
     assert missing == []
     # The restarted daemon serves the same log.
     daemon_process.start()
-    with Client(daemon_process.target) as client:
+    with Client(daemon_process.target, timeout=60) as client:  # the learners rebuild from the log first
         assert client.get_agent_stats("a").event_count == len(stored)
 
 
