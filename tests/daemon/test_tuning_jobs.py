@@ -79,6 +79,7 @@ async def test_bad_tuning_requests_are_refused(swarm: tuple[DaemonServer, Stub])
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.timeout(400)  # six trials, a restart and a training job, on a small CPU
 async def test_a_tuning_job_resumes_after_a_restart_and_its_best_config_feeds_the_next_training(
     tmp_path: Path,
 ) -> None:
@@ -88,12 +89,13 @@ async def test_a_tuning_job_resumes_after_a_restart_and_its_best_config_feeds_th
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = Stub(channel)
         await ingest(stub, [event_to_proto(e) for e in generate_swarm(agents=2, events_per_agent=300, seed=4)])
+        # One trial at a time, so that most of the search is left when the daemon stops.
         request = jobs_pb2.StartTuningRequest(
-            model_kind="lstm", method="random", max_trials=4, concurrency=2, search_space_json=SPACE
+            model_kind="lstm", method="random", max_trials=6, concurrency=1, search_space_json=SPACE
         )
         job = await stub.StartTuning(request)
         assert job.job_id.startswith("tune-") and job.kind == jobs_pb2.JOB_KIND_TUNING
-        assert job.progress.total_trials == 4
+        assert job.progress.total_trials == 6
         deadline = time.monotonic() + 120
         while not (current := await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.job_id))).progress.trials_done:
             assert time.monotonic() < deadline, "no trial finished"
@@ -116,10 +118,10 @@ async def test_a_tuning_job_resumes_after_a_restart_and_its_best_config_feeds_th
             for index, params in before.items():
                 assert after[index].status == "completed" and after[index].params_json == params
             completed = [t for t in final.trials if t.status == "completed"]
-            assert len(completed) == 4 and {t.status for t in final.trials} <= {"completed", "interrupted"}
+            assert len(completed) == 6 and {t.status for t in final.trials} <= {"completed", "interrupted"}
             assert all(0 < t.objective < 10 and 1 <= t.epochs <= 2 for t in completed)
             done = [j.progress.trials_done for j in seen]
-            assert done == sorted(done) and done[-1] == final.progress.total_trials == 4
+            assert done == sorted(done) and done[-1] == final.progress.total_trials == 6
             best = min(completed, key=lambda t: t.objective)
             assert final.progress.best_objective == pytest.approx(best.objective)
             params = json.loads(best.params_json)
