@@ -49,16 +49,7 @@ def trial_json(record: Any) -> dict[str, Any]:
 
 def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
     space = parse_space(spec["kind"], json.dumps(spec["space"]))
-    config = TunerConfig(
-        method=spec["method"],
-        max_trials=spec["max_trials"],
-        concurrency=spec["concurrency"],
-        max_epochs=spec["max_epochs"],
-        grid_points=spec["grid_points"],
-        max_grid=spec["max_grid"],
-        objective=spec["objective"],
-        seed=spec.get("seed", 0),
-    )
+    config = TunerConfig.from_mapping(spec)
     context = multiprocessing.get_context("spawn")
     cancel = context.Event()
     ending: list[str] = []

@@ -27,6 +27,7 @@ plans are fixed), and hyperband replays its brackets from the journal.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import logging
@@ -78,6 +79,12 @@ class TunerConfig:
     seed: int = 0
     objective: str = "val_mase"
     """The metric's name in Ax (its value is minimised)."""
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TunerConfig:
+        """The config from a job's spec or a request to check: the keys that name fields (others ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", Method(self.method))
@@ -429,13 +436,7 @@ def main_check() -> None:
     request = json.loads(sys.stdin.read())
     try:
         space = parse_space(request["kind"], request["space"])
-        config = TunerConfig(
-            method=request["method"],
-            max_trials=request["max_trials"],
-            max_epochs=request["max_epochs"],
-            grid_points=request["grid_points"],
-            max_grid=request["max_grid"],
-        )
+        config = TunerConfig.from_mapping(request)
         check_grid(space, config)
         print(json.dumps({"space": json.loads(space.to_json()), "total_trials": total_trials(space, config)}))
     except InvalidArgument as exc:
