@@ -218,8 +218,9 @@ BASELINES: dict[str, Callable[[Series], np.ndarray]] = {
 
 
 class RobustScaler:
-    """``WindowScaler``'s median and MAD per window (with its mean-deviation and constant-window fallbacks)
-    without its floor of 20 % of the median's magnitude: shift-invariant, as neuralforecast's ``robust``."""
+    """``WindowScaler``'s median and MAD per window (with its mean-deviation fallback) without its floor of
+    20 % of the median's magnitude or its series-wide scale for a window of zeros (scale 1 there):
+    shift-invariant, as neuralforecast's ``robust``."""
 
     def stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # x: [B, L, 1]
@@ -233,9 +234,9 @@ class RobustScaler:
         return {"kind": "robust"}
 
 
-SCALERS: dict[str, Callable[[], WindowScaler | RobustScaler]] = {
-    "window": lambda: WindowScaler([0]),
-    "robust": RobustScaler,
+SCALERS: dict[str, Callable[[np.ndarray], WindowScaler | RobustScaler]] = {  # from the training rows [N, 1]
+    "window": lambda rows: WindowScaler.fit(rows, [0]),
+    "robust": lambda rows: RobustScaler(),
 }
 
 
@@ -253,8 +254,8 @@ class SeriesWindows:
 
     def __init__(self, y: np.ndarray, n_train: int, validation_fraction: float, scaler: str) -> None:
         self.values = y[:n_train].astype(np.float32)[:, None]  # [n_train, 1]
-        self.scaler = SCALERS[scaler]()
         first_validation = n_train - round(validation_fraction * n_train)
+        self.scaler = SCALERS[scaler](self.values[:first_validation])
         span = WINDOW + HORIZON
         starts = np.arange(n_train - span + 1)
         first_target = starts + WINDOW

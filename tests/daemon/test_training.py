@@ -196,6 +196,21 @@ def test_window_scaler_is_robust_and_handles_flat_channels() -> None:
     assert center[0, 0, 2] == 7 and scale[0, 0, 2] == pytest.approx(1.4)  # the floor, 20% of |median|
     center, scale = WindowScaler([0]).stats(x)
     assert (center[0, 0, 1:] == 0).all() and (scale[0, 0, 1:] == 1).all()
+    # A window of zeros takes the channel's spread over the training rows, not 1 in raw units (a burst
+    # of a million after zeros would be a million scales away).
+    rows = np.zeros((100, 2), dtype=np.float32)
+    rows[::10, 0] = 1e6  # intermittent: MAD 0, mean deviation 1e5
+    fitted_window = WindowScaler.fit(rows, [0, 1])  # channel 1 is zero throughout: 1
+    assert fitted_window.fallback_scale.ravel() == pytest.approx([1.2533e5, 1.0])
+    zeros = np.zeros((1, 8, 2), dtype=np.float32)
+    assert fitted_window.stats(zeros)[1].ravel() == pytest.approx([1.2533e5, 1.0])
+    assert fitted_window.stats(zeros[:, :, ::-1] + 5)[1].ravel() == pytest.approx([1.0, 1.0])  # floor: 20% of 5
+    again = scaler_from_state(fitted_window.state())
+    assert isinstance(again, WindowScaler) and again.stats(zeros)[1].ravel() == pytest.approx([1.2533e5, 1.0])
+    old_state = {"kind": "window", "scaled_channels": [0, 1]}  # written before fallback scales existed
+    assert scaler_from_state(old_state).stats(zeros)[1].ravel() == pytest.approx([1.0, 1.0])
+    with pytest.raises(ValueError, match="fallback_scale"):
+        WindowScaler([0, 1], [1.0])
     rows = np.array([[1.0, 5.0], [3.0, 5.0]], dtype=np.float32)
     fitted = GlobalScaler.fit(rows)
     assert fitted.center.ravel().tolist() == [2.0, 5.0] and fitted.scale.ravel().tolist() == [1.0, 1.0]

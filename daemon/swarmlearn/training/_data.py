@@ -153,7 +153,8 @@ class StreamDataLoader:
         elif config.scaling is Scaling.GLOBAL:
             self.scaler = GlobalScaler.fit(self.features[row_split == 0])
         else:
-            self.scaler = WindowScaler([i for i, name in enumerate(FEATURE_NAMES) if name not in UNSCALED_FEATURES])
+            scaled = [i for i, name in enumerate(FEATURE_NAMES) if name not in UNSCALED_FEATURES]
+            self.scaler = WindowScaler.fit(self.features[row_split == 0], scaled)
         self.naive_scale, self.naive_scale_by_agent = self._naive_scales(row_split == 0)
 
     def _naive_scales(self, training: npt.NDArray[np.bool_]) -> tuple[Array, dict[str, Array]]:

@@ -17,7 +17,10 @@ fallbacks and a floor, because several channels are flat or intermittent within 
   On the synthetic swarm (global LSTM 64, two runs of different data and seeds) a floor of 20% gave
   a lower test MAE than 5% on every target, e.g. success 0.0240 against 0.0259 and latency 179.9
   against 187.4 ms, and the only success forecasts better than naive; 10% and 50% fell between;
-- a channel that is constant in the window (tokens/s of an agent that streams none) gets scale 1.
+- a channel that is zero throughout the window gets the channel's spread over the training rows (the
+  same estimate over all of them), or 1 where that is 0 too (tokens/s of an agent that streams none).
+  A scale of 1 in raw units let a burst after a quiet stretch (disk writes of millions of bytes after
+  zeros) be millions of scales away and swamp the loss.
 """
 
 from __future__ import annotations
@@ -49,10 +52,22 @@ class Scaler(Protocol):
 class WindowScaler:
     """Median and MAD of each window's own values, channel by channel, over its L steps."""
 
-    def __init__(self, scaled_channels: Sequence[int]) -> None:
+    def __init__(self, scaled_channels: Sequence[int], fallback_scale: Sequence[float] | None = None) -> None:
         self.scaled_channels = tuple(int(c) for c in scaled_channels)
         """Channels that are scaled; the others (the hour and weekday angles, already in [-1, 1]) keep
         center 0 and scale 1."""
+        fallback = np.ones(len(self.scaled_channels)) if fallback_scale is None else np.asarray(fallback_scale)
+        if fallback.shape != (len(self.scaled_channels),) or not np.all(fallback > 0):
+            raise ValueError(f"fallback_scale needs one positive value per scaled channel, got {fallback_scale}")
+        self.fallback_scale: Array = fallback.astype(np.float32).reshape(1, 1, -1)
+        """``[1, 1, S]``: the scale of a scaled channel that is zero throughout a window."""
+
+    @classmethod
+    def fit(cls, rows: Array, scaled_channels: Sequence[int]) -> WindowScaler:
+        """With each scaled channel's spread over the training rows ``[N, F]`` as its fallback scale."""
+        channels = list(scaled_channels)
+        spread = _spread(rows[None, :, channels].astype(np.float64))[0, 0] if len(rows) else np.zeros(len(channels))
+        return cls(channels, np.where(spread > _TINY, spread, 1.0).tolist())
 
     def stats(self, x: Array) -> tuple[Array, Array]:
         # x: [B, L, F]
@@ -61,16 +76,30 @@ class WindowScaler:
         channels = list(self.scaled_channels)
         values = x[:, :, channels]  # [B, L, S]
         median = np.median(values, axis=1, keepdims=True)  # [B, 1, S]
-        deviation = np.abs(values - median)  # [B, L, S]
-        spread = _MAD_TO_SD * np.median(deviation, axis=1, keepdims=True)
-        spread = np.where(spread > _TINY, spread, _MEAN_ABS_TO_SD * deviation.mean(axis=1, keepdims=True))
-        spread = np.maximum(spread, _RELATIVE_FLOOR * np.abs(median))
+        spread = np.maximum(_spread(values, median), _RELATIVE_FLOOR * np.abs(median))  # [B, 1, S]
         center[:, :, channels] = median
-        scale[:, :, channels] = np.where(spread > _TINY, spread, 1.0)
+        scale[:, :, channels] = np.where(spread > _TINY, spread, self.fallback_scale)
         return center, scale
 
     def state(self) -> dict[str, Any]:
-        return {"kind": Scaling.WINDOW.value, "scaled_channels": list(self.scaled_channels)}
+        return {
+            "kind": Scaling.WINDOW.value,
+            "scaled_channels": list(self.scaled_channels),
+            "fallback_scale": self.fallback_scale.ravel().tolist(),
+        }
+
+
+def _spread(values: npt.NDArray[Any], median: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
+    """``[B, 1, S]``: the MAD of ``values: [B, L, S]`` over L as a standard deviation, or the mean
+    absolute deviation from the median where the MAD is 0 (0 only where all L values are equal)."""
+    if median is None:
+        median = np.median(values, axis=1, keepdims=True)
+    deviation = np.abs(values - median)  # [B, L, S]
+    spread = _MAD_TO_SD * np.median(deviation, axis=1, keepdims=True)
+    estimate: npt.NDArray[Any] = np.where(
+        spread > _TINY, spread, _MEAN_ABS_TO_SD * deviation.mean(axis=1, keepdims=True)
+    )
+    return estimate
 
 
 class GlobalScaler:
@@ -100,5 +129,5 @@ class GlobalScaler:
 def scaler_from_state(state: Mapping[str, Any]) -> WindowScaler | GlobalScaler:
     kind = Scaling(state["kind"])
     if kind is Scaling.WINDOW:
-        return WindowScaler(state["scaled_channels"])
+        return WindowScaler(state["scaled_channels"], state.get("fallback_scale"))  # None: written before it existed
     return GlobalScaler(state["center"], state["scale"])
