@@ -23,6 +23,7 @@ from swarmlearn.models import (
     ModelConfig,
     NBEATSConfig,
     TCNConfig,
+    TCNModel,
     build_model,
     config_from_dict,
     load_checkpoint,
@@ -185,6 +186,31 @@ def test_default_sizes_and_shapes(kind: str, tmp_path: Path) -> None:
     assert checkpoint.kind == kind and checkpoint.config == config_class() and checkpoint.shape == shape
     with torch.no_grad():
         assert torch.equal(checkpoint.build()(x), out)
+
+
+def test_tcn_convolves_only_its_receptive_field_with_the_same_output_and_gradients() -> None:
+    shape = ForecastShape(window=96, horizon=3, n_features=2, target_channels=(0,))
+    model = TCNModel(TCNConfig(num_channels=(8, 8, 8), dropout=0.0), shape)
+    assert model.config.receptive_field == 29
+    x = torch.randn(4, 96, 2, dtype=torch.float64)
+    model.double()
+    lengths: list[int] = []
+    model.blocks.register_forward_hook(lambda _m, inputs, _out: lengths.append(inputs[0].shape[-1]))
+    cropped = model(x)
+    assert lengths == [29]  # the convolutions ran over the last 29 steps only
+    full = model.head(model.blocks(x.transpose(1, 2))[:, :, -1]).view(-1, 3, 1)  # all 96
+    torch.testing.assert_close(cropped, full)
+    grad_cropped = torch.autograd.grad(cropped.sum(), list(model.parameters()))
+    grad_full = torch.autograd.grad(
+        model.head(model.blocks(x.transpose(1, 2))[:, :, -1]).sum(), list(model.parameters())
+    )
+    for mine, theirs in zip(grad_cropped, grad_full, strict=True):
+        torch.testing.assert_close(mine, theirs)
+    # A step before the receptive field changes nothing; the field's first step does.
+    earlier, first = x.clone(), x.clone()
+    earlier[:, 96 - 30] += 100.0
+    first[:, 96 - 29] += 100.0
+    assert torch.equal(model(earlier), cropped) and not torch.allclose(model(first), cropped)
 
 
 def test_documented_defaults() -> None:
