@@ -9,8 +9,9 @@ CPU wheel; neuralforecast would otherwise pull a CUDA build), then ``pip install
 Where it does not import, the script runs our models and the baselines only, and the neuralforecast rows are
 EVALUATION.md's reference figures.
 
-On the project's 2-core VM when nothing else runs: about 15 minutes without neuralforecast (LSTM about 25 s a
-series, TCN 16 s, N-BEATS 10 s), about an hour with it; ``--series 2 --models tcn,nbeats`` takes a minute or two.
+On the project's 2-core VM when nothing else runs, on one thread: about 15 minutes without neuralforecast (LSTM
+about 39 s a series, TCN 5 s, N-BEATS 10 s), about an hour with it; ``--series 2 --models tcn,nbeats`` takes a
+minute or two.
 
 Part 1, accuracy. The 17 AWS CloudWatch series of ``../shared/data/nab_aws_cloudwatch`` (or ``--data``), by
 the protocol of ``../shared/EVALUATION.md`` exactly: each CSV sorted by timestamp, the last row of a
