@@ -57,8 +57,8 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # more than its 5 s grace period: docker stop --time 30, or docker run --stop-timeout 30.
 STOPSIGNAL SIGTERM
 # No init (tini) in front: the daemon is PID 1 and that is enough here. It installs its own
-# SIGTERM/SIGINT handlers (PID 1 gets no default signal actions), and its only child, the
-# writer process, is started and waited for by the daemon itself, so no orphan is left for
-# PID 1 to reap. `docker exec` and health probes are children of the runtime, not of PID 1.
+# SIGTERM/SIGINT handlers (PID 1 gets no default signal actions), and its children (the writer,
+# the learner processes, a job process) are started and waited for by the daemon itself, so no
+# orphan is left for PID 1 to reap. `docker exec` and health probes are children of the runtime, not of PID 1.
 ENTRYPOINT ["swarmlearn"]
 CMD ["serve"]
