@@ -106,6 +106,7 @@ def test_public_names() -> None:
             "config_to_dict",
             "load_checkpoint",
             "save_checkpoint",
+            "write_checkpoint_bytes",
         ]
     )
     assert set(MODEL_KINDS) == set(SMALL) == {"lstm", "tcn", "nbeats"}
@@ -231,6 +232,19 @@ def test_config_from_dict_validates() -> None:
         config_from_dict("lstm", {"hidden": 3})
     with pytest.raises(ValueError, match="invalid lstm"):
         config_from_dict("lstm", {"dropout": 1.5})
+
+
+def test_checkpoint_bytes_land_as_the_same_checkpoint(tmp_path: Path) -> None:
+    shape = ForecastShape(window=8, horizon=2, n_features=3, target_channels=(0,))
+    model = build_model(TCNConfig(num_channels=(4,)), shape)
+    save_checkpoint(tmp_path / "there.pt", model, metrics={"latency_ms.mae": 2.0})
+    (tmp_path / "here").mkdir()
+    models.write_checkpoint_bytes(tmp_path / "here" / "m.pt", (tmp_path / "there.pt").read_bytes())
+    assert sorted(p.name for p in (tmp_path / "here").iterdir()) == ["m.pt"]  # no temporary file left
+    landed = load_checkpoint(tmp_path / "here" / "m.pt")
+    x = torch.randn(2, 8, 3)
+    with torch.no_grad():
+        assert landed.metrics == {"latency_ms.mae": 2.0} and torch.equal(landed.build()(x), model.eval()(x))
 
 
 def test_a_checkpoint_that_is_not_one_is_refused(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from swarmlearn.models import config_from_dict, config_to_dict
+from swarmlearn.models import config_from_dict, config_to_dict, write_checkpoint_bytes
 from swarmlearn.online import TARGETS
 from swarmlearn.registry._champions import residual_quantiles
 from swarmlearn.store import open_reader, read_events
@@ -212,9 +212,7 @@ def run_on_ray(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
         result, checkpoint = message[1], message[2]
         path = Path(spec["checkpoint"])
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(checkpoint)
-        os.replace(temporary, path)
+        write_checkpoint_bytes(path, checkpoint)
         return ("done", {**result, "checkpoint": str(path)})
 
 

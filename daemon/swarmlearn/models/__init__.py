@@ -1,7 +1,7 @@
 """Torch forecasters (LSTM, TCN, N-BEATS): one interface, ``[B, L, F] -> [B, H, T]``, and checkpoints."""
 
 from swarmlearn.models._base import Forecaster, ForecastShape, SearchRange, searched
-from swarmlearn.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from swarmlearn.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_checkpoint_bytes
 from swarmlearn.models._kinds import MODEL_KINDS, ModelConfig, build_model, config_from_dict, config_to_dict
 from swarmlearn.models._lstm import LSTMConfig, LSTMModel
 from swarmlearn.models._nbeats import NBEATSConfig, NBEATSModel, StackType
@@ -27,4 +27,5 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "searched",
+    "write_checkpoint_bytes",
 ]

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import torch
 
@@ -68,11 +68,20 @@ def save_checkpoint(
         "header": json.dumps(header),  # raises TypeError on anything that is not plain data
         "state_dict": {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()},
     }
-    path = Path(path)
+    _write_durably(Path(path), lambda out: torch.save(document, out))
+
+
+def write_checkpoint_bytes(path: Path | str, data: bytes) -> None:
+    """Land the bytes of a checkpoint written elsewhere (a Ray worker's) as ``save_checkpoint`` writes
+    one: atomically and durably."""
+    _write_durably(Path(path), lambda out: out.write(data))
+
+
+def _write_durably(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as out:
-            torch.save(document, out)
+            write(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from swarmlearn.tuning._ray import RayExecutor
-from swarmlearn.tuning._tuner import TrialRequest, TrialResult
+from swarmlearn.tuning._tuner import TrialRequest, TrialResult, _atomic
 
 OBJECTIVES = ("val_mase", "val_mse")
 
@@ -88,9 +88,7 @@ def remote_trial(
 def _land(request: TrialRequest, out: tuple[TrialResult, bytes]) -> TrialResult:
     result, weights = out
     if request.save_to and weights:
-        temporary = f"{request.save_to}.tmp"
-        Path(temporary).write_bytes(weights)
-        os.replace(temporary, request.save_to)
+        _atomic(Path(request.save_to), lambda temporary: temporary.write_bytes(weights))
     return result
 
 
@@ -127,9 +125,7 @@ def train_trial(request: TrialRequest) -> TrialResult:
     cancel = _worker["cancel"]
     result = fit(model, data, config, initial_state=initial, should_stop=cancel.is_set if cancel else None)
     if request.save_to:
-        temporary = f"{request.save_to}.tmp"
-        torch.save(model.state_dict(), temporary)
-        os.replace(temporary, request.save_to)
+        _atomic(Path(request.save_to), lambda temporary: torch.save(model.state_dict(), temporary))
     validation = evaluate(
         data.targets(Split.VALIDATION),
         forecast(model, data, Split.VALIDATION, config.eval_batch_size),
