@@ -1,6 +1,7 @@
 """Online learning under load, and Predict latency beside a raw grpcio unary echo.
 
     python benchmarks/online.py [--events 200000] [--repeat 3] [--workers 0,1,2] [--predicts 2000]
+                                [--baseline-src DIR] [--ingest-only]
 
 Part 1, ingest with learning on. A fresh ``swarmlearn serve`` per run (online_workers = 0, 1, 2;
 0 is the foundation's daemon without online learning), fed the same 200,000 pre-built events of a
@@ -73,13 +74,15 @@ async def run_echo_server(port: int) -> None:
     await server.wait_for_termination()
 
 
-def start_daemon(port: int, data_dir: str, workers: int) -> subprocess.Popen[bytes]:
+def start_daemon(port: int, data_dir: str, workers: int, src: str | None = None) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
         SWARMLEARN_LOG_LEVEL="WARNING",
         SWARMLEARN_METRICS_LISTEN="",
         SWARMLEARN_ONLINE_WORKERS=str(workers),
     )
+    if src is not None:  # another checkout's daemon (with this environment's packages), for a side-by-side run
+        env["PYTHONPATH"] = os.pathsep.join([os.path.join(src, "daemon"), os.path.join(src, "client")])
     cmd = [sys.executable, "-m", "swarmlearn", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
@@ -99,11 +102,11 @@ async def learned_by(target: str, sequence: int) -> float:
             await asyncio.sleep(0.01)
 
 
-async def ingest_once(batches: list, workers: int) -> tuple[float, float]:  # type: ignore[type-arg]
+async def ingest_once(batches: list, workers: int, src: str | None = None) -> tuple[float, float]:  # type: ignore[type-arg]
     count = sum(len(b.events) for b in batches)
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
-        proc = start_daemon(port, data_dir, workers)
+        proc = start_daemon(port, data_dir, workers, src)
         target = f"127.0.0.1:{port}"
         try:
             await wait_ready(target)
@@ -267,26 +270,38 @@ async def main_async(args: argparse.Namespace) -> None:
     workers = [int(w) for w in args.workers.split(",")]
     events = [event_to_proto(e) for e in generate_swarm(agents=8, events_per_agent=args.events // 8, seed=0)]
     batches = make_batches(events, 1000)
-    acked: dict[int, list[float]] = {w: [] for w in workers}
-    learned: dict[int, list[float]] = {w: [] for w in workers}
+    daemons = {"this": None} if args.baseline_src is None else {"this": None, "baseline": args.baseline_src}
+    acked: dict[tuple[str, int], list[float]] = {(d, w): [] for d in daemons for w in workers}
+    learned: dict[tuple[str, int], list[float]] = {(d, w): [] for d in daemons for w in workers}
     for _ in range(args.repeat):
         for w in workers:
-            a, lr = await ingest_once(batches, w)
-            acked[w].append(a)
-            learned[w].append(lr)
+            for name, src in daemons.items():  # alternating, so both see the same machine
+                a, lr = await ingest_once(batches, w, src)
+                acked[name, w].append(a)
+                learned[name, w].append(lr)
     print(
         f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"python {platform.python_version()}, grpcio {grpc.__version__}"
     )
     print(f"# ingest: {len(events):,} events, batch 1000, synchronous=FULL; median of {args.repeat} runs [min-max]")
-    print("| online_workers | acked ev/s | learned ev/s | acked vs no learning |")
-    print("|---|---|---|---|")
-    base = statistics.median(acked[0]) if 0 in acked else None
-    for w in workers:
-        a, lr = statistics.median(acked[w]), statistics.median(learned[w])
-        ratio = f"{a / base:.2f}" if base else "-"
-        learned_cell = "-" if w == 0 else f"{lr:,.0f} [{min(learned[w]):,.0f}-{max(learned[w]):,.0f}]"
-        print(f"| {w} | {a:,.0f} [{min(acked[w]):,.0f}-{max(acked[w]):,.0f}] | {learned_cell} | {ratio} |")
+    if args.baseline_src:
+        print(f"# baseline: the daemon of {args.baseline_src}, run alternately with this checkout's")
+    print("| daemon | online_workers | acked ev/s | learned ev/s | acked vs no learning | learned vs baseline |")
+    print("|---|---|---|---|---|---|")
+    for name in daemons:
+        base = statistics.median(acked[name, 0]) if 0 in workers else None
+        for w in workers:
+            a, lr = statistics.median(acked[name, w]), statistics.median(learned[name, w])
+            ratio = f"{a / base:.2f}" if base else "-"
+            runs = learned[name, w]
+            learned_cell = "-" if w == 0 else f"{lr:,.0f} [{min(runs):,.0f}-{max(runs):,.0f}]"
+            versus = "-"
+            if args.baseline_src and w:
+                versus = f"{lr / statistics.median(learned['baseline', w]):.2f}"
+            acked_cell = f"{a:,.0f} [{min(acked[name, w]):,.0f}-{max(acked[name, w]):,.0f}]"
+            print(f"| {name} | {w} | {acked_cell} | {learned_cell} | {ratio} | {versus} |")
+    if args.ingest_only:
+        return
     rows = await predict_bench(args)
     print()
     print("# unary RPCs, one at a time from a blocking grpcio stub; echo: the same RPC answered at once, no work")
@@ -307,6 +322,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", default="0,1,2", help="online_workers values to compare (0 = learning off)")
     parser.add_argument("--predicts", type=int, default=2000)
+    parser.add_argument("--baseline-src", default=None, help="also run another checkout's daemon, alternately")
+    parser.add_argument("--ingest-only", action="store_true", help="skip the RPC latency part")
     args = parser.parse_args()
     if args.echo_server:
         asyncio.run(run_echo_server(args.echo_server))

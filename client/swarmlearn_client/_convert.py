@@ -70,48 +70,56 @@ def new_event_id() -> str:
 def make_event(
     *,
     agent_id: str,
-    latency_ms: float,
-    tokens_per_second: float,
-    memory_usage_mb: float = 0.0,
-    cpu_usage_percent: float = 0.0,
-    success_rate: float = 1.0,
+    latency_ms: float | None = None,
+    tokens_per_second: float | None = None,
+    memory_usage_mb: float | None = None,
+    cpu_usage_percent: float | None = None,
+    success_rate: float | None = None,
     event_type: events_pb2.EventType = events_pb2.EVENT_TYPE_PERFORMANCE_UPDATE,
     timestamp: datetime | float | None = None,
     event_id: str | None = None,
     prompt_text: str | None = None,
-    prompt_tokens: int = 0,
-    response_tokens: int = 0,
+    prompt_tokens: int | None = None,
+    response_tokens: int | None = None,
     quality_score: float | None = None,
     attributes: Mapping[str, str] | None = None,
 ) -> events_pb2.StreamEvent:
-    """Build a ``StreamEvent``.
+    """Build a ``StreamEvent``; what is not given stays unset (absent, never 0).
 
     ``timestamp`` is a timezone-aware datetime or unix seconds; None means now. ``event_id`` None
     draws a random one here, so that retrying the same object is deduplicated by the daemon.
-    Prompt data is attached when any prompt argument is given. Values are validated by the daemon,
-    which rejects bad events individually in the batch ack.
+    ``performance_metrics`` is attached when any metric is given, ``prompt_data`` when any prompt
+    argument is. What each event type teaches the daemon: TASK_COMPLETED, RESPONSE_RECEIVED and
+    PERFORMANCE_UPDATE are outcomes (latency, throughput, success); TASK_STARTED and
+    PROMPT_GENERATED are not. Values are validated by the daemon, which rejects bad events
+    individually in the batch ack.
     """
     event = events_pb2.StreamEvent(
         event_id=new_event_id() if event_id is None else event_id,
         timestamp=_timestamp(timestamp),
         agent_id=agent_id,
         event_type=event_type,
-        performance_metrics=events_pb2.PerformanceMetrics(
-            latency_ms=latency_ms,
-            tokens_per_second=tokens_per_second,
-            memory_usage_mb=memory_usage_mb,
-            cpu_usage_percent=cpu_usage_percent,
-            success_rate=success_rate,
-        ),
         attributes=attributes,
     )
-    if prompt_text is not None or prompt_tokens or response_tokens or quality_score is not None:
+    metrics = (latency_ms, tokens_per_second, memory_usage_mb, cpu_usage_percent, success_rate)
+    if any(value is not None for value in metrics):
+        # None is "not set" to the generated constructor: each field is present only if given.
+        event.performance_metrics.CopyFrom(
+            events_pb2.PerformanceMetrics(
+                latency_ms=latency_ms,
+                tokens_per_second=tokens_per_second,
+                memory_usage_mb=memory_usage_mb,
+                cpu_usage_percent=cpu_usage_percent,
+                success_rate=success_rate,
+            )
+        )
+    if prompt_text is not None or prompt_tokens is not None or response_tokens is not None or quality_score is not None:
         event.prompt_data.CopyFrom(
             events_pb2.PromptData(
-                prompt_text=prompt_text or "",
+                prompt_text=prompt_text,
                 prompt_tokens=prompt_tokens,
                 response_tokens=response_tokens,
-                quality_score=0.0 if quality_score is None else quality_score,
+                quality_score=quality_score,
             )
         )
     return event
@@ -160,12 +168,13 @@ def ack_from_proto(ack: events_pb2.IngestAck) -> BatchAck:
 
 
 def _metrics(m: events_pb2.PerformanceMetrics) -> Metrics:
+    has = m.HasField
     return Metrics(
-        latency_ms=m.latency_ms,
-        tokens_per_second=m.tokens_per_second,
-        memory_usage_mb=m.memory_usage_mb,
-        cpu_usage_percent=m.cpu_usage_percent,
-        success_rate=m.success_rate,
+        latency_ms=m.latency_ms if has("latency_ms") else None,
+        tokens_per_second=m.tokens_per_second if has("tokens_per_second") else None,
+        memory_usage_mb=m.memory_usage_mb if has("memory_usage_mb") else None,
+        cpu_usage_percent=m.cpu_usage_percent if has("cpu_usage_percent") else None,
+        success_rate=m.success_rate if has("success_rate") else None,
     )
 
 
@@ -185,7 +194,7 @@ def agent_stats_from_proto(s: agents_pb2.AgentStats) -> AgentStats:
                 running_mae=b.running_mae if b.HasField("running_mae") else None,
                 scored=b.scored,
                 best=b.best,
-                recent_mae=b.recent_mae if b.HasField("recent_mae") else None,
+                weight=b.weight if b.HasField("weight") else None,
             )
             for b in s.baselines
         ),
@@ -195,6 +204,7 @@ def agent_stats_from_proto(s: agents_pb2.AgentStats) -> AgentStats:
         ),
         online_sequence=s.online_sequence,
         answered_mae=dict(s.answered_mae),
+        interval_coverage=dict(s.interval_coverage),
     )
 
 

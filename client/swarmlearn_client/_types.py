@@ -81,18 +81,19 @@ class IngestSummary:
 
 @dataclass(frozen=True, slots=True)
 class Metrics:
-    """The five performance metrics of an event (or their mean)."""
+    """The five performance metrics of an event (or their means over the events that carried them);
+    None where there is none."""
 
-    latency_ms: float = 0.0
-    tokens_per_second: float = 0.0
-    memory_usage_mb: float = 0.0
-    cpu_usage_percent: float = 0.0
-    success_rate: float = 0.0
+    latency_ms: float | None = None
+    tokens_per_second: float | None = None
+    memory_usage_mb: float | None = None
+    cpu_usage_percent: float | None = None
+    success_rate: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class BaselineStats:
-    """An online baseline model for one target of an agent."""
+    """One online expert of one target of an agent (``online:naive``, ``online:ewma``, ...)."""
 
     target: str
     model_kind: str
@@ -101,9 +102,9 @@ class BaselineStats:
     scored: int
     """Predictions scored so far."""
     best: bool
-    """This baseline currently answers Predict for the target."""
-    recent_mae: float | None = None
-    """Exponentially faded MAE (about the last 50 events), by which the best baseline is chosen."""
+    """This expert has the largest weight in the aggregate now."""
+    weight: float | None = None
+    """Its weight in the aggregate that answers Predict (a target's weights sum to 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,9 @@ class AgentStats:
     """Event log sequence the online fields are as of; 0 if the learner has not reached the agent."""
     answered_mae: Mapping[str, float] = field(default_factory=dict)
     """Per target, the progressive-validation MAE of what Predict answered (compare with naive's)."""
+    interval_coverage: Mapping[str, float] = field(default_factory=dict)
+    """Per target, the share of observations inside the interval (at the daemon's predict_coverage)
+    made the event before."""
 
 
 @dataclass(frozen=True, slots=True)

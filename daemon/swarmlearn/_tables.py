@@ -40,20 +40,24 @@ def agents_table(agents: Sequence[AgentStats]) -> Table:
             a.agent_id,
             str(a.event_count),
             str(a.prompt_event_count),
-            f"{m.latency_ms:,.1f}",
-            f"{m.tokens_per_second:,.1f}",
-            f"{m.success_rate:.3f}",
+            _number(m.latency_ms, 1),
+            _number(m.tokens_per_second, 1),
+            _number(m.success_rate),
             last,
         )
     return table
 
 
 def baselines_table(agents: Sequence[AgentStats]) -> Table:
-    """Per agent and target: the answering baseline, the error of what was answered, the naive
-    error, and drifts. Errors are progressive validation: every forecast scored before its value was learned."""
-    table = Table(title="online baselines (MAE of each forecast, scored before its value was learned)")
-    for column in ("agent", "target", "answers now", "answered MAE", "naive MAE", "vs naive", "drifts", "last drift"):
-        table.add_column(column, justify="left" if column in ("agent", "target", "answers", "last drift") else "right")
+    """Per agent and target: the expert with the largest weight (and its weight), the error of what
+    was answered (the aggregate), the naive error, the share of observations inside the 80 %
+    intervals, and drifts. Errors are progressive validation: every forecast scored before its value
+    was learned."""
+    table = Table(title="online forecasts (MAE of each forecast, scored before its value was learned)")
+    for column in ("agent", "target", "top expert", "MAE", "naive MAE", "vs naive", "in 80%", "drifts", "last drift"):
+        table.add_column(
+            column, justify="left" if column in ("agent", "target", "top expert", "last drift") else "right"
+        )
     for a in agents:
         drift = {d.target: d for d in a.drift}
         for target in _TARGETS:
@@ -71,10 +75,11 @@ def baselines_table(agents: Sequence[AgentStats]) -> Table:
             table.add_row(
                 a.agent_id,
                 target,
-                best.model_kind.removeprefix("online:"),
+                f"{best.model_kind.removeprefix('online:')} ({_number(best.weight, 2)})",
                 _number(answered),
                 _number(naive.running_mae if naive else None),
                 ratio,
+                _number(a.interval_coverage.get(target)),
                 str(d.drift_count if d else 0),
                 last,
             )
@@ -82,18 +87,12 @@ def baselines_table(agents: Sequence[AgentStats]) -> Table:
 
 
 def baseline_detail_table(stats: AgentStats) -> Table:
-    table = Table(title=f"baselines of {stats.agent_id} (as of log sequence {stats.online_sequence})")
-    for column in ("target", "model", "MAE", "recent MAE", "scored", "answers"):
-        table.add_column(column, justify="left" if column in ("target", "model") else "right")
+    title = f"online experts of {stats.agent_id} and their weights (as of log sequence {stats.online_sequence})"
+    table = Table(title=title)
+    for column in ("target", "expert", "weight", "MAE", "scored"):
+        table.add_column(column, justify="left" if column in ("target", "expert") else "right")
     for b in stats.baselines:
-        table.add_row(
-            b.target,
-            b.model_kind,
-            _number(b.running_mae),
-            _number(b.recent_mae),
-            str(b.scored),
-            "yes" if b.best else "",
-        )
+        table.add_row(b.target, b.model_kind, _number(b.weight, 3), _number(b.running_mae), str(b.scored))
     return table
 
 
@@ -112,6 +111,8 @@ def forecast_table(forecast: Forecast) -> Table:
     for column in ("target", "step", "value", "interval", "model", "MAE"):
         table.add_column(column, justify="left" if column in ("target", "model", "interval") else "right")
     for f in forecast.forecasts:
+        if not f.points:
+            table.add_row(f.target, "-", "-", "not observed yet", f.model_kind, "-")
         for p in f.points:
             table.add_row(
                 f.target if p.step == 1 else "",

@@ -19,7 +19,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from swarmlearn.events import Event
+from swarmlearn.events import METRICS, Event
 from swarmlearn_client import make_event
 from swarmlearn_client.v1 import events_pb2
 
@@ -30,7 +30,6 @@ SEED_EVENT_TYPES = {
     "ResponseReceived": events_pb2.EVENT_TYPE_RESPONSE_RECEIVED,
     "PerformanceUpdate": events_pb2.EVENT_TYPE_PERFORMANCE_UPDATE,
 }
-_METRIC_FIELDS = ("latency_ms", "tokens_per_second", "memory_usage_mb", "cpu_usage_percent", "success_rate")
 
 
 class InvalidLine(ValueError):
@@ -63,18 +62,24 @@ def _seed_event(obj: dict[str, Any]) -> events_pb2.StreamEvent:
     )
     event.timestamp.FromNanoseconds(round(ts * 1e9))
     metrics = obj.get("performance_metrics")
-    if not isinstance(metrics, dict):
-        raise InvalidLine("performance_metrics is missing or not an object")
-    for name in _METRIC_FIELDS:
-        if name in metrics:
-            setattr(event.performance_metrics, name, float(metrics[name]))
+    if metrics is not None:
+        if not isinstance(metrics, dict):
+            raise InvalidLine("performance_metrics is not an object")
+        event.performance_metrics.SetInParent()
+        for name in METRICS:  # a metric that is missing or null stays unset
+            if metrics.get(name) is not None:
+                setattr(event.performance_metrics, name, float(metrics[name]))
     prompt = obj.get("prompt_data")
     if isinstance(prompt, dict):
         p = event.prompt_data
-        p.prompt_text = str(prompt.get("prompt_text") or "")
-        p.prompt_tokens = int(prompt.get("prompt_tokens") or 0)
-        p.response_tokens = int(prompt.get("response_tokens") or 0)
-        p.quality_score = float(prompt.get("quality_score") or 0.0)
+        p.SetInParent()
+        if prompt.get("prompt_text") is not None:
+            p.prompt_text = str(prompt["prompt_text"])
+        for name in ("prompt_tokens", "response_tokens"):
+            if prompt.get(name) is not None:
+                setattr(p, name, int(prompt[name]))
+        if prompt.get("quality_score") is not None:
+            p.quality_score = float(prompt["quality_score"])
     for key, value in (obj.get("attributes") or {}).items():
         event.attributes[str(key)] = str(value)
     return event
@@ -125,8 +130,8 @@ def event_to_proto(event: Event) -> events_pb2.StreamEvent:
         cpu_usage_percent=event.cpu_usage_percent,
         success_rate=event.success_rate,
         prompt_text=event.prompt_text,
-        prompt_tokens=event.prompt_tokens or 0,
-        response_tokens=event.response_tokens or 0,
+        prompt_tokens=event.prompt_tokens,
+        response_tokens=event.response_tokens,
         quality_score=event.quality_score,
         attributes=event.attributes,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,33 +23,18 @@ class IngestResult:
 class PendingIngest:
     """A batch handed to the store; ``result()`` waits for its commit."""
 
-    __slots__ = ("_agents", "_commit", "_known", "_on_commit", "_rejected", "_store")
+    __slots__ = ("_commit", "_rejected", "_store")
 
-    def __init__(
-        self,
-        commit: asyncio.Future[CommitResult] | None,
-        rejected: tuple[Rejection, ...],
-        store: EventStore,
-        on_commit: Callable[[int], object] | None = None,
-        agents: set[str] | None = None,
-        known: set[str] | None = None,
-    ):
+    def __init__(self, commit: asyncio.Future[CommitResult] | None, rejected: tuple[Rejection, ...], store: EventStore):
         self._commit = commit
         self._rejected = rejected
         self._store = store
-        self._on_commit = on_commit
-        self._agents = agents
-        self._known = known
 
     async def result(self) -> IngestResult:
         if self._commit is None:
             # Read now, not at submit: acks of one stream never show the sequence going back.
             return IngestResult(0, 0, self._rejected, self._store.durable_sequence)
         commit = await self._commit
-        if self._known is not None and self._agents:
-            self._known.update(self._agents)
-        if self._on_commit is not None:
-            self._on_commit(commit.durable_sequence)
         return IngestResult(commit.accepted, commit.duplicates, self._rejected, commit.durable_sequence)
 
 
@@ -86,6 +73,23 @@ class Ingestor:
         rejected.sort(key=lambda r: r.index)
         if not good:
             return PendingIngest(None, tuple(rejected), self._store)
-        commit = asyncio.wrap_future(self._store.submit(good))
+        submitted = self._store.submit(good)
         agents = {e.agent_id for e in good}
-        return PendingIngest(commit, tuple(rejected), self._store, self._on_commit, agents, self._known)
+        # On the commit itself, not on its ack: a stream cancelled before its ack (which cancels
+        # only the asyncio wrapper) still stored the batch, and its agents must be known to Predict
+        # and the learners told at once. The store resolves its future on a thread of its own.
+        loop = asyncio.get_running_loop()
+
+        def committed(done: concurrent.futures.Future[CommitResult]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the daemon is gone
+                loop.call_soon_threadsafe(self._committed, done, agents)
+
+        submitted.add_done_callback(committed)
+        return PendingIngest(asyncio.wrap_future(submitted), tuple(rejected), self._store)
+
+    def _committed(self, commit: concurrent.futures.Future[CommitResult], agents: set[str]) -> None:
+        if commit.exception() is not None:
+            return  # not stored: whoever awaits the result hears why
+        self._known.update(agents)
+        if self._on_commit is not None:
+            self._on_commit(commit.result().durable_sequence)

@@ -105,8 +105,10 @@ def test_make_event_defaults_and_timestamps() -> None:
     before = datetime.now(UTC)
     event = make_event(agent_id="a", latency_ms=1.0, tokens_per_second=2.0)
     assert event.event_type == events_pb2.EVENT_TYPE_PERFORMANCE_UPDATE
-    assert event.performance_metrics.success_rate == 1.0
+    assert not event.performance_metrics.HasField("success_rate")  # unset is absent, not 1 or 0
+    assert not event.performance_metrics.HasField("memory_usage_mb")
     assert not event.HasField("prompt_data")
+    assert not make_event(agent_id="a", event_type=events_pb2.EVENT_TYPE_TASK_STARTED).HasField("performance_metrics")
     assert len(event.event_id) == 32
     assert before - timedelta(seconds=1) <= event.timestamp.ToDatetime(tzinfo=UTC) <= datetime.now(UTC)
     assert make_event(agent_id="a", latency_ms=1, tokens_per_second=1).event_id != event.event_id
@@ -121,7 +123,8 @@ def test_make_event_defaults_and_timestamps() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         make_event(agent_id="a", latency_ms=1, tokens_per_second=1, timestamp=datetime(2025, 1, 1))
     only_quality = make_event(agent_id="a", latency_ms=1, tokens_per_second=1, quality_score=0.0)
-    assert only_quality.HasField("prompt_data")
+    assert only_quality.HasField("prompt_data") and only_quality.prompt_data.HasField("quality_score")
+    assert not only_quality.prompt_data.HasField("prompt_tokens")
 
 
 def test_health_wire_format() -> None:

@@ -154,7 +154,7 @@ def test_stats_and_predict_commands(daemon: Daemon, capsys: pytest.CaptureFixtur
     assert latency["model_kind"].startswith("online:")
     assert main(["stats", "planner", "--target", daemon.address]) == 0
     shown = capsys.readouterr().out
-    for expected in ("naive", "recent MAE", "latency_ms.p99", "error_rate", "online:holt"):
+    for expected in ("naive", "weight", "latency_ms.p99", "error_rate", "online:holt"):
         assert expected in shown, expected
     assert main(["predict", "planner", "--horizon", "49", "--target", daemon.address]) == 1
     assert "INVALID_ARGUMENT: horizon" in capsys.readouterr().err

@@ -23,27 +23,33 @@ from river import stats
 
 from swarmlearn.config import Settings
 from swarmlearn.importer import event_to_proto
-from swarmlearn.online import Drift, OnlineState
+from swarmlearn.online import EXPERTS, Drift, OnlineState
 from swarmlearn.online._snapshot import MAGIC, Anchor, SnapshotRejected, _StateUnpickler, load, save
 from swarmlearn.prompts import Candidate, PromptLearner, Weights
 from swarmlearn.server import DaemonServer
 from swarmlearn.store import agent_shard, open_reader, read_events
 from swarmlearn.synthetic import generate_swarm
-from swarmlearn_client.v1 import agents_pb2, daemon_pb2, prompts_pb2, service_pb2_grpc
+from swarmlearn_client import AsyncClient, make_event
+from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, prompts_pb2, service_pb2_grpc
 from tests.daemon.pbevents import BASE_TS, event
 from tests.daemon.rpc import caught_up, ingest
 
 Stub = service_pb2_grpc.SwarmLearnStub
 
 
-def reference(db: Path) -> OnlineState:
-    """The state a learner that never restarted has after the whole log."""
-    state = OnlineState()
+def reference(db: Path, shards: int = 2) -> dict[str, OnlineState]:
+    """Per agent, the state that a learner of its partition (of ``shards``) which never restarted
+    has after the whole log: a partition's agents share the swarm's prior, so it is built per partition."""
     conn = open_reader(db)
-    for seq, e in read_events(conn, after_seq=0, limit=10**9):
-        state.learn(e, seq)
+    out = {}
+    for shard in range(shards):
+        state = OnlineState()
+        for seq, e in read_events(conn, after_seq=0, limit=10**9, shard=(shard, shards)):
+            state.learn(e, seq)
+        state.advance(int(conn.execute("SELECT max(seq) FROM events").fetchone()[0]))
+        out.update(dict.fromkeys(state.agents, state))
     conn.close()
-    return state
+    return out
 
 
 def prompts_reference(db: Path) -> PromptLearner:
@@ -103,11 +109,68 @@ async def test_predict_answers_from_the_first_acknowledged_event(stub: Stub) -> 
     response = await stub.Predict(agents_pb2.PredictRequest(agent_id="fresh", horizon=3))
     assert response.as_of_sequence >= 1
     latency = {f.target: f for f in response.forecasts}["latency_ms"]
-    assert latency.model_kind == "online:ewma"
+    assert latency.model_kind == "online:aggregate"
     assert not latency.HasField("running_mae")  # nothing scored yet
     assert [p.step for p in latency.points] == [1, 2, 3]
-    assert [p.value for p in latency.points] == [321.0] * 3
-    assert all(p.lower == -math.inf and p.upper == math.inf for p in latency.points)
+    assert [p.value for p in latency.points] == pytest.approx([321.0] * 3)
+    assert all(0 < p.lower < p.value < p.upper < math.inf for p in latency.points)  # from the first event
+
+
+async def test_an_agent_is_known_from_its_commit_even_if_its_stream_was_cancelled(server: DaemonServer) -> None:
+    """The known-agent set follows commits: a stream cancelled while its batch commits has stored it,
+    and Predict must answer for that agent, not NOT_FOUND until some other batch is acknowledged."""
+    batch = events_pb2.EventBatch(
+        batch_id="b", events=[event("cancelled", f"e-{i}", latency=100.0 + i % 7) for i in range(10_000)]
+    )
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = Stub(channel)
+        call = stub.Ingest()
+        await call.write(batch)
+        deadline = time.monotonic() + 30
+        while not server.store._pending:  # handed to the writer, not yet committed
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.001)
+        call.cancel()
+        while server.store.durable_sequence < 10_000:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        response = await stub.Predict(agents_pb2.PredictRequest(agent_id="cancelled"))
+        assert response.as_of_sequence >= 1  # the learner answers once it has met the agent
+        assert 100.0 <= {f.target: f for f in response.forecasts}["latency_ms"].points[0].value <= 107.0
+
+
+async def test_what_was_not_set_stays_unset_end_to_end(server: DaemonServer) -> None:
+    """An event built by the client without latency, and prompt data without a quality: absent on the
+    wire, NULL in the log, not learned (no latency forecast, no mean), while what was set is."""
+    async with AsyncClient(server.address) as client:
+        async with client.ingest_stream() as stream:
+            await stream.send(
+                make_event(agent_id="sparse", event_id="s-0", event_type=events_pb2.EVENT_TYPE_TASK_STARTED)
+            )
+            for i in range(30):
+                await stream.send(
+                    make_event(
+                        agent_id="sparse", event_id=f"s-{i + 1}", event_type=events_pb2.EVENT_TYPE_RESPONSE_RECEIVED,
+                        timestamp=BASE_TS + i, tokens_per_second=40.0 + i % 3, prompt_text="verify step by step",
+                        prompt_tokens=5,
+                    )
+                )  # fmt: skip
+        assert stream.summary.accepted == 31
+        stored = [e for _, e in server.store.iter_events() if e.agent_id == "sparse"]
+        assert all(e.latency_ms is None and e.success_rate is None and e.quality_score is None for e in stored)
+        assert all(e.response_tokens is None for e in stored) and stored[1].prompt_tokens == 5
+        await caught_up(server)
+        forecast = await client.predict("sparse")
+        assert forecast["latency_ms"].points == () and forecast["latency_ms"].model_kind == "online:none"
+        assert forecast["success_rate"].points == ()
+        assert 39.0 <= forecast["tokens_per_second"].points[0].value <= 43.0
+        stats = await client.get_agent_stats("sparse")
+        assert stats.mean_metrics.latency_ms is None and stats.mean_metrics.success_rate is None
+        assert stats.mean_metrics.tokens_per_second == pytest.approx(41.0, abs=0.1)
+        assert "latency_ms.mean" not in stats.features and "error_rate" not in stats.features
+        assert {b.target for b in stats.baselines} == {"tokens_per_second"}
+        ranking = await client.score_prompts("sparse", ["verify step by step"])
+        assert ranking.ranked[0].index == 0
 
 
 async def test_predict_refuses_bad_requests_naming_the_field(stub: Stub) -> None:
@@ -142,22 +205,25 @@ async def test_agent_stats_carry_features_baselines_and_drift(server: DaemonServ
     stats = await stub.GetAgentStats(agents_pb2.GetAgentStatsRequest(agent_id="a"))
     assert stats.online_sequence == 3
     f = stats.features
-    assert f["latency_ms.mean"] == pytest.approx(130.0)
-    assert f["latency_ms.std"] == pytest.approx(30.0)  # sample standard deviation
+    assert f["latency_ms.mean"] == pytest.approx(115.0)  # the failed outcome's latency is not learned
+    assert f["latency_ms.std"] == pytest.approx(math.sqrt(450.0))  # sample standard deviation
     assert f["error_rate"] == pytest.approx(1 / 3)
     assert f["inter_arrival_s.mean"] == pytest.approx(30.0)
     assert f["last.latency_ms"] == 160.0
     assert f["last.hour_sin"] == pytest.approx(math.sin(2 * math.pi * 22 / 24))
     assert f["last.hour_cos"] == pytest.approx(math.cos(2 * math.pi * 22 / 24))
     assert {"latency_ms.p50", "latency_ms.p99", "tokens_per_second.p95", "latency_ms.ewma"} <= set(f)
-    assert len(stats.baselines) == 12  # four baselines for each of three targets
+    assert len(stats.baselines) == 18  # six experts for each of three targets
     for target in ("latency_ms", "tokens_per_second", "success_rate"):
         mine = [b for b in stats.baselines if b.target == target]
-        assert {b.model_kind for b in mine} == {"online:naive", "online:ewma", "online:holt", "online:linear"}
+        assert {b.model_kind for b in mine} == {f"online:{e}" for e in EXPERTS}
         assert sum(b.best for b in mine) == 1
+        assert sum(b.weight for b in mine) == pytest.approx(1.0)
+        assert 0.0 <= stats.interval_coverage[target] <= 1.0
     assert [d.target for d in stats.drift] == ["latency_ms", "tokens_per_second", "success_rate"]
     page = await stub.ListAgents(agents_pb2.ListAgentsRequest())
-    assert page.agents[0].features["latency_ms.mean"] == pytest.approx(130.0)
+    assert page.agents[0].features["latency_ms.mean"] == pytest.approx(115.0)
+    assert page.agents[0].mean_metrics.latency_ms == pytest.approx(130.0)  # the store's: every value stored
 
 
 async def test_drift_is_counted_exposed_and_offered_to_listeners(server: DaemonServer, stub: Stub) -> None:
@@ -211,13 +277,13 @@ async def test_state_after_a_restart_equals_state_without_one(tmp_path: Path, da
         stub = Stub(channel)
         await ingest(stub, swarm[700:])
         await caught_up(second)
-        expected = reference(data / "events.sqlite3")
+        expected = reference(data / "events.sqlite3", shards=3 if damage == "resharded" else 2)
         prompts = prompts_reference(data / "events.sqlite3")
-        assert len(expected.agents) == 3
-        for agent_id in expected.agents:
+        assert len(expected) == 3
+        for agent_id, state in expected.items():
             for horizon, coverage in ((1, 0.8), (12, 0.95)):
                 request = agents_pb2.PredictRequest(agent_id=agent_id, horizon=horizon, coverage=coverage)
-                assert_answers_like(await stub.Predict(request), expected, horizon, coverage)
+                assert_answers_like(await stub.Predict(request), state, horizon, coverage)
             await assert_scores_like(stub, prompts, agent_id)
     await second.stop()
 
@@ -250,7 +316,7 @@ async def test_a_dead_learner_is_restarted_from_its_snapshot_and_the_log(tmp_pat
             assert server.online.restarts == 1
             status = await stub.GetStatus(daemon_pb2.GetStatusRequest())
             assert status.online_restarts == 1 and status.online_running
-            expected = reference(data / "events.sqlite3")
+            expected = reference(data / "events.sqlite3")["planner"]
             response = await stub.Predict(agents_pb2.PredictRequest(agent_id="planner", horizon=12, coverage=0.8))
             assert_answers_like(response, expected, 12, 0.8)
     finally:
@@ -317,7 +383,12 @@ async def test_agents_page_shows_online_state_of_every_agent(swarm_daemon: tuple
     assert len(page.agents) == 4
     for agent in page.agents:
         assert agent.online_sequence == server.store.durable_sequence
-        assert agent.features["latency_ms.mean"] == pytest.approx(agent.mean_metrics.latency_ms)
+        # The learner's mean is over successful outcomes, the store's over every stored value.
+        assert (
+            0.7 * agent.mean_metrics.latency_ms
+            < agent.features["latency_ms.mean"]
+            <= agent.mean_metrics.latency_ms * (1 + 1e-9)
+        )
         assert any(b.best and b.HasField("running_mae") for b in agent.baselines)
 
 

@@ -65,20 +65,20 @@ class GetAgentStatsRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
 
 class BaselineStats(_message.Message):
-    __slots__ = ("target", "model_kind", "running_mae", "scored", "best", "recent_mae")
+    __slots__ = ("target", "model_kind", "running_mae", "scored", "best", "weight")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     MODEL_KIND_FIELD_NUMBER: _ClassVar[int]
     RUNNING_MAE_FIELD_NUMBER: _ClassVar[int]
     SCORED_FIELD_NUMBER: _ClassVar[int]
     BEST_FIELD_NUMBER: _ClassVar[int]
-    RECENT_MAE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
     target: str
     model_kind: str
     running_mae: float
     scored: int
     best: bool
-    recent_mae: float
-    def __init__(self, target: _Optional[str] = ..., model_kind: _Optional[str] = ..., running_mae: _Optional[float] = ..., scored: _Optional[int] = ..., best: _Optional[bool] = ..., recent_mae: _Optional[float] = ...) -> None: ...
+    weight: float
+    def __init__(self, target: _Optional[str] = ..., model_kind: _Optional[str] = ..., running_mae: _Optional[float] = ..., scored: _Optional[int] = ..., best: _Optional[bool] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class DriftState(_message.Message):
     __slots__ = ("target", "drift_count", "last_drift_time")
@@ -91,7 +91,7 @@ class DriftState(_message.Message):
     def __init__(self, target: _Optional[str] = ..., drift_count: _Optional[int] = ..., last_drift_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AgentStats(_message.Message):
-    __slots__ = ("agent_id", "event_count", "first_event_time", "last_event_time", "mean_metrics", "prompt_event_count", "features", "baselines", "drift", "online_sequence", "answered_mae")
+    __slots__ = ("agent_id", "event_count", "first_event_time", "last_event_time", "mean_metrics", "prompt_event_count", "features", "baselines", "drift", "online_sequence", "answered_mae", "interval_coverage")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,13 @@ class AgentStats(_message.Message):
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     class AnsweredMaeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class IntervalCoverageEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +124,7 @@ class AgentStats(_message.Message):
     DRIFT_FIELD_NUMBER: _ClassVar[int]
     ONLINE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ANSWERED_MAE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_COVERAGE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     event_count: int
     first_event_time: _timestamp_pb2.Timestamp
@@ -128,7 +136,8 @@ class AgentStats(_message.Message):
     drift: _containers.RepeatedCompositeFieldContainer[DriftState]
     online_sequence: int
     answered_mae: _containers.ScalarMap[str, float]
-    def __init__(self, agent_id: _Optional[str] = ..., event_count: _Optional[int] = ..., first_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mean_metrics: _Optional[_Union[_events_pb2.PerformanceMetrics, _Mapping]] = ..., prompt_event_count: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., baselines: _Optional[_Iterable[_Union[BaselineStats, _Mapping]]] = ..., drift: _Optional[_Iterable[_Union[DriftState, _Mapping]]] = ..., online_sequence: _Optional[int] = ..., answered_mae: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    interval_coverage: _containers.ScalarMap[str, float]
+    def __init__(self, agent_id: _Optional[str] = ..., event_count: _Optional[int] = ..., first_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mean_metrics: _Optional[_Union[_events_pb2.PerformanceMetrics, _Mapping]] = ..., prompt_event_count: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., baselines: _Optional[_Iterable[_Union[BaselineStats, _Mapping]]] = ..., drift: _Optional[_Iterable[_Union[DriftState, _Mapping]]] = ..., online_sequence: _Optional[int] = ..., answered_mae: _Optional[_Mapping[str, float]] = ..., interval_coverage: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswarmlearn/v1/events.proto\x12\rswarmlearn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x12PerformanceMetrics\x12\x12\n\nlatency_ms\x18\x01 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x02 \x01(\x01\x12\x17\n\x0fmemory_usage_mb\x18\x03 \x01(\x01\x12\x19\n\x11\x63pu_usage_percent\x18\x04 \x01(\x01\x12\x14\n\x0csuccess_rate\x18\x05 \x01(\x01\"h\n\nPromptData\x12\x13\n\x0bprompt_text\x18\x01 \x01(\t\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x17\n\x0fresponse_tokens\x18\x03 \x01(\r\x12\x15\n\rquality_score\x18\x04 \x01(\x01\"\x86\x03\n\x0bStreamEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12,\n\nevent_type\x18\x04 \x01(\x0e\x32\x18.swarmlearn.v1.EventType\x12>\n\x13performance_metrics\x18\x05 \x01(\x0b\x32!.swarmlearn.v1.PerformanceMetrics\x12\x33\n\x0bprompt_data\x18\x06 \x01(\x0b\x32\x19.swarmlearn.v1.PromptDataH\x00\x88\x01\x01\x12>\n\nattributes\x18\x07 \x03(\x0b\x32*.swarmlearn.v1.StreamEvent.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_prompt_data\"J\n\nEventBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.swarmlearn.v1.StreamEvent\"O\n\rRejectedEvent\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x8d\x01\n\tIngestAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12.\n\x08rejected\x18\x04 \x03(\x0b\x32\x1c.swarmlearn.v1.RejectedEvent\x12\x18\n\x10\x64urable_sequence\x18\x05 \x01(\x04*\xc9\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VENT_TYPE_TASK_STARTED\x10\x01\x12\x1d\n\x19\x45VENT_TYPE_TASK_COMPLETED\x10\x02\x12\x1f\n\x1b\x45VENT_TYPE_PROMPT_GENERATED\x10\x03\x12 \n\x1c\x45VENT_TYPE_RESPONSE_RECEIVED\x10\x04\x12!\n\x1d\x45VENT_TYPE_PERFORMANCE_UPDATE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswarmlearn/v1/events.proto\x12\rswarmlearn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x12PerformanceMetrics\x12\x17\n\nlatency_ms\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11tokens_per_second\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1c\n\x0fmemory_usage_mb\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1e\n\x11\x63pu_usage_percent\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x19\n\x0csuccess_rate\x18\x05 \x01(\x01H\x04\x88\x01\x01\x42\r\n\x0b_latency_msB\x14\n\x12_tokens_per_secondB\x12\n\x10_memory_usage_mbB\x14\n\x12_cpu_usage_percentB\x0f\n\r_success_rate\"\xc4\x01\n\nPromptData\x12\x18\n\x0bprompt_text\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rprompt_tokens\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1c\n\x0fresponse_tokens\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x1a\n\rquality_score\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x0e\n\x0c_prompt_textB\x10\n\x0e_prompt_tokensB\x12\n\x10_response_tokensB\x10\n\x0e_quality_score\"\x86\x03\n\x0bStreamEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12,\n\nevent_type\x18\x04 \x01(\x0e\x32\x18.swarmlearn.v1.EventType\x12>\n\x13performance_metrics\x18\x05 \x01(\x0b\x32!.swarmlearn.v1.PerformanceMetrics\x12\x33\n\x0bprompt_data\x18\x06 \x01(\x0b\x32\x19.swarmlearn.v1.PromptDataH\x00\x88\x01\x01\x12>\n\nattributes\x18\x07 \x03(\x0b\x32*.swarmlearn.v1.StreamEvent.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_prompt_data\"J\n\nEventBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.swarmlearn.v1.StreamEvent\"O\n\rRejectedEvent\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x8d\x01\n\tIngestAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12.\n\x08rejected\x18\x04 \x03(\x0b\x32\x1c.swarmlearn.v1.RejectedEvent\x12\x18\n\x10\x64urable_sequence\x18\x05 \x01(\x04*\xc9\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VENT_TYPE_TASK_STARTED\x10\x01\x12\x1d\n\x19\x45VENT_TYPE_TASK_COMPLETED\x10\x02\x12\x1f\n\x1b\x45VENT_TYPE_PROMPT_GENERATED\x10\x03\x12 \n\x1c\x45VENT_TYPE_RESPONSE_RECEIVED\x10\x04\x12!\n\x1d\x45VENT_TYPE_PERFORMANCE_UPDATE\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STREAMEVENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_STREAMEVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_EVENTTYPE']._serialized_start=1023
-  _globals['_EVENTTYPE']._serialized_end=1224
+  _globals['_EVENTTYPE']._serialized_start=1237
+  _globals['_EVENTTYPE']._serialized_end=1438
   _globals['_PERFORMANCEMETRICS']._serialized_start=79
-  _globals['_PERFORMANCEMETRICS']._serialized_end=220
-  _globals['_PROMPTDATA']._serialized_start=222
-  _globals['_PROMPTDATA']._serialized_end=326
-  _globals['_STREAMEVENT']._serialized_start=329
-  _globals['_STREAMEVENT']._serialized_end=719
-  _globals['_STREAMEVENT_ATTRIBUTESENTRY']._serialized_start=654
-  _globals['_STREAMEVENT_ATTRIBUTESENTRY']._serialized_end=703
-  _globals['_EVENTBATCH']._serialized_start=721
-  _globals['_EVENTBATCH']._serialized_end=795
-  _globals['_REJECTEDEVENT']._serialized_start=797
-  _globals['_REJECTEDEVENT']._serialized_end=876
-  _globals['_INGESTACK']._serialized_start=879
-  _globals['_INGESTACK']._serialized_end=1020
+  _globals['_PERFORMANCEMETRICS']._serialized_end=341
+  _globals['_PROMPTDATA']._serialized_start=344
+  _globals['_PROMPTDATA']._serialized_end=540
+  _globals['_STREAMEVENT']._serialized_start=543
+  _globals['_STREAMEVENT']._serialized_end=933
+  _globals['_STREAMEVENT_ATTRIBUTESENTRY']._serialized_start=868
+  _globals['_STREAMEVENT_ATTRIBUTESENTRY']._serialized_end=917
+  _globals['_EVENTBATCH']._serialized_start=935
+  _globals['_EVENTBATCH']._serialized_end=1009
+  _globals['_REJECTEDEVENT']._serialized_start=1011
+  _globals['_REJECTEDEVENT']._serialized_end=1090
+  _globals['_INGESTACK']._serialized_start=1093
+  _globals['_INGESTACK']._serialized_end=1234
 # @@protoc_insertion_point(module_scope)

@@ -248,10 +248,11 @@ def remote_training(spec: dict[str, Any], events: list[Any], champion: bytes) ->
 def online_forecasts(events: list[Any], data: StreamDataLoader) -> Any:
     """What the online baselines would have answered at each test window: ``[W, H, T]``.
 
-    An ``OnlineState`` learns each agent's events in the loader's row order (by agent, in time
-    order; agents' learners are independent) and, after a test window's last input row, forecasts
-    H steps with the baseline that was best at that moment: Predict's answer then, on the same
-    windows as the model, so the comparison is like for like.
+    An ``OnlineState`` per agent learns its events in the loader's row order (in time order; its
+    outcomes are the rows) and, after a test window's last input row, forecasts H steps with the
+    aggregate of that moment: Predict's answer then, on the same windows as the model, so the
+    comparison is like for like. (Each agent starts from a fresh state: the swarm's prior, which the
+    daemon's learners share within a partition, depends on the other agents' timing and is left out.)
     """
     from swarmlearn.online import OnlineState  # River: only when a job runs
 
@@ -263,13 +264,22 @@ def online_forecasts(events: list[Any], data: StreamDataLoader) -> Any:
     for event in events:
         by_agent.setdefault(event.agent_id, []).append(event)
     predicted = np.zeros((len(starts), data.horizon, len(TARGETS)), dtype=np.float64)
-    state, row = OnlineState(), 0
+    row = 0
     for agent in data.agents:
+        state = OnlineState()
         for event in sorted(by_agent[agent], key=lambda e: e.timestamp):  # stable, as the loader's rows
             state.learn(event)
+            if not event.event_type.is_outcome:  # learned, but not one of the loader's rows
+                continue
             for i in after_row.get(row, ()):
                 forecast = state.predict(agent, data.horizon)
-                predicted[i] = [[forecast[t].points[h].value for t in TARGETS] for h in range(data.horizon)]
+                # A target the agent has not observed yet has no forecast: the loader carries its
+                # last value (0 before any), so that is what stands in for one.
+                last = data.features[row, list(data.target_channels)]
+                predicted[i] = [
+                    [forecast[t].points[h].value if forecast[t].points else last[j] for j, t in enumerate(TARGETS)]
+                    for h in range(data.horizon)
+                ]
             row += 1
     return predicted
 

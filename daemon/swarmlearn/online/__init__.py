@@ -1,4 +1,4 @@
-"""Online learning: per-agent incremental baselines, intervals and drift, fed from the event log.
+"""Online learning: per-agent experts, their aggregate, intervals and drift, fed from the event log.
 
 The daemon process uses the light half (the learner process's handle, the settings and the result
 types) and never imports River; the learners themselves (``OnlineState`` and below) run in the
@@ -10,17 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from swarmlearn._lazy import lazy_attributes
-from swarmlearn.online._config import TARGETS, OnlineConfig, WorkerSettings
+from swarmlearn.online._config import LOG_TARGETS, TARGETS, OnlineConfig, WorkerSettings
 from swarmlearn.online._process import Answer, Drift, OnlineLearner
 from swarmlearn.online._results import AgentStats, BaselineError, Forecast, Point, TargetStats
 
 if TYPE_CHECKING:
-    from swarmlearn.online._baselines import BASELINES, Baseline
+    from swarmlearn.online._baselines import EXPERTS
     from swarmlearn.online._learner import AgentLearner, OnlineState
 
 _LAZY = {
-    "BASELINES": "swarmlearn.online._baselines",
-    "Baseline": "swarmlearn.online._baselines",
+    "EXPERTS": "swarmlearn.online._baselines",
     "AgentLearner": "swarmlearn.online._learner",
     "OnlineState": "swarmlearn.online._learner",
 }
@@ -29,12 +28,12 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
-    "BASELINES",
+    "EXPERTS",
+    "LOG_TARGETS",
     "TARGETS",
     "AgentLearner",
     "AgentStats",
     "Answer",
-    "Baseline",
     "BaselineError",
     "Drift",
     "Forecast",

@@ -9,59 +9,87 @@ from dataclasses import dataclass
 TARGETS: tuple[str, ...] = ("latency_ms", "tokens_per_second", "success_rate")
 """What is forecast for every agent, as ``Event`` field names."""
 
+LOG_TARGETS = frozenset({"latency_ms", "tokens_per_second"})
+"""Strictly positive, skewed targets: learned on a log scale and forecast back on the original one."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OnlineConfig:
+    learn_failed_outcomes: bool = False
+    """Whether a failed outcome (success_rate below 0.5) teaches latency and throughput too. Off: the
+    forecasts answer "how long will the next successful call take"; success is learned either way."""
+
+    fast_alpha: float = 0.3
+    """Weight of the newest value in the fast EWMA expert."""
+
     ewma_alpha: float = 0.1
-    """Weight of the newest value in the EWMA baseline (River ``stats.EWMean`` fading factor)."""
+    """Weight of the newest value in the EWMA expert (and the running statistics' EWMAs)."""
 
     holt_alpha: float = 0.2
-    """Level smoothing of the Holt (River ``time_series.HoltWinters``) baseline."""
+    """Level smoothing of the Holt expert."""
 
     holt_beta: float = 0.01
-    """Trend smoothing of the Holt baseline; small, because a trend extrapolated over H steps is noisy."""
+    """Trend smoothing of the Holt expert; small, because a trend extrapolated over H steps is noisy."""
+
+    holt_damping: float = 0.9
+    """Damping of Holt's trend per step ahead (its H-step forecast adds at most 9 steps of trend)."""
+
+    median_window: int = 21
+    """Values in the rolling-median expert."""
 
     linear_lr: float = 0.01
-    """SGD step of the linear regressor on the standardised features."""
+    """SGD step of the feature regressor on the standardised features."""
 
-    linear_every: int = 4
-    """The regressor and the feature scaler learn on every n-th event of an agent (they still predict on
-    every event, so they are scored on every event). Their ``learn_one`` costs about 25 µs of the per-event
-    budget of 40 µs when done on every event; see the cost notes in ``_learner``."""
+    linear_every: int = 8
+    """The feature regressor and its standardiser learn on every n-th outcome of an agent (they still
+    predict on every one)."""
 
-    level_alpha: float = 0.05
-    """Weight of the newest value in the running level and scale that the regressor predicts around."""
+    clip_mads: float = 4.0
+    """An observation further than this many robust deviations from the agent's rolling median is
+    winsorised to that bound before anything learns from it (on the log scale for latency and
+    throughput), so one artefact moves the state by a bounded amount."""
 
-    warm_up: int = 20
-    """Events of an agent before the baselines are scored; until then the EWMA answers."""
+    clip_run: int = 3
+    """So many consecutive observations beyond the bound on the same side are a level shift, not an
+    artefact: from the last of them on, values are learned as they are."""
 
-    selection_alpha: float = 0.02
-    """Fading factor of the recent MAE that picks the best baseline (about 1/alpha events of memory), so a
-    baseline that a regime shift has made worse stops answering."""
+    scale_alpha: float = 0.05
+    """Weight of the newest deviation in the robust scale (and in the intervals' scale)."""
+
+    aggregation_forget: float = 0.005
+    """Share of the accumulated regrets forgotten at each observation (about 1/0.005 = 200 observations
+    of memory), so the weights follow a change of regime."""
+
+    prior_events: float = 20.0
+    """A new agent's weights start at the swarm's and move to its own as it is observed: the swarm's
+    share is prior_events / (prior_events + observations)."""
+
+    interval_step: float = 0.05
+    """Step of the intervals' quantile trackers (in units of the scale): how fast coverage recovers."""
 
     residual_window: int = 400
-    """Residuals per baseline and step kept for the prediction intervals."""
+    """Scores kept per target for the widths of steps 2..H relative to step 1."""
 
     interval_refresh: int = 16
-    """The interval widths are recomputed once every n events of an agent (from the residuals up to that
-    boundary), so Predict costs microseconds instead of the quantiles' few hundred."""
-
-    min_residuals: int = 10
-    """Fewer residuals than this for a step and its interval is unbounded (-inf, inf)."""
+    """The step 2..H width ratios are recomputed once every n observations of a target."""
 
     max_horizon: int = 48
-    """Largest horizon ``predict`` answers; bounds the residual history."""
+    """Largest horizon ``predict`` answers; bounds the forecast history."""
 
-    failure_below: float = 0.5
-    """An event whose ``success_rate`` is below this counts as an error in the agent's error rate."""
+    drift_cusum_k: float = 0.5
+    """Allowance of the CUSUM on the aggregate's residuals (in spreads): shifts smaller than about twice
+    this are not chased."""
+
+    drift_cusum_h: float = 10.0
+    """Threshold of that CUSUM: about 5 observations to find a shift of 2.5 spreads; on stationary normal
+    residuals a false alarm every 100,000 or so (Siegmund's approximation)."""
 
     drift_delta: float = 0.002
-    """ADWIN confidence on the best baseline's residuals; smaller means fewer, surer drifts."""
+    """ADWIN confidence on the aggregate's absolute residuals (a change of spread); smaller means
+    fewer, surer drifts."""
 
     drift_clock: int = 1
-    """ADWIN looks for a cut after every n-th residual. The best baseline adapts, so a level shift shows in
-    its residuals only for a few dozen events: River's default of 32 misses some of those bursts, 4 still
-    missed one in twenty doubled-latency shifts in the tests' stream; 1 found all within 7 events."""
+    """ADWIN looks for a cut after every n-th residual; River's default of 32 misses short bursts."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,82 +1,100 @@
 """Per-agent learners and the state that holds one per agent, fed from the event log in order.
 
+What an event teaches (``docs/online.md`` has the table): every event is an arrival (inter-arrival
+time); memory and CPU are learned from any event that carries them; an outcome (TaskCompleted,
+ResponseReceived, PerformanceUpdate) teaches success from its ``success_rate`` and, if it succeeded
+(``success_rate`` unset or at least 0.5, or always with ``learn_failed_outcomes``), latency and
+throughput from the values it carries. TaskStarted and PromptGenerated teach no forecast. A field
+that was not set teaches nothing: it is absent, not 0.
+
 ``OnlineState`` is everything the online layer knows; it is picklable (River estimators are), and
 together with ``applied_seq`` it is a snapshot: replaying the log after ``applied_seq`` into a restored
 state gives the state that was never restored. Only pickle it to and from the daemon's own data
 directory (the architecture's rule for snapshots).
-
-Cost, measured on the synthetic swarm (6 agents x 3000 events, 2-core VM, noisy): ``learn`` takes
-about 30-47 µs per event for all three targets (21-33k events/s on one core); with the regressor
-learning on every event instead of every fourth, 50-65 µs. What dominates: per target, scoring the
-four baselines and choosing the best (about a third), the regressor's predict and its amortised SGD
-step, then Holt, ADWIN and the residual ring; per event, the features and the scaler. ``predict``
-costs about 2 µs when nothing was learned since the last call, tens of µs after new events (current
-values, cached widths), and 0.1-0.9 ms (H = 1..48, three targets) when it refreshes the widths. A
-snapshot is about 100 KB per agent (the residual rings). At 25k events/s ``learn`` is most of a core
-of Python, so it cannot share the daemon process's GIL with ingest (about 0.9 of a core at 65k
-events/s): run it in a process of its own, as the store's writer is.
 """
 
 from __future__ import annotations
 
-from river import preprocessing
-
 from swarmlearn.errors import InvalidArgument, UnknownAgent
-from swarmlearn.events import Event
-from swarmlearn.features import FEATURE_NAMES, event_features
-from swarmlearn.online._config import TARGETS, OnlineConfig
+from swarmlearn.events import FAILURE_BELOW, IS_OUTCOME, LIMITS, METRICS, Event
+from swarmlearn.features import FEATURE_NAMES
+from swarmlearn.online._baselines import FeatureRegressor
+from swarmlearn.online._config import LOG_TARGETS, TARGETS, OnlineConfig
+from swarmlearn.online._prior import TargetPrior
 from swarmlearn.online._results import AgentStats, Forecast
 from swarmlearn.online._stats import RunningStats
 from swarmlearn.online._target import TargetLearner
 
-# Index of each target in the feature tuple, so learn() reads the values it already has.
-_TARGET_INDEX = tuple(FEATURE_NAMES.index(name) for name in TARGETS)
+_LIMITS = dict(zip(METRICS, LIMITS.metric_maxima(), strict=True))
+_NOTHING_YET = Forecast("online:none", None, [])
+_NOTHING = (None, None, None)
+"""A target the agent has not observed yet: no forecast."""
 
 
 class AgentLearner:
-    """The baselines, intervals and drift of one agent, for every target in ``TARGETS``."""
+    """The experts, aggregates, intervals and drift of one agent, for every target in ``TARGETS``."""
 
-    def __init__(self, config: OnlineConfig | None = None) -> None:
-        self.config = config or OnlineConfig()
+    def __init__(self, config: OnlineConfig | None = None, priors: dict[str, TargetPrior] | None = None) -> None:
+        """``priors``: the swarm's, per target (``OnlineState`` passes its own); fresh ones if None."""
+        self.config = config = config or OnlineConfig()
+        priors = priors or {name: TargetPrior() for name in TARGETS}
         self.events = 0
         self.first_timestamp: float | None = None
         self.last_timestamp: float | None = None
-        # One scaler for all targets' regressors: the features are the same, so scale them once.
-        self.scaler = preprocessing.StandardScaler()
-        self.targets = {name: TargetLearner(self.config) for name in TARGETS}
-        self.running = RunningStats(self.config)
-        self._learners = tuple(zip(TARGETS, _TARGET_INDEX, self.targets.values(), strict=True))
+        self.targets = {
+            name: TargetLearner(config, log_scale=name in LOG_TARGETS, limit=_LIMITS[name], prior=priors[name])
+            for name in TARGETS
+        }
+        self.regressor = FeatureRegressor(len(FEATURE_NAMES), len(TARGETS), config)
+        self.running = RunningStats(config)
+        self._learners = tuple(self.targets.values())
 
     def learn(self, event: Event) -> tuple[str, ...]:
         """Learn one event of this agent; returns the targets in which it made ADWIN find a drift."""
-        features = event_features(event)
-        raw = dict(zip(FEATURE_NAMES, features, strict=True))
-        if self.events % self.config.linear_every == 0:
-            self.scaler.learn_one(raw)
-        x = self.scaler.transform_one(raw)
         timestamp = event.timestamp
-        self.running.update(features, timestamp)
-        drifted = tuple(name for name, index, target in self._learners if target.learn(features[index], x, timestamp))
         if self.first_timestamp is None:
             self.first_timestamp = timestamp
         self.last_timestamp = timestamp
         self.events += 1
-        return drifted
+        if not IS_OUTCOME[event.event_type]:  # an arrival only
+            self.running.update(event, _NOTHING)
+            return ()
+        success = event.success_rate
+        if success is None or success >= FAILURE_BELOW or self.config.learn_failed_outcomes:
+            observed = (event.latency_ms, event.tokens_per_second, success)
+        else:
+            observed = (None, None, success)
+        self.running.update(event, observed)
+        if observed == _NOTHING:
+            return ()
+        deviations: list[float | None] = [None, None, None]
+        drifted = []
+        for i, (value, target) in enumerate(zip(observed, self._learners, strict=True)):
+            if value is not None:
+                deviations[i], drift_found = target.learn(value, timestamp)
+                if drift_found:
+                    drifted.append(TARGETS[i])
+        linear = self.regressor.step(event, deviations)
+        for value, target, deviation in zip(observed, self._learners, linear, strict=True):
+            if value is not None:
+                target.prepare(deviation)
+        return tuple(drifted)
 
     def predict(self, horizon: int = 1, coverage: float = 0.8) -> dict[str, Forecast]:
-        """Per target, steps 1..horizon with intervals at ``coverage``, from the best baseline now."""
+        """Per target, steps 1..horizon with intervals at ``coverage`` from the aggregate now; a target
+        not observed yet has no points (``online:none``)."""
         if not 1 <= horizon <= self.config.max_horizon:
             raise InvalidArgument("horizon", f"must be between 1 and {self.config.max_horizon}, got {horizon}")
         if not 0.0 < coverage < 1.0:
             raise InvalidArgument("coverage", f"must be in (0, 1), got {coverage}")
-        return {name: target.forecast(horizon, coverage) for name, target in self.targets.items()}
+        return {name: target.forecast(horizon, coverage) or _NOTHING_YET for name, target in self.targets.items()}
 
     def stats(self) -> AgentStats:
         return AgentStats(
             events=self.events,
             first_timestamp=self.first_timestamp,
             last_timestamp=self.last_timestamp,
-            targets={name: target.stats() for name, target in self.targets.items()},
+            targets={name: target.stats() for name, target in self.targets.items() if target.n},
             features=self.running.features(),
         )
 
@@ -87,6 +105,8 @@ class OnlineState:
     def __init__(self, config: OnlineConfig | None = None) -> None:
         self.config = config or OnlineConfig()
         self.agents: dict[str, AgentLearner] = {}
+        self.priors = {name: TargetPrior() for name in TARGETS}
+        """The swarm's prior per target, which every new agent starts from (``_prior``)."""
         self.applied_seq = 0
 
     def learn(self, event: Event, seq: int | None = None) -> tuple[str, ...]:
@@ -102,7 +122,7 @@ class OnlineState:
             self.applied_seq = seq
         learner = self.agents.get(event.agent_id)
         if learner is None:
-            learner = self.agents[event.agent_id] = AgentLearner(self.config)
+            learner = self.agents[event.agent_id] = AgentLearner(self.config, self.priors)
         return learner.learn(event)
 
     def advance(self, seq: int) -> None:

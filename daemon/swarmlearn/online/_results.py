@@ -17,7 +17,7 @@ class Point(NamedTuple):
 
 class Forecast(NamedTuple):
     kind: str
-    """The answering baseline, e.g. ``online:ewma``."""
+    """What answered: ``online:aggregate`` or ``torch:<kind>``."""
     mae: float | None
     """Its progressive-validation MAE over all scored events; None while warming up."""
     points: list[Point]
@@ -26,19 +26,22 @@ class Forecast(NamedTuple):
 
 class BaselineError(NamedTuple):
     mae: float | None
-    recent_mae: float | None
-    """Exponentially faded MAE, the one the best baseline is chosen by."""
     scored: int
+    weight: float
+    """Its weight in the aggregate now."""
 
 
 class TargetStats(NamedTuple):
     best: str
+    """The expert with the largest weight, e.g. ``online:ewma``."""
     answer_mae: float | None
-    """Progressive-validation MAE of what this learner answered (the best baseline of the moment)."""
+    """Progressive-validation MAE of what this learner answered (the aggregate)."""
     baselines: dict[str, BaselineError]
     drift_count: int
     last_drift_timestamp: float | None
     last_value: float | None
+    coverage: float | None
+    """Share of observations inside the 80 % interval made before them."""
 
 
 class AgentStats(NamedTuple):

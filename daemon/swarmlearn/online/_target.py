@@ -1,182 +1,240 @@
-"""One target of one agent: its baselines scored by progressive validation, intervals, drift.
+"""One target of one agent: robust learning, the experts, their aggregate, intervals and drift.
 
-Per event, in this order: every baseline's forecast made at the previous event is scored against the
-new value (predict, then learn), the best baseline's residual goes to ADWIN, the best is chosen again,
-and only then do the baselines learn the value. So every reported error is out of sample.
+Per observation y, in this order (every reported error is out of sample):
 
-Intervals come from a bounded window of past residuals per step: the forecast that the answering
-baseline made h events before each of the last ``residual_window`` values, against that value. The
-interval for coverage c is the forecast plus the (1-c)/2 and (1+c)/2 empirical quantiles of those
-signed residuals, so any coverage can be asked for, and each step gets its own width (a step-12
-forecast misses by more than a step-1 one). The window is kept as ``(a, b)`` lines per event (see
-``_baselines``) in a numpy ring, so learning costs one row write, and the quantiles are computed at predict
-time (numpy, one pass for all steps, 0.1-0.3 ms for H = 1..12) and refreshed once every
-``interval_refresh`` events: the widths move slowly, the forecast values are always current.
+1. ``z``, its value on the learning scale: ``log(max(y, 1e-6))`` for latency and throughput, y itself
+   for the success rate.
+2. Robust filter (log targets): ``z`` is winsorised at ``clip_mads`` robust deviations from the
+   experts' rolling median, unless it is the ``clip_run``-th in a row beyond the same bound (a shift,
+   learned as it is). One artefact, however extreme, thus moves any state by a bounded amount, and
+   the state recovers as the values return.
+3. The forecast made before y is scored: the aggregate's and each expert's absolute error in the
+   original units, the interval hit, and the aggregate's residual for drift detection (a CUSUM on
+   its mean, ADWIN on its spread; a new regime from step 2 is a drift too).
+4. The aggregation (``MLPoly``) updates its weights from the experts' forecasts of z, the
+   conformal intervals their scale and quantiles.
+5. The experts learn the (winsorised) value, and the next forecast is formed.
+
+Nothing here can become NaN or infinite: the validated values are finite and bounded, z is bounded,
+gradients are signs (or bounded by 2 for the success rate), and the scales have a floor.
 """
 
 from __future__ import annotations
 
 import math
+from math import exp, log
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
 from river import drift
 
-from swarmlearn.online._baselines import BASELINES, Baseline
+from swarmlearn.online._aggregate import MLPoly
+from swarmlearn.online._baselines import EXPERTS, HOLT, ExpertBank, trend_steps
 from swarmlearn.online._config import OnlineConfig
+from swarmlearn.online._intervals import ConformalIntervals
 from swarmlearn.online._results import BaselineError, Forecast, Point, TargetStats
 
-_ANSWER_IN_WARM_UP = 1  # the EWMA: from the first event it is the mean of what was seen
-_OFFSETS_CACHED = 64  # (baseline, horizon, coverage) combinations kept per refresh; clients ask a few
+if TYPE_CHECKING:
+    from swarmlearn.online._prior import TargetPrior
 
-
-def _quantile(ordered: npt.NDArray[np.float64], q: float) -> npt.NDArray[np.float64]:
-    """Row-wise quantile ``q`` of rows sorted ascending, interpolated as numpy's default ("linear")."""
-    position = q * (ordered.shape[1] - 1)
-    below = math.floor(position)
-    above = min(below + 1, ordered.shape[1] - 1)
-    weight = position - below
-    result: npt.NDArray[np.float64] = ordered[:, below] + weight * (ordered[:, above] - ordered[:, below])
-    return result
-
-
-assert len(BASELINES) == 4, "TargetLearner.learn writes the ring row for exactly four baselines"
+_FLOOR = 1e-6
+"""Below this a latency or throughput is learned as this (0 has no logarithm), and forecast as 0."""
+_LOG_FLOOR = math.log(_FLOOR) + 1e-9
+_KIND = "online:aggregate"
+_U_CLIP = 5.0
+_ABSORB_EVERY = 64
+"""Observations between two foldings of a target into the swarm's prior."""
+_SIZE = len(EXPERTS)
 
 
 class TargetLearner:
-    def __init__(self, config: OnlineConfig) -> None:
+    """``learn`` each observed value, then ``prepare`` the next forecast; ``forecast`` the next H with
+    intervals; ``stats`` for GetAgentStats."""
+
+    def __init__(self, config: OnlineConfig, *, log_scale: bool, limit: float, prior: TargetPrior) -> None:
         self.config = config
-        self.baselines: list[Baseline] = [cls(config) for cls in BASELINES]
-        size = len(self.baselines)
+        self.log_scale = log_scale
+        self.limit = limit
+        """The largest value a forecast or a bound may take (the metric's validation maximum)."""
+        self._log_limit = math.log(limit)
+        self.prior = prior
+        """The swarm's (shared with the other agents of this learner): where a new target starts."""
         self.n = 0
-        self.best = _ANSWER_IN_WARM_UP
-        self._lines: list[tuple[float, float]] = [(0.0, 0.0)] * size
-        self._abs_sum = [0.0] * size
-        self._recent = [0.0] * size
-        self._scored = 0
+        self.last_value: float | None = None
+        self.experts: ExpertBank | None = None
+        self.aggregation = MLPoly(prior.weights, forget=config.aggregation_forget, prior_events=config.prior_events)
+        self.intervals = ConformalIntervals(config, prior.scale, prior.quantiles)
+        self.spread = prior.spread
+        """Robust deviation of z from the rolling median (the winsorising scale)."""
+        self._outside = 0
+        """Consecutive observations beyond the bound, positive above and negative below."""
+        self._regime = 0
+        """Observations since the experts (re)started."""
+        self._z = 0.0
+        self._forecasts: list[float] = []
+        self._next = 0.0
+        """The aggregate's one-step forecast (learning scale)."""
+        self._line = (0.0, 0.0)
+        self._clip, self._run, self._alpha = config.clip_mads, config.clip_run, config.scale_alpha
+        self._cusum_k, self._cusum_h = config.drift_cusum_k, config.drift_cusum_h
+        self._cusum_up = self._cusum_down = 0.0
+        self._damping = config.holt_damping
+        self._abs_sum = [0.0] * _SIZE
         self._answer_abs_sum = 0.0
         self.drift = drift.ADWIN(delta=config.drift_delta, clock=config.drift_clock)
         self.drift_count = 0
         self.last_drift_timestamp: float | None = None
-        self.last_value: float | None = None
-        # A ring of rows (value, a0, b0, a1, b1, ...): each baseline's line after learning the value, one
-        # row per event since warm-up. 8 bytes a number: a deque of tuples of floats took about eight times
-        # that in memory and pickled six times slower.
-        self._ring = np.zeros((config.residual_window + config.max_horizon, 1 + 2 * size))  # [W + H, 1 + 2·models]
-        self._written = 0
-        self._cache: tuple[tuple[int, int, int, float], Forecast] | None = None
-        self._offsets_epoch = -1
-        self._offsets_cache: dict[tuple[int, int, float], tuple[list[float], list[float]]] = {}
+        self._cache: tuple[tuple[int, int, float], Forecast] | None = None
 
-    def learn(self, y: float, x: dict[str, float], timestamp: float) -> bool:
-        """Score, then learn ``y``; True when this value made ADWIN find a drift."""
-        drifted = self.n >= self.config.warm_up and self._score(y, timestamp)
-        lines = self._lines = [baseline.learn_one(y, x) for baseline in self.baselines]
-        self.n += 1
+    # -- learning ---------------------------------------------------------------------------------
+
+    def learn(self, y: float, timestamp: float) -> tuple[float | None, bool]:
+        """Learn one observation (call ``prepare`` next); returns the deviation for the feature
+        regressor (the winsorised value's distance from the EWMA before it, in spreads; None for the
+        first) and whether ADWIN found a drift. One method on purpose: it runs for every observation."""
+        log_scale = self.log_scale
+        z = self._z = log(y if y > _FLOOR else _FLOOR) if log_scale else y
         self.last_value = y
-        if self.n >= self.config.warm_up:
-            # Unpacked by hand: half the cost of itertools.chain (0.6 against 1.2 µs, three times an event).
-            (a0, b0), (a1, b1), (a2, b2), (a3, b3) = lines
-            self._ring[self._written % len(self._ring)] = (y, a0, b0, a1, b1, a2, b2, a3, b3)
-            self._written += 1
-        return drifted
-
-    def _score(self, y: float, timestamp: float) -> bool:
-        # One pass over the baselines: this runs for every target of every event.
-        self._scored += 1
-        # The plain mean until there are 1/alpha errors, so the first few do not weigh for long.
-        fade = max(self.config.selection_alpha, 1.0 / self._scored)
-        abs_sum, recent = self._abs_sum, self._recent
-        best, best_recent = 0, math.inf
-        for i, (a, b) in enumerate(self._lines):
-            error = abs(y - a - b)
-            abs_sum[i] += error
-            r = recent[i] = recent[i] + fade * (error - recent[i])
-            if r < best_recent:
-                best, best_recent = i, r
-        a, b = self._lines[self.best]
-        residual = y - a - b
-        self._answer_abs_sum += abs(residual)
-        self.best = best
-        self.drift.update(residual)
-        if self.drift.drift_detected:
+        self.n += 1
+        experts = self.experts
+        if experts is None:  # the first observation: every expert starts there
+            self.experts = ExpertBank(self.config, z)
+            self._regime = 1
+            return None, False
+        spread = self.spread
+        median = experts.median.get()
+        # 2. Winsorise beyond clip_mads spreads of the median, unless it is the restart-th value in
+        # a row beyond the bound on one side: then a new regime starts there (step 5).
+        zc = z
+        restart = False
+        if log_scale:
+            bound = self._clip * spread
+            after = self._run if self._regime > self._run else 1  # a young regime has no reference yet
+            if z > median + bound:
+                self._outside = outside = self._outside + 1 if self._outside > 0 else 1
+                restart = outside >= after
+                if not restart:
+                    zc = median + bound
+            elif z < median - bound:
+                self._outside = outside = self._outside - 1 if self._outside < 0 else -1
+                restart = -outside >= after
+                if not restart:
+                    zc = median - bound
+            else:
+                self._outside = 0
+        # 3. Score the forecast made before y.
+        forecasts = self._forecasts
+        aggregate = self._next
+        self._answer_abs_sum += abs(y - self._value(aggregate))
+        if log_scale:  # each expert's error in the original units; the absolute loss's gradient, a sign
+            self._abs_sum = [
+                total + abs(y - (exp(x) if x > _LOG_FLOOR else 0.0))
+                for total, x in zip(self._abs_sum, forecasts, strict=True)
+            ]
+            gradient = 1.0 if aggregate > zc else -1.0 if aggregate < zc else 0.0
+        else:  # the squared loss
+            self._abs_sum = [total + abs(y - x) for total, x in zip(self._abs_sum, forecasts, strict=True)]
+            gradient = 2.0 * (aggregate - zc)
+        # Drift, in the aggregate's residuals: a shift of their mean (Page's two-sided CUSUM on the
+        # residual in spreads, within ±5 so that an artefact adds a bounded amount: the aggregate adapts
+        # within a few events, so a shift shows as a short run of same-signed residuals), a change of
+        # their spread (ADWIN on the absolute residual on the learning scale, capped at 1, the range
+        # its bound assumes; scale-free already: 0.1 is about 10 % of a latency), or a new regime.
+        residual = zc - aggregate
+        u = residual / spread
+        u = _U_CLIP if u > _U_CLIP else -_U_CLIP if u < -_U_CLIP else u
+        self._cusum_up = up = max(0.0, self._cusum_up + u - self._cusum_k)
+        self._cusum_down = down = max(0.0, self._cusum_down - u - self._cusum_k)
+        absolute = abs(residual)
+        self.drift.update(absolute if absolute < 1.0 else 1.0)
+        drifted = (
+            up > self._cusum_h
+            or down > self._cusum_h
+            or self.drift.drift_detected
+            or (restart and self._regime > self._run)
+        )
+        if drifted:
+            self._cusum_up = self._cusum_down = 0.0
+        if drifted:
             self.drift_count += 1
             self.last_drift_timestamp = timestamp
-            return True
-        return False
+        # 4. The weights and the intervals.
+        self.aggregation.update(forecasts, aggregate, gradient)
+        self.intervals.learn(z, aggregate)
+        # 5. The experts.
+        deviation = (zc - experts.mid) / spread
+        if restart:
+            experts.restart(z)
+            self._regime = 1
+        else:
+            self._regime += 1
+            self.spread = max(1e-9, spread + self._alpha * (abs(zc - median) - spread))
+            experts.learn(zc)
+        if self.n % _ABSORB_EVERY == 0:
+            self.prior.absorb(self)
+        return deviation, drifted
 
-    def forecast(self, horizon: int, coverage: float) -> Forecast:
-        key = (self.n, self.best, horizon, coverage)
+    def prepare(self, linear: float) -> None:
+        """Form the next forecast; ``linear`` is the feature regressor's deviation for it (in spreads)."""
+        experts = self.experts
+        assert experts is not None
+        forecasts = self._forecasts = experts.forecasts(linear, self.spread)
+        aggregation = self.aggregation
+        self._next = aggregate = aggregation.combine(forecasts)
+        # The step-1 forecasts hold Holt's damped trend once; the line keeps it apart for steps 2..H.
+        trend = aggregation.weight(HOLT) * experts.holt_trend
+        a = aggregate - trend * self._damping
+        self._line = (a, trend)
+        self.intervals.ring.append((self._z, a, trend, self.intervals.scale))
+
+    # -- answering --------------------------------------------------------------------------------
+
+    def _value(self, z: float) -> float:
+        """From the learning scale to the original one, within [0, limit]."""
+        if self.log_scale:  # the floor stands for 0 (a throughput of nothing is learned as 1e-6)
+            return (math.exp(z) if z > _LOG_FLOOR else 0.0) if z < self._log_limit else self.limit
+        return min(self.limit, max(0.0, z))
+
+    def forecast(self, horizon: int, coverage: float) -> Forecast | None:
+        """Steps 1..horizon with intervals at ``coverage``; None before the first observation."""
+        if self.experts is None:
+            return None
+        key = (self.n, horizon, coverage)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        best = self.best
-        a, b = self._lines[best]
-        values = [a + b * h for h in range(1, horizon + 1)]
-        lower, upper = self._offsets(best, horizon, coverage)
-        points = [Point(v, v + lo, v + hi) for v, lo, hi in zip(values, lower, upper, strict=True)]
-        kind = "online:" + self.baselines[best].kind
-        result = Forecast(kind, self._abs_sum[best] / self._scored if self._scored else None, points)
+        a, b = self._line
+        steps = trend_steps(self.config.holt_damping, horizon)
+        low, high = self.intervals.bounds(coverage)
+        scale = self.intervals.scale
+        widths = self.intervals.widths(horizon, coverage, steps)
+        points = []
+        middle, half = scale * (low + high) / 2, scale * (high - low) / 2
+        for g, width in zip(steps, widths, strict=True):
+            z = a + b * g
+            points.append(
+                Point(self._value(z), self._value(z + middle - half * width), self._value(z + middle + half * width))
+            )
+        result = Forecast(_KIND, self._answer_abs_sum / (self.n - 1) if self.n > 1 else None, points)
         self._cache = (key, result)
         return result
 
-    def _offsets(self, model: int, horizon: int, coverage: float) -> tuple[list[float], list[float]]:
-        """The residual quantiles as of the last multiple of ``interval_refresh`` events, cached until the next.
-
-        Taking them as of that boundary, not as of the moment of the call, keeps what Predict answers a
-        function of the events learned alone: a restored learner answers as the original did whenever each
-        was asked.
-        """
-        epoch = self.n // self.config.interval_refresh
-        if self._offsets_epoch != epoch or len(self._offsets_cache) >= _OFFSETS_CACHED:
-            self._offsets_epoch = epoch
-            self._offsets_cache = {}
-        key = (model, horizon, coverage)
-        offsets = self._offsets_cache.get(key)
-        if offsets is None:
-            since_boundary = self.n - epoch * self.config.interval_refresh
-            offsets = self._offsets_cache[key] = self._residual_quantiles(model, horizon, coverage, since_boundary)
-        return offsets
-
-    def _residual_quantiles(
-        self, model: int, horizon: int, coverage: float, skip_last: int
-    ) -> tuple[list[float], list[float]]:
-        """Per step 1..horizon, the lower and upper residual quantiles (unbounded where too few)."""
-        kept = min(self._written, len(self._ring))
-        rows = np.arange(self._written - kept, max(self._written - kept, self._written - skip_last)) % len(self._ring)
-        table = self._ring[rows]  # [events, 1 + 2·models], oldest first
-        y, a, b = table[:, 0], table[:, 1 + 2 * model], table[:, 2 + 2 * model]
-        lower = [-math.inf] * horizon
-        upper = [math.inf] * horizon
-        # The same number of residuals for every step that has enough, so one quantile call does all.
-        usable = [h for h in range(1, horizon + 1) if len(y) - h >= self.config.min_residuals]
-        if not usable:
-            return lower, upper
-        count = min(self.config.residual_window, len(y) - usable[-1])
-        end = len(y)
-        residuals = np.stack(
-            [y[end - count :] - (a[end - count - h : end - h] + h * b[end - count - h : end - h]) for h in usable]
-        )  # [steps, count]
-        residuals.sort(axis=1)  # one sort, then both quantiles; np.quantile costs several times more
-        tail = (1.0 - coverage) / 2
-        low, high = _quantile(residuals, tail), _quantile(residuals, 1.0 - tail)
-        for j, h in enumerate(usable):
-            lower[h - 1] = float(low[j])
-            upper[h - 1] = float(high[j])
-        return lower, upper
-
     def stats(self) -> TargetStats:
-        scored = self._scored
+        scored = max(0, self.n - 1)
+        weights = self.aggregation.weights
+        best = max(range(_SIZE), key=weights.__getitem__)
         baselines = {
-            baseline.kind: BaselineError(
-                self._abs_sum[i] / scored if scored else None, self._recent[i] if scored else None, scored
+            name: BaselineError(
+                self._abs_sum[k] / scored if scored else None,
+                scored,
+                weights[k],
             )
-            for i, baseline in enumerate(self.baselines)
+            for k, name in enumerate(EXPERTS)
         }
         return TargetStats(
-            best="online:" + self.baselines[self.best].kind,
+            best="online:" + EXPERTS[best],
             answer_mae=self._answer_abs_sum / scored if scored else None,
             baselines=baselines,
             drift_count=self.drift_count,
             last_drift_timestamp=self.last_drift_timestamp,
             last_value=self.last_value,
+            coverage=self.intervals.coverage(),
         )

@@ -52,9 +52,14 @@ class PromptLearner:
             context = self._context(levels)
         if event.prompt_text is not None or (event.attributes and "prompt_variant" in event.attributes):
             self.state.learn(event, context)
-        levels[0].update(event.latency_ms)
-        levels[1].update(event.tokens_per_second)
-        levels[2].update(event.success_rate)
+        if event.event_type.is_outcome:  # what each event teaches, as for the online forecasts
+            if event.succeeded:
+                if event.latency_ms is not None:
+                    levels[0].update(event.latency_ms)
+                if event.tokens_per_second is not None:
+                    levels[1].update(event.tokens_per_second)
+            if event.success_rate is not None:
+                levels[2].update(event.success_rate)
         return ()
 
     def advance(self, seq: int) -> None:

@@ -81,9 +81,10 @@ class References:
         self.latency_count = 0
         self.tokens_count = 0
 
-    def update(self, log_latency: float, log_tokens: float | None) -> None:
-        n = self.latency_count = self.latency_count + 1
-        self.log_latency += max(self.alpha, 1.0 / n) * (log_latency - self.log_latency)
+    def update(self, log_latency: float | None, log_tokens: float | None) -> None:
+        if log_latency is not None:
+            n = self.latency_count = self.latency_count + 1
+            self.log_latency += max(self.alpha, 1.0 / n) * (log_latency - self.log_latency)
         if log_tokens is not None:
             n = self.tokens_count = self.tokens_count + 1
             self.log_tokens += max(self.alpha, 1.0 / n) * (log_tokens - self.log_tokens)
@@ -143,14 +144,17 @@ class Objective:
 
 
 def event_reward(event: Event, references: References, config: PromptConfig) -> float:
-    """The event's observed utility with the default weights, over the parts it has: the bandit's reward."""
-    total = config.success_weight * event.success_rate
-    weight = config.success_weight
+    """The event's observed utility with the default weights, over the parts it has: the bandit's reward.
+    Latency counts for successful outcomes only (a failure's latency is not a fast answer)."""
+    total = weight = 0.0
+    if event.success_rate is not None:
+        total += config.success_weight * event.success_rate
+        weight += config.success_weight
     if event.quality_score is not None:
         total += config.quality_weight * event.quality_score
         weight += config.quality_weight
     reference = references.latency_ms
-    if reference is not None:
+    if reference is not None and event.latency_ms is not None and event.succeeded:
         total += config.latency_weight * relative_utility(event.latency_ms, reference)
         weight += config.latency_weight
     reference = references.tokens

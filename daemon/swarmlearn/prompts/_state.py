@@ -98,10 +98,10 @@ class PromptState:
         agent = self.agents.get(event.agent_id)
         if agent is None:
             agent = self.agents[event.agent_id] = AgentPrompts(self.config, event.agent_id)
-        if variant:
+        if variant and event.event_type.is_outcome:
             agent.learn_variant(variant, event)  # rewarded against the references before this event
         if text is None:
-            agent.references.update(math.log1p(event.latency_ms), None)
+            agent.references.update(_log_latency(event), None)
         else:
             self._learn_prompt(agent, event, text, context)
 
@@ -111,7 +111,7 @@ class PromptState:
         if prompt_tokens is None:
             prompt_tokens = round(len(text.split()) * config.tokens_per_word)
         response_tokens = event.response_tokens
-        log_latency = math.log1p(event.latency_ms)
+        log_latency = _log_latency(event)
         log_tokens = None if response_tokens is None else math.log1p(prompt_tokens + response_tokens)
         agent.references.update(log_latency, log_tokens)
         agent.prompt_events += 1
@@ -127,7 +127,7 @@ class PromptState:
         self.global_references.update(log_latency, log_tokens)  # the swarm has events to spare
         y = (
             event.quality_score,
-            event.success_rate,
+            event.success_rate if event.event_type.is_outcome else None,
             log_latency,
             None if response_tokens is None else math.log1p(response_tokens),
         )
@@ -225,3 +225,10 @@ class PromptState:
         if agent is None or agent.bandit is None:
             return self._rng.choice(arms)  # nothing learned: every variant is as good as the prior says
         return agent.bandit.select(arms, self._rng)
+
+
+def _log_latency(event: Event) -> float | None:
+    """``log1p`` of the latency of a successful outcome; None for anything else (a failure's latency,
+    or an event that carried none, says nothing about how long a prompt takes)."""
+    latency = event.latency_ms
+    return None if latency is None or not event.succeeded else math.log1p(latency)

@@ -1,7 +1,7 @@
 """The champions, loaded for serving: the forecaster process's state.
 
-It follows the event log like the online learners, keeping each agent's latest events as timestamps
-and feature rows (``event_features``) in time order (``History``), and holds the registry's
+It follows the event log like the online learners, keeping each agent's latest outcomes as timestamps
+and feature rows (``observed_features``, NaN where not observed) in time order (``History``), and holds the registry's
 champions as ``TrainedModel``s. Predict asks it for an agent's forecast: the champion of the
 agent's own scope, else the swarm's (``""``), if there is one, it forecasts at least the horizon
 asked, and the agent has a full window; otherwise it answers None and the daemon falls back to the
@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from swarmlearn.events import Event
-from swarmlearn.features import FEATURE_NAMES, event_features
+from swarmlearn.features import FEATURE_NAMES, fill_forward, observed_features
 from swarmlearn.online import TARGETS, Forecast, Point
 from swarmlearn.registry._registry import ModelRegistry
 
@@ -50,8 +50,9 @@ _KEEP = 256
 """Events kept per agent at least."""
 _MAX_ROWS = 16_384
 """Events kept per agent at most, whatever a champion's window would reach back to (about 1 MB)."""
-_FORMAT = 2
-"""Of the pickled state: 1 kept rows without timestamps in deques, and is refused (rebuilt from the log)."""
+_FORMAT = 3
+"""Of the pickled state: 1 kept rows without timestamps in deques, 2 a row for every event (not only
+outcomes); both are refused (rebuilt from the log)."""
 _ANSWERS_PER_AGENT = 8
 """Cached answers (horizon, coverage) per agent; more are dropped together."""
 QUANTILE_LEVELS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9,
@@ -230,10 +231,13 @@ class ChampionState:
             if seq <= self.applied_seq:
                 return ()
             self.applied_seq = seq
+        row = observed_features(event)
+        if row is None:  # no outcome: not a step of any window
+            return ()
         history = self.agents.get(event.agent_id)
         if history is None:
             history = self.agents[event.agent_id] = History()
-        history.add(event.timestamp, event_features(event), self._needed_from)
+        history.add(event.timestamp, row, self._needed_from)
         self._cache.pop(event.agent_id, None)
         return ()
 
@@ -269,7 +273,10 @@ def _predict(model: TrainedModel, history: History) -> npt.NDArray[np.float64] |
     start = model.history_start(times)
     if start == 0 and history.dropped and model.grid_s is not None:
         return None  # its first bucket may have lost events: not the window training would build
-    window = model.input_window(times[start:], rows[start:])
+    # What an outcome did not observe is carried forward from the rows before, as training does;
+    # the history keeps it as NaN, so a late event fills the rows after it as it would have in time.
+    filled = fill_forward(rows.copy())
+    window = model.input_window(times[start:], filled[start:])
     if window is None:
         return None
     predicted: npt.NDArray[np.float64] = model.predict(window).astype(np.float64)  # [H, T]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from swarmlearn.events import Event, EventType, Rejection
+from swarmlearn.events import NO_ATTRIBUTES, Event, EventType, Rejection
 from swarmlearn.ingest import IngestResult
 from swarmlearn.jobs import Job, JobState
 from swarmlearn.online import AgentStats as OnlineAgentStats
@@ -29,7 +29,8 @@ def decode_batch(
     """Turn a batch into ``(index, Event)`` pairs and the rejections that the wire form shows.
 
     Range checks happen later, on the domain event (``validate_event``); here only what a domain
-    event cannot represent: missing messages, unknown enum numbers, events past the batch limit.
+    event cannot represent: a missing timestamp, unknown enum numbers, events past the batch limit.
+    Every metric and prompt field is read with ``HasField``: unset is None, never 0.
     """
     decoded: list[tuple[int, Event]] = []
     rejected: list[Rejection] = []
@@ -47,26 +48,34 @@ def decode_batch(
             reason = "is required" if pb.event_type == 0 else f"unknown value {pb.event_type}"
             rejected.append(Rejection(index, pb.event_id, "event_type", reason))
             continue
-        if not pb.HasField("performance_metrics"):
-            rejected.append(Rejection(index, pb.event_id, "performance_metrics", "is required"))
-            continue
-        m = pb.performance_metrics
         ts = pb.timestamp
+        latency = throughput = memory = cpu = success = None
+        if pb.HasField("performance_metrics"):
+            m = pb.performance_metrics
+            has = m.HasField
+            latency = m.latency_ms if has("latency_ms") else None
+            throughput = m.tokens_per_second if has("tokens_per_second") else None
+            memory = m.memory_usage_mb if has("memory_usage_mb") else None
+            cpu = m.cpu_usage_percent if has("cpu_usage_percent") else None
+            success = m.success_rate if has("success_rate") else None
         # Positional arguments, in Event's field order: this loop is the ingest hot path.
         if pb.HasField("prompt_data"):
             p = pb.prompt_data
+            has = p.HasField
             event = Event(
                 pb.agent_id, pb.event_id, ts.seconds + ts.nanos * 1e-9, event_type,
-                m.latency_ms, m.tokens_per_second, m.memory_usage_mb, m.cpu_usage_percent, m.success_rate,
-                p.prompt_text, p.prompt_tokens, p.response_tokens, p.quality_score,
-                dict(pb.attributes.items()),
+                latency, throughput, memory, cpu, success,
+                p.prompt_text if has("prompt_text") else None,
+                p.prompt_tokens if has("prompt_tokens") else None,
+                p.response_tokens if has("response_tokens") else None,
+                p.quality_score if has("quality_score") else None,
+                dict(pb.attributes.items()) if pb.attributes else NO_ATTRIBUTES,
             )  # fmt: skip
         else:
             event = Event(
                 pb.agent_id, pb.event_id, ts.seconds + ts.nanos * 1e-9, event_type,
-                m.latency_ms, m.tokens_per_second, m.memory_usage_mb, m.cpu_usage_percent, m.success_rate,
-                None, None, None, None,
-                dict(pb.attributes.items()),
+                latency, throughput, memory, cpu, success, None, None, None, None,
+                dict(pb.attributes.items()) if pb.attributes else NO_ATTRIBUTES,
             )  # fmt: skip
         append((index, event))
     return decoded, rejected
@@ -124,11 +133,13 @@ def agent_stats(summary: AgentSummary, online: OnlineAgentStats | None = None, a
                     running_mae=error.mae,
                     scored=error.scored,
                     best=model_kind == stats.best,
-                    recent_mae=error.recent_mae,
+                    weight=error.weight,
                 )
             )
         if stats.answer_mae is not None:
             message.answered_mae[target] = stats.answer_mae
+        if stats.coverage is not None:
+            message.interval_coverage[target] = stats.coverage
         drift = agents_pb2.DriftState(target=target, drift_count=stats.drift_count)
         if stats.last_drift_timestamp is not None:
             drift.last_drift_time.CopyFrom(_timestamp(stats.last_drift_timestamp))

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from swarmlearn.events import NO_ATTRIBUTES, Event, EventType
+from swarmlearn.events import METRICS, NO_ATTRIBUTES, Event, EventType
 from swarmlearn.store._schema import EVENT_COLUMNS
 from swarmlearn.store._writer import connect
 
@@ -59,18 +59,18 @@ class AgentSummary:
     prompt_event_count: int
     first_timestamp: float
     last_timestamp: float
-    mean_latency_ms: float
-    mean_tokens_per_second: float
-    mean_memory_usage_mb: float
-    mean_cpu_usage_percent: float
-    mean_success_rate: float
+    mean_latency_ms: float | None
+    """Over the events that carried the metric; None when none did (and so for the others)."""
+    mean_tokens_per_second: float | None
+    mean_memory_usage_mb: float | None
+    mean_cpu_usage_percent: float | None
+    mean_success_rate: float | None
 
 
-_SUMMARY_COLUMNS = """
-agent_id, event_count, prompt_event_count, first_ts, last_ts,
-sum_latency_ms / event_count, sum_tokens_per_second / event_count, sum_memory_usage_mb / event_count,
-sum_cpu_usage_percent / event_count, sum_success_rate / event_count
-"""
+# A mean is over the events that carried the metric; NULL (None) when none did (x / 0 is NULL).
+_SUMMARY_COLUMNS = "agent_id, event_count, prompt_event_count, first_ts, last_ts, " + ", ".join(
+    f"sum_{m} / n_{m}" for m in METRICS
+)
 
 
 def _to_row(event: Event) -> _Row:

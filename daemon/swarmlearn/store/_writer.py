@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from swarmlearn.store._schema import INSERT_EVENT, SCHEMA, SCHEMA_VERSION, UPDATE_AGENTS
+from swarmlearn.store._schema import INSERT_EVENT, MIGRATE_1_TO_2, SCHEMA, SCHEMA_VERSION, UPDATE_AGENTS
 
 Row = tuple[Any, ...]
 
@@ -41,8 +41,32 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"{path} has schema {version}, newer than this release's {SCHEMA_VERSION}")
+    if version == 1:
+        _migrate_1_to_2(conn, path)
     conn.executescript(SCHEMA)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
+        conn.execute("PRAGMA writable_schema=ON")
+        for statement, params in MIGRATE_1_TO_2[:1]:
+            conn.execute(statement, params)
+        conn.execute(f"PRAGMA schema_version={schema_version + 1}")
+        conn.execute("PRAGMA writable_schema=OFF")
+        for statement, params in MIGRATE_1_TO_2[1:]:
+            conn.execute(statement, params)
+        conn.execute("PRAGMA user_version=2")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    problems = conn.execute("PRAGMA integrity_check").fetchall()
+    if problems != [("ok",)]:
+        raise RuntimeError(f"{path}: integrity check after migrating to schema 2: {problems[:5]}")
 
 
 def last_sequence(conn: sqlite3.Connection) -> int:

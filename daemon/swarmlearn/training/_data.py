@@ -1,11 +1,12 @@
 """Windows from event streams: per-agent sliding windows as views, a time-ordered split, scaled batches.
 
-Rows are the events' features (``swarmlearn.features.event_features``, ``[N, F]`` float32), grouped
-by agent and in time order within each agent. ``windows`` is one ``sliding_window_view`` over them,
-``[N-L-H+1, L+H, F]``, which shares the rows' memory: the history costs its rows once, whatever L
-and H. Only a batch's windows are copied, when it is gathered and scaled. A window is usable when
-its L+H rows belong to one agent; its first L rows are the input and the targets are the target
-channels of its last H rows.
+Rows are the outcome events' features (``swarmlearn.features.observed_features``, ``[N, F]`` float32,
+what an outcome did not observe carried forward by ``fill_forward``), grouped by agent and in time
+order within each agent: events without an outcome (a task started, a prompt generated) are not
+rows. ``windows`` is one ``sliding_window_view`` over them, ``[N-L-H+1, L+H, F]``, which shares the
+rows' memory: the history costs its rows once, whatever L and H. Only a batch's windows are copied,
+when it is gathered and scaled. A window is usable when its L+H rows belong to one agent; its first L
+rows are the input and the targets are the target channels of its last H rows.
 
 The split is by time, the same for every agent: the ``validation_fraction`` and ``test_fraction``
 latest shares of all events' timestamps. A window belongs to the split of its targets and is
@@ -33,7 +34,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from swarmlearn.events import Event
-from swarmlearn.features import FEATURE_NAMES, event_features
+from swarmlearn.features import FEATURE_NAMES, fill_forward, observed_features
 from swarmlearn.online import TARGETS
 from swarmlearn.training._config import Scaling, TrainingConfig
 from swarmlearn.training._grid import resample
@@ -79,7 +80,10 @@ class StreamDataLoader:
         rows: dict[str, list[tuple[float, ...]]] = {}
         times: dict[str, list[float]] = {}
         for event in events:
-            rows.setdefault(event.agent_id, []).append(event_features(event))
+            row = observed_features(event)
+            if row is None:  # no outcome to learn (a task started, a prompt generated)
+                continue
+            rows.setdefault(event.agent_id, []).append(row)
             times.setdefault(event.agent_id, []).append(event.timestamp)
         self.agents: tuple[str, ...] = tuple(sorted(rows))
         """Agent ids in row order; ``row_agent`` and ``window_agents`` index into it."""
@@ -88,7 +92,7 @@ class StreamDataLoader:
         for index, agent in enumerate(self.agents):
             stamp = np.asarray(times[agent], dtype=np.float64)
             order = np.argsort(stamp, kind="stable")  # ties keep arrival order
-            block, stamp = np.asarray(rows[agent], dtype=np.float32)[order], stamp[order]
+            block, stamp = fill_forward(np.asarray(rows[agent], dtype=np.float32)[order]), stamp[order]
             if grid_s is None:
                 events_in = np.ones(len(stamp), dtype=np.int32)
             else:

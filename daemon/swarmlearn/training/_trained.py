@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 
 from swarmlearn.events import Event
-from swarmlearn.features import FEATURE_NAMES, event_features
+from swarmlearn.features import FEATURE_NAMES, fill_forward, observed_features
 from swarmlearn.models import Forecaster, load_checkpoint, save_checkpoint
 from swarmlearn.online import TARGETS
 from swarmlearn.training._grid import history_start, last_window
@@ -67,10 +67,10 @@ class TrainedModel:
         return history_start(timestamps, self.window, self.grid_s)
 
     def input_window(self, timestamps: npt.NDArray[np.float64], rows: Array) -> Array | None:
-        """``[L, F]`` raw features for ``predict`` from an agent's latest events (``timestamps [N]`` in
-        time order, ``rows [N, F]`` their ``event_features``), as training built its windows: the last
-        L events, or the last L buckets up to the one holding the latest event; None with fewer. A view
-        where it can be (no grid)."""
+        """``[L, F]`` raw features for ``predict`` from an agent's latest outcomes (``timestamps [N]``
+        in time order, ``rows [N, F]`` their ``observed_features``, filled forward), as training built its
+        windows: the last L outcomes, or the last L buckets up to the one holding the latest; None with
+        fewer. A view where it can be (no grid)."""
         if self.grid_s is None:
             return rows[-self.window :] if len(rows) >= self.window else None
         return last_window(timestamps, rows, self.window, self.grid_s)
@@ -92,10 +92,11 @@ class TrainedModel:
     def predict_events(self, events: Sequence[Event]) -> Array:
         """The forecast after an agent's events (any order; sorted by time as training does): ``[H, T]``."""
         ordered = sorted(events, key=lambda e: e.timestamp)  # stable: ties keep their order
-        timestamps = np.asarray([e.timestamp for e in ordered], dtype=np.float64)
+        observed = [(e.timestamp, row) for e in ordered if (row := observed_features(e)) is not None]
+        timestamps = np.asarray([t for t, _ in observed], dtype=np.float64)
+        rows = fill_forward(np.asarray([row for _, row in observed], dtype=np.float32))
         start = self.history_start(timestamps)
-        rows = np.asarray([event_features(e) for e in ordered[start:]], dtype=np.float32)
-        window = self.input_window(timestamps[start:], rows.reshape(-1, self.model.shape.n_features))
+        window = self.input_window(timestamps[start:], rows[start:].reshape(-1, self.model.shape.n_features))
         if window is None:
             unit = "events" if self.grid_s is None else f"buckets of {self.grid_s:g} s"
             raise ValueError(f"need {self.window} {unit}, got fewer from {len(events)} events")
