@@ -88,6 +88,12 @@ class Settings:
     """What scheduled retraining trains: lstm, tcn or nbeats (warm-started from the champion)."""
     training_threads: int = 1
     """CPU threads a training job's process may use (torch); the rest stay with ingest and Predict."""
+    promotion_margin: float = 0.02
+    """A trained model is promoted only if its error is below 1 - this share of every rival's (the
+    geometric mean over targets of the ratios, on the same test windows)."""
+    promotion_alpha: float = 0.05
+    """... and if a paired test of its per-window losses against each rival's (Diebold-Mariano,
+    small-sample corrected) is significant at this level."""
     tuning_concurrency: int = 1
     """Trials a tuning job runs at once when its request leaves ``concurrency`` at 0; they share
     ``training_threads``."""
@@ -140,6 +146,8 @@ class Settings:
         _check(self.retrain_every_s >= 0, "retrain_every_s", "must be >= 0")
         _check(self.retrain_model_kind in ("lstm", "tcn", "nbeats"), "retrain_model_kind", "lstm, tcn or nbeats")
         _check(1 <= self.training_threads <= 256, "training_threads", "must be in [1, 256]")
+        _check(0 <= self.promotion_margin < 1, "promotion_margin", "must be in [0, 1)")
+        _check(0 < self.promotion_alpha <= 1, "promotion_alpha", "must be in (0, 1]")
         _check(1 <= self.tuning_concurrency <= 64, "tuning_concurrency", "must be in [1, 64]")
         _check(1 <= self.tuning_max_epochs <= 10_000, "tuning_max_epochs", "must be in [1, 10000]")
         _check(1 <= self.tuning_grid_points <= 100, "tuning_grid_points", "must be in [1, 100]")

@@ -7,6 +7,7 @@ import pickle
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -14,13 +15,13 @@ import pytest
 import torch
 
 from swarmlearn.events import Event
-from swarmlearn.features import event_features
+from swarmlearn.features import event_features, fill_forward, observed_features
 from swarmlearn.models import LSTMConfig
 from swarmlearn.online import TARGETS, _snapshot
 from swarmlearn.registry import ModelRegistry, _champions
-from swarmlearn.registry._champions import QUANTILE_LEVELS, ChampionState, History
+from swarmlearn.registry._champions import ChampionState, History
 from swarmlearn.synthetic import generate_swarm
-from swarmlearn.training import TrainedModel, TrainingConfig, TrainingPipeline
+from swarmlearn.training import QUANTILE_LEVELS, TrainedModel, TrainingConfig, TrainingPipeline, interval_quantiles
 from swarmlearn.training._grid import resample
 from tests.daemon.test_training import gappy_stream
 
@@ -39,7 +40,8 @@ def train(events: list[Event], **settings: Any) -> TrainedModel:
     model = TrainingPipeline(config).run(events).best
     rng = np.random.default_rng(0)
     residuals = rng.normal(size=(200, model.horizon, len(TARGETS))) * [50.0, 2.0, 0.05]
-    model.metadata["residual_quantiles"] = _champions.residual_quantiles(residuals)
+    scales = np.abs(rng.normal(size=(200, len(TARGETS)))) + 0.5
+    model.metadata["interval_quantiles"] = interval_quantiles(residuals, scales)
     return model
 
 
@@ -119,14 +121,14 @@ def test_a_forecast_is_cached_until_the_agents_next_event_or_a_reload(
 ) -> None:
     loaded = promote(tmp_path, event_model)
     forwards: list[int] = []
-    predict = TrainedModel.predict
+    predict = TrainedModel.predict_scaled
 
     def counted(self: TrainedModel, windows: Any) -> Any:
         if self is not loaded:  # the state's own copy, not the reference's
             forwards.append(1)
         return predict(self, windows)
 
-    monkeypatch.setattr(TrainedModel, "predict", counted)
+    monkeypatch.setattr(TrainedModel, "predict_scaled", counted)
     events = list(generate_swarm(agents=2, events_per_agent=60, seed=5))
     state = ChampionState(tmp_path)
     for seq, event in enumerate(events[:-2], start=1):
@@ -161,9 +163,14 @@ def test_a_forecast_is_cached_until_the_agents_next_event_or_a_reload(
 
 
 def reference_offset(quantiles: list[Any], level: float, step: int, target: int) -> float:
-    """The scalar interpolation the forecaster used before it was vectorised."""
-    if not quantiles or level < QUANTILE_LEVELS[0] or level > QUANTILE_LEVELS[-1]:
+    """The scalar interpolation the forecaster used before it was vectorised (and the normal shape's
+    extrapolation beyond the outermost levels)."""
+    if not quantiles:
         return -math.inf if level < 0.5 else math.inf
+    if level <= QUANTILE_LEVELS[0] or level >= QUANTILE_LEVELS[-1]:
+        gauss, middle = NormalDist(), quantiles[QUANTILE_LEVELS.index(0.5)][step][target]
+        edge, at = (0, QUANTILE_LEVELS[0]) if level <= QUANTILE_LEVELS[0] else (-1, QUANTILE_LEVELS[-1])
+        return float(middle + (quantiles[edge][step][target] - middle) * gauss.inv_cdf(level) / gauss.inv_cdf(at))
     for i in range(1, len(QUANTILE_LEVELS)):
         if level <= QUANTILE_LEVELS[i]:
             a, b = QUANTILE_LEVELS[i - 1], QUANTILE_LEVELS[i]
@@ -174,22 +181,46 @@ def reference_offset(quantiles: list[Any], level: float, step: int, target: int)
 
 
 @pytest.mark.parametrize("coverage", [0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995])
-def test_intervals_interpolate_the_test_residual_quantiles(
+def test_intervals_are_the_quantiles_times_the_windows_scale(
     tmp_path: Path, event_model: TrainedModel, coverage: float
 ) -> None:
-    promote(tmp_path, event_model)
+    """Scale-aware: the stored quantiles are of residuals in units of each window's target scale, and
+    an answer multiplies them by its own window's scale; finite at every coverage."""
+    loaded = promote(tmp_path, event_model)
     state = ChampionState(tmp_path)
     events = list(generate_swarm(agents=1, events_per_agent=30, seed=6))
     for event in events:
         state.learn(event)
     answer = state.forecast(events[0].agent_id, 3, coverage)
     assert answer is not None
-    quantiles = event_model.metadata["residual_quantiles"]
+    rows = fill_forward(np.asarray([observed_features(e) for e in events], dtype=np.float32))
+    scales = loaded.predict_scaled(rows[-loaded.window :])[1].astype(np.float64)
+    quantiles = event_model.metadata["interval_quantiles"]
     for t, target in enumerate(TARGETS):
         for step, point in enumerate(answer[1][target].points):
-            assert point.lower == point.value + reference_offset(quantiles, (1 - coverage) / 2, step, t)
-            assert point.upper == point.value + reference_offset(quantiles, (1 + coverage) / 2, step, t)
-            assert math.isinf(point.upper) == (coverage > 0.99)
+            low = reference_offset(quantiles, (1 - coverage) / 2, step, t) * scales[t]
+            high = reference_offset(quantiles, (1 + coverage) / 2, step, t) * scales[t]
+            tolerance = 1e-6 * max(1.0, abs(point.value))  # float32 forecasts, float64 offsets
+            assert point.lower == pytest.approx(point.value + low, abs=tolerance)
+            assert point.upper == pytest.approx(point.value + high, abs=tolerance)
+            assert math.isfinite(point.lower) and math.isfinite(point.upper)
+
+
+def test_a_checkpoint_from_before_keeps_its_absolute_intervals(tmp_path: Path, event_model: TrainedModel) -> None:
+    """Written before the scale-aware quantiles: ``residual_quantiles`` in the targets' own units."""
+    old = TrainedModel(event_model.model, event_model.scaler, metadata={"training": {"grid_s": None}})
+    rng = np.random.default_rng(1)
+    absolute = rng.normal(size=(200, old.horizon, len(TARGETS))) * [50.0, 2.0, 0.05]
+    old.metadata["residual_quantiles"] = np.quantile(absolute, QUANTILE_LEVELS, axis=0).tolist()
+    promote(tmp_path, old)
+    state = ChampionState(tmp_path)
+    for event in generate_swarm(agents=1, events_per_agent=30, seed=6):
+        state.learn(event)
+    answer = state.forecast("planner", 1, 0.8)
+    assert answer is not None
+    (point,) = answer[1]["latency_ms"].points
+    quantiles = old.metadata["residual_quantiles"]
+    assert point.upper - point.value == pytest.approx(reference_offset(quantiles, 0.9, 0, 0))
 
 
 def test_without_residual_quantiles_the_intervals_are_unbounded(tmp_path: Path, event_model: TrainedModel) -> None:

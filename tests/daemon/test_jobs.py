@@ -83,6 +83,26 @@ async def test_a_training_job_streams_progress_and_registers_its_model(swarm: tu
     assert [j.job_id for j in listed.jobs] == [job.job_id]
 
 
+async def test_an_agent_scope_is_judged_against_the_swarm_champion_that_serves_it(
+    swarm: tuple[DaemonServer, Stub],
+) -> None:
+    """Predict serves an agent without a champion of its own from the swarm's: that is the rival its
+    own model must beat (it used to be compared with no champion at all), and the model it may start
+    from when compatible."""
+    server, stub = swarm
+    job = await stub.StartTraining(jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=2, config_json=SMALL))
+    assert (await finished(stub, job.job_id))[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+    await stub.PromoteModel(jobs_pb2.PromoteModelRequest(model_kind="lstm", version=1))
+    assert server.registry.champion("planner") is None
+    mine = await stub.StartTraining(
+        jobs_pb2.StartTrainingRequest(scope="planner", model_kind="lstm", max_epochs=2, config_json=SMALL)
+    )
+    final = (await finished(stub, mine.job_id))[-1]
+    assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
+    assert "the champion " in final.note and "warm-started from the champion" in final.note, final.note
+    assert "p = " in final.note
+
+
 async def test_cancel_stops_a_running_job_while_predict_and_ingest_keep_answering(
     swarm: tuple[DaemonServer, Stub],
 ) -> None:
@@ -234,12 +254,60 @@ def test_a_grid_model_is_judged_against_the_buckets_naive_forecast_not_event_riv
     }  # fmt: skip
     ours, _ = Pipe()
     on_grid = run(ours, {**spec, "checkpoint": str(tmp_path / "grid.pt")})
-    # The online baselines forecast events, not buckets: the bar is the naive forecast of the buckets.
-    assert on_grid[0] == "done" and set(on_grid[1]["rivals"]) == {"naive"}
+    # The online aggregate forecasts events, not buckets: the bar is the naive forecast of the buckets.
+    assert on_grid[0] == "done" and set(on_grid[1]["comparisons"]) == {"naive"}
     # A champion on another grid (here: none) cannot be compared, so nothing is promoted automatically.
     per_event = {**spec, "config": {"hidden_size": 8, "num_layers": 1, "training": {"window": 10}}}
     challenger = run(ours, {**per_event, "champion": str(tmp_path / "grid.pt"), "checkpoint": str(tmp_path / "e.pt")})
-    rivals = challenger[1]["rivals"]
-    assert set(rivals) == {"naive", "online", "champion"} and rivals["champion"] == {}
-    decision = decide(challenger[1]["metrics"], rivals, ("latency_ms", "tokens_per_second", "success_rate"))
-    assert not decision.promote and "no comparable mae against champion" in decision.reason
+    comparisons = challenger[1]["comparisons"]
+    assert set(comparisons) == {"naive", "online", "champion"} and comparisons["champion"]["comparable"] is False
+    assert "trained from scratch" in challenger[1]["start"] and "grid_s 120.0" in challenger[1]["start"]
+    decision = decide(comparisons)
+    assert not decision.promote and "not comparable with the champion" in decision.reason
+    # Nor is a champion at another horizon, even of the same kind and grid.
+    longer = run(
+        ours, {**per_event, "horizon": 3, "champion": str(tmp_path / "e.pt"), "checkpoint": str(tmp_path / "h.pt")}
+    )
+    assert longer[1]["comparisons"]["champion"] == {
+        "comparable": False, "reason": "it forecasts 1 steps of one event, this model 3",
+    }  # fmt: skip
+
+
+def test_a_tie_with_the_champion_is_not_promoted_and_the_champion_is_judged_by_its_own_scaler(tmp_path: Path) -> None:
+    """A champion trained on other data, with a global scaler fitted there: through its own checkpoint
+    it forecasts the challenger's test windows exactly as its ``predict`` does, so a challenger that
+    forecasts the same ties it (ratio 1, p 1) and is not promoted. Scored with the challenger's scaler
+    instead (the old way), the same weights would have forecast something else."""
+    import numpy as np
+
+    from swarmlearn.jobs._train import judge
+    from swarmlearn.models import config_from_dict
+    from swarmlearn.registry import decide
+    from swarmlearn.training import (
+        Scaling,
+        Split,
+        StreamDataLoader,
+        TrainedModel,
+        TrainingConfig,
+        TrainingPipeline,
+        forecast,
+    )
+
+    config = TrainingConfig(
+        window=12,
+        horizon=2,
+        max_epochs=1,
+        scaling=Scaling.GLOBAL,
+        models=(config_from_dict("lstm", {"hidden_size": 8}),),
+    )
+    TrainingPipeline(config).run(list(generate_swarm(agents=2, events_per_agent=300, seed=9))).best.save(
+        tmp_path / "m.pt"
+    )
+    champion = TrainedModel.load(tmp_path / "m.pt")
+    events = list(generate_swarm(agents=2, events_per_agent=300, seed=3))
+    data = StreamDataLoader(events, config)
+    predicted = champion.predict(data.windows[data.starts[Split.TEST]][:, : data.window])
+    _, comparisons = judge(data, events, config, data.targets(Split.TEST), predicted, champion)
+    assert comparisons["champion"]["ratio"] == pytest.approx(1.0) and comparisons["champion"]["p_value"] == 1.0
+    assert not decide(comparisons).promote
+    assert not np.allclose(forecast(champion.model, data, Split.TEST, 64), predicted)

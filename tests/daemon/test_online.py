@@ -113,7 +113,7 @@ def test_ml_poly_moves_weight_to_the_expert_that_is_right() -> None:
     aggregation = MLPoly([0.5, 0.5], forget=0.0, prior_events=0.0)
     for _ in range(200):
         forecasts = [1.0, 3.0]  # the truth is 1
-        aggregate = aggregation.combine(forecasts)
+        aggregate, _ = aggregation.combine(forecasts, 0)
         aggregation.update(forecasts, aggregate, 1.0 if aggregate > 1.0 else -1.0)
     assert aggregation.weights[0] > 0.95
     assert sum(aggregation.weights) == pytest.approx(1.0)

@@ -62,19 +62,46 @@ def test_a_damaged_registry_is_an_error_not_an_empty_registry(tmp_path: Path) ->
         ModelRegistry(tmp_path)
 
 
-def test_a_challenger_is_promoted_only_when_it_beats_every_rival() -> None:
-    online = metrics(100, 10, 0.05)
-    champion = metrics(80, 8, 0.04)
-    better = decide(metrics(70, 7, 0.035), {"champion": champion, "online": online}, TARGETS)
-    assert better.promote and better.ratios["champion"] < 1 and better.ratios["online"] < 1
-    # Better than the online baseline but worse than the champion: kept out.
-    worse = decide(metrics(90, 9, 0.045), {"champion": champion, "online": online}, TARGETS)
-    assert not worse.promote and "champion" in worse.reason and "online" not in worse.reason
-    # Errors are never pooled across units: a big latency gain does not buy a worse success rate
-    # unless the relative gains outweigh the losses (geometric mean of the ratios).
-    mixed = decide(metrics(40, 8, 0.2), {"online": online}, TARGETS)
-    assert not mixed.promote  # 0.4 * 0.8 * 4.0 -> geometric mean 1.09
-    assert decide(metrics(99, 9.9, 0.0495), {"online": online}, TARGETS, margin=0.02).promote is False
-    # Nothing to compare on is not a win.
-    assert not decide({}, {"online": online}, TARGETS).promote
-    assert decide(metrics(1, 1, 0.01), {}, TARGETS).promote  # no rivals at all: the first model
+def test_a_challenger_is_promoted_only_when_it_beats_every_rival_clearly() -> None:
+    def win(ratio: float, p: float, windows: int = 120) -> dict[str, float]:
+        return {"ratio": ratio, "p_value": p, "windows": windows}
+
+    clear = decide({"naive": win(0.7, 1e-6), "online": win(0.8, 1e-4), "champion": win(0.9, 0.01)})
+    assert clear.promote and clear.ratios == {"naive": 0.7, "online": 0.8, "champion": 0.9}
+    assert "p = 1e-06" in clear.reason and "120 windows" in clear.reason
+    # A tie is not a win; neither is a gain within the margin, nor one the test cannot tell from noise.
+    tie = decide({"naive": win(0.7, 1e-6), "champion": win(1.0, 0.5)})
+    assert not tie.promote and "does not beat the champion by the 2% margin" in tie.reason
+    assert not decide({"champion": win(0.99, 1e-9)}).promote
+    assert decide({"champion": win(0.99, 1e-9)}, margin=0.0).promote
+    noisy = decide({"naive": win(0.5, 1e-6), "online": win(0.9, 0.2)})
+    assert not noisy.promote and "not significantly" in noisy.reason and "the naive 0.500" in noisy.reason
+    # Every comparison is in the note, whichever failed.
+    worse = decide({"naive": win(1.2, 0.9), "online": win(0.8, 1e-3)})
+    assert "the online 0.800" in worse.reason and "naive" in worse.reason
+    # A rival that could not be compared blocks automatic promotion.
+    other = decide({"naive": win(0.5, 1e-6), "champion": {"comparable": False, "reason": "another horizon"}})
+    assert not other.promote and "not comparable with the champion (another horizon)" in other.reason
+    assert decide({}).promote  # nothing to compare with: the first model
+
+
+def test_the_paired_test_tells_a_real_gain_from_noise() -> None:
+    import numpy as np
+
+    from swarmlearn.training import compare, diebold_mariano
+
+    rng = np.random.default_rng(3)
+    assert diebold_mariano(rng.normal(-0.5, 1.0, 200), 1) < 1e-6
+    assert diebold_mariano(rng.normal(0.0, 1.0, 200), 1) > 0.05
+    assert diebold_mariano(rng.normal(0.5, 1.0, 200), 1) > 0.99
+    assert diebold_mariano(np.zeros(50), 1) == 1.0  # a tie
+    # Overlapping multi-step windows: the HAC variance and the correction make it more careful.
+    walk = np.repeat(rng.normal(-0.3, 1.0, 40), 5)  # runs of five equal differences, as 5-step windows give
+    assert diebold_mariano(walk, 5) > diebold_mariano(rng.permutation(walk), 1)
+    truth = rng.normal(100.0, 10.0, (300, 2, 3))
+    good = truth + rng.normal(0.0, 1.0, truth.shape)
+    bad = truth + rng.normal(0.0, 3.0, truth.shape)
+    better = compare(truth, good, bad, naive_scale=[10.0, 10.0, 10.0], horizon=2)
+    assert better.ratio == pytest.approx(1 / 3, rel=0.1) and better.p_value < 1e-6 and better.windows == 300
+    same = compare(truth, good, good, naive_scale=[10.0, 10.0, 10.0], horizon=2)
+    assert same.ratio == 1.0 and same.p_value == 1.0

@@ -91,6 +91,8 @@ def swarm_data(swarm: list[Event]) -> StreamDataLoader:
 def test_public_names() -> None:
     assert sorted(training.__all__) == sorted(
         [
+            "QUANTILE_LEVELS",
+            "Comparison",
             "Evaluation",
             "GlobalScaler",
             "Loss",
@@ -110,9 +112,14 @@ def test_public_names() -> None:
             "TrainingConfig",
             "TrainingPipeline",
             "WindowScaler",
+            "compare",
+            "diebold_mariano",
             "evaluate",
             "fit",
             "forecast",
+            "interval_coverage",
+            "interval_offsets",
+            "interval_quantiles",
             "resolve_device",
             "scaler_from_state",
             "seeded",

@@ -144,3 +144,46 @@ async def test_a_tuning_job_resumes_after_a_restart_and_its_best_config_feeds_th
     assert recorded["model"]["hidden_size"] == params["hidden_size"] and recorded["window"] == params["window"]
     assert recorded["training"]["learning_rate"] == pytest.approx(params["learning_rate"])
     assert recorded["tuned_by"] == job.job_id
+
+
+@pytest.mark.timeout(400)
+async def test_tune_then_train_over_a_champion_of_another_size(swarm: tuple[DaemonServer, Stub]) -> None:
+    """The documented flow with a champion in place: the tuned config has another size, so the next
+    training cannot start from the champion's weights (it used to fail: size mismatch for
+    lstm.weight_ih_l0, and so would every later training of that kind); it trains from scratch and says
+    so. A training of the champion's own config starts from it."""
+    _, stub = swarm
+    champion_config = json.dumps({"hidden_size": 32, "training": {"window": 20}})
+    first = await stub.StartTraining(
+        jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=1, config_json=champion_config)
+    )
+    assert (await finished(stub, first.job_id))[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+    await stub.PromoteModel(jobs_pb2.PromoteModelRequest(model_kind="lstm", version=1))
+    space = json.dumps(
+        [
+            {"name": "hidden_size", "type": "choice", "values": [8, 12]},
+            {"name": "window", "type": "choice", "values": [20, 21]},
+        ]
+    )
+    tuning = await stub.StartTuning(
+        jobs_pb2.StartTuningRequest(model_kind="lstm", method="grid", search_space_json=space, concurrency=1)
+    )
+    tuned = (await finished(stub, tuning.job_id))[-1]
+    assert tuned.state == jobs_pb2.JOB_STATE_SUCCEEDED, tuned.error
+    size = json.loads(tuned.config_json)["hidden_size"]
+
+    second = await stub.StartTraining(jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=1))
+    made = (await finished(stub, second.job_id))[-1]
+    assert made.state == jobs_pb2.JOB_STATE_SUCCEEDED, made.error
+    assert "trained from scratch" in made.note and f"hidden_size 32, not {size}" in made.note, made.note
+
+    third = await stub.StartTraining(
+        jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=1, config_json=champion_config)
+    )
+    again = (await finished(stub, third.job_id))[-1]
+    assert again.state == jobs_pb2.JOB_STATE_SUCCEEDED, again.error
+    assert "warm-started from the champion" in again.note, again.note
+    models = {
+        m.version: json.loads(m.config_json) for m in (await stub.ListModels(jobs_pb2.ListModelsRequest())).models
+    }
+    assert models[2]["warm_start"] is False and models[3]["warm_start"] is True

@@ -34,7 +34,6 @@ from typing import Any
 
 from swarmlearn._channel import encode, read_message, spawn
 from swarmlearn.errors import InvalidArgument, NotFound
-from swarmlearn.online import TARGETS
 from swarmlearn.registry import ModelRegistry, TunedConfig, decide
 
 log = logging.getLogger(__name__)
@@ -116,6 +115,8 @@ class JobManager:
         on_promotion: Callable[[], object] | None = None,
         tuning: Mapping[str, int] | None = None,
         ray: Mapping[str, Any] | None = None,
+        promotion_margin: float = 0.02,
+        promotion_alpha: float = 0.05,
     ) -> None:
         """``tuning``: ``concurrency`` (trials at once when a request says 0), ``max_epochs`` (each
         trial's budget), ``grid_points`` and ``max_grid`` (see ``TunerConfig``). ``ray``: ``address``
@@ -130,6 +131,8 @@ class JobManager:
         self._knows = knows_agent
         self.threads = threads
         self.default_epochs = default_epochs
+        self.promotion_margin = promotion_margin
+        self.promotion_alpha = promotion_alpha
         self._on_promotion = on_promotion
         self.jobs: dict[str, Job] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
@@ -372,7 +375,9 @@ class JobManager:
 
     async def _run_training(self, job: Job) -> None:
         version = self.registry.next_version(job.scope, job.model_kind)
-        champion = self.registry.champion(job.scope)
+        # The rival is what serves the scope now: an agent without a champion of its own is served
+        # by the swarm's (and a compatible one is also where training may start from).
+        champion = self.registry.champion(job.scope) or (self.registry.champion("") if job.scope else None)
         scope_dir = job.scope or "_swarm"
         checkpoint = self.registry.root / _safe(scope_dir) / f"{job.model_kind}-v{version}.pt"
         config, tuned = job.request["config"], None
@@ -502,12 +507,14 @@ class JobManager:
             job.scope, job.model_kind, version, Path(result["checkpoint"]),
             metrics=result["metrics"], config=result["config"], job_id=job.job_id,
         )  # fmt: skip
-        decision = decide(result["metrics"], result["rivals"], TARGETS)
+        decision = decide(result["comparisons"], margin=self.promotion_margin, alpha=self.promotion_alpha)
         if decision.promote:
             self.registry.promote(entry.scope, entry.kind, entry.version)
             if self._on_promotion is not None:
                 self._on_promotion()
         note = f"{'promoted: ' if decision.promote else 'kept as a challenger: '}{decision.reason}"
+        if result.get("start"):
+            note += f"; {result['start']}"
         log.info("training job %s made %s-v%d of scope %r; %s", job.job_id, job.model_kind, version, job.scope, note)
         await self._update(
             job,

@@ -6,12 +6,13 @@ imports it, and ``torch.set_num_threads`` keeps the job to ``threads`` cores so 
 
 What it does, in order: read the committed events of the scope (one agent's, or every agent's for
 the global scope ``""``) up to the durable sequence the daemon gave it; build the windows
-(``StreamDataLoader``); train the kind asked for, warm-started from the scope's champion of the
-same kind and shape when there is one; evaluate on the test split the model, the naive forecast, the
-online baselines (what Predict would have answered from them at each test window) and the current
-champion (on the same windows when its shape allows, else on its own windows of the same events and
-period); write the checkpoint; and report. The daemon registers the version and
-decides the promotion (``registry.decide``): the registry has one writer.
+(``StreamDataLoader``); train the kind asked for, warm-started from the champion that serves the
+scope when it is compatible (same kind, model config, window, horizon and grid: ``warm_start``),
+else from scratch; compare on the test split, window by window, the model with the naive forecast,
+the online aggregate (what Predict would have answered at each test window) and that champion
+through its own checkpoint (``judge``: ratios of errors and a paired test); write the checkpoint;
+and report. The daemon registers the version and decides the promotion (``registry.decide``): the
+registry has one writer.
 
 With ``ray_address`` set (the spec's ``ray``), the same ``train`` runs as one Ray task
 (``run_on_ray``): this process reads the events and the champion's checkpoint and ships them, passes
@@ -25,7 +26,6 @@ one of ``("done", result)``, ``("cancelled",)``, ``("failed", reason)``. From th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -46,7 +46,6 @@ import torch
 
 from swarmlearn.models import config_from_dict, config_to_dict, write_checkpoint_bytes
 from swarmlearn.online import TARGETS
-from swarmlearn.registry._champions import residual_quantiles
 from swarmlearn.store import open_reader, read_events
 from swarmlearn.training import (
     NotEnoughData,
@@ -57,11 +56,16 @@ from swarmlearn.training import (
     TrainingCancelled,
     TrainingConfig,
     TrainingPipeline,
+    compare,
     evaluate,
     forecast,
+    interval_coverage,
+    interval_quantiles,
 )
 from swarmlearn.tuning._ray import ClusterUnavailable
 
+INTERVAL_CHECK = 0.8
+"""The coverage whose share of test points inside is reported (``<target>.coverage80``)."""
 _READ_CHUNK = 50_000
 _POLL_S = 0.2
 _TRAINING_KEYS = frozenset(
@@ -124,17 +128,7 @@ def train(
     config = training_config(spec)
     data = StreamDataLoader(events, config)
     champion = TrainedModel.load(spec["champion"]) if spec.get("champion") else None
-    warm = None
-    if (
-        champion is not None
-        and champion.kind == spec["kind"]
-        and (champion.window, champion.horizon)
-        == (
-            data.window,
-            data.horizon,
-        )
-    ):
-        warm = champion.state_dict()
+    warm, start = warm_start(champion, config)
 
     def progress(p: Progress) -> None:
         send(("progress", p.epoch, p.max_epochs, p.train_loss, p.val_loss))
@@ -142,35 +136,61 @@ def train(
     report = TrainingPipeline(config).train(
         data, config.models[0], progress=progress, should_stop=should_stop, initial_state=warm
     )
-    rivals = {"naive": _flat(_evaluation(data, data.naive(Split.TEST), config))}
-    if config.grid_s is None:
-        # The online baselines forecast events, not a grid's buckets: on a grid there is no like
-        # for like with them, and the naive forecast of the buckets is the bar.
-        rivals["online"] = _flat(_evaluation(data, online_forecasts(events, data), config))
-    if champion is not None and champion.grid_s != config.grid_s:
-        # Steps of another length: no comparison, so no automatic promotion (an operator may promote).
-        rivals["champion"] = {}
-    elif champion is not None:
-        rivals["champion"] = _champion_metrics(champion, events, data, config)
-    # Residuals on the test split, per step and target: Predict's intervals when this model serves.
     truth = data.targets(Split.TEST)
     predicted = forecast(report.model.model, data, Split.TEST, config.eval_batch_size)
-    report.model.metadata["residual_quantiles"] = residual_quantiles(truth - predicted)
+    rivals, comparisons = judge(data, events, config, truth, predicted, champion)
+    # Predict's intervals when this model serves: quantiles of the validation split's residuals, each
+    # divided by its window's scale (the gate's test split stays unseen), and their coverage on the test.
+    calibration = forecast(report.model.model, data, Split.VALIDATION, config.eval_batch_size)
+    quantiles = interval_quantiles(data.targets(Split.VALIDATION) - calibration, data.target_scales(Split.VALIDATION))
+    report.model.metadata["interval_quantiles"] = quantiles
+    coverage: dict[str, float] = {}
+    if quantiles:
+        covered = interval_coverage(truth, predicted, data.target_scales(Split.TEST), quantiles, INTERVAL_CHECK)
+        coverage = {f"{t}.coverage80": float(c) for t, c in zip(TARGETS, covered, strict=True)}
     path = Path(spec["checkpoint"])
     path.parent.mkdir(parents=True, exist_ok=True)
     report.model.save(path)
     return {
             "checkpoint": str(path),
-            "metrics": _flat(report.test),
+            "metrics": {**_flat(report.test), **coverage},
             "rivals": rivals,
+            "comparisons": comparisons,
             "config": {"model": {"kind": report.kind, **config_to_dict(config.models[0])}, "window": data.window,
                        "horizon": data.horizon, "warm_start": warm is not None,
                        "training": {key: getattr(config, key) for key in sorted(_TRAINING_KEYS)},
                        "tuned_by": spec.get("tuned_by", "")},
             "epochs": report.training.epochs,
+            "start": start,
             "windows": {split.name.lower(): len(data.starts[split]) for split in Split},
             "seconds": report.training.seconds,
     }  # fmt: skip
+
+
+def warm_start(champion: TrainedModel | None, config: TrainingConfig) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The champion's weights to start from, and how training started, for the job's note.
+
+    Only a champion of the same kind, the same model config (every field: a tuned config of another
+    size has other tensors), window, horizon and time grid is a start; anything else trains from
+    scratch, and the note says what differed."""
+    if champion is None:
+        return None, "trained from scratch (no champion to start from)"
+    model = config.models[0]
+    differences = []
+    if champion.kind != model.kind:
+        differences.append(f"kind {champion.kind}, not {model.kind}")
+    else:
+        mine, theirs = config_to_dict(model), config_to_dict(champion.model.config)
+        differences += [f"{name} {theirs[name]}, not {mine[name]}" for name in mine if mine[name] != theirs.get(name)]
+    if champion.window != config.window:
+        differences.append(f"window {champion.window}, not {config.window}")
+    if champion.horizon != config.horizon:
+        differences.append(f"horizon {champion.horizon}, not {config.horizon}")
+    if champion.grid_s != config.grid_s:
+        differences.append(f"grid_s {champion.grid_s}, not {config.grid_s}")
+    if differences:
+        return None, f"trained from scratch (the champion has {'; '.join(differences)})"
+    return champion.state_dict(), "warm-started from the champion"
 
 
 def run_on_ray(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -290,14 +310,60 @@ def _evaluation(data: StreamDataLoader, predicted: Any, config: TrainingConfig) 
     )
 
 
-def _champion_metrics(
-    champion: TrainedModel, events: list[Any], data: StreamDataLoader, config: TrainingConfig
-) -> dict[str, float]:
-    if (champion.window, champion.horizon) != (data.window, data.horizon):
-        # Its own windows of the same events; the split fractions put its test windows in the same period.
-        own = dataclasses.replace(config, window=champion.window, horizon=champion.horizon)
-        data = StreamDataLoader(events, own)
-    return _flat(_evaluation(data, forecast(champion.model, data, Split.TEST, config.eval_batch_size), config))
+def judge(
+    data: StreamDataLoader,
+    events: list[Any],
+    config: TrainingConfig,
+    truth: Any,
+    predicted: Any,
+    champion: TrainedModel | None,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+    """The rivals' test metrics, and the challenger's comparison with each (``registry.decide``'s
+    input): the naive forecast, the online aggregate (not on a time grid: it forecasts events, not
+    buckets) and the champion that serves the scope now, each on the same test windows at the same
+    horizon, the champion through its own checkpoint (its own scaler). A champion on another grid or
+    at another horizon is not comparable: no automatic promotion over it."""
+    forecasts = {"naive": data.naive(Split.TEST)}
+    if config.grid_s is None:
+        forecasts["online"] = online_forecasts(events, data)
+    rivals = {name: _flat(_evaluation(data, f, config)) for name, f in forecasts.items()}
+    comparisons: dict[str, dict[str, Any]] = {
+        name: compare(truth, predicted, f, naive_scale=data.naive_scale, horizon=data.horizon)._asdict()
+        for name, f in forecasts.items()
+    }
+    if champion is not None:
+        if champion.grid_s != config.grid_s or champion.horizon != data.horizon:
+            steps = f"steps of {champion.grid_s:g} s" if champion.grid_s else "steps of one event"
+            reason = f"it forecasts {champion.horizon} {steps}, this model {data.horizon}"
+            if config.grid_s:
+                reason += f" of {config.grid_s:g} s"
+            comparisons["champion"] = {"comparable": False, "reason": reason}
+        else:
+            mine, theirs = champion_forecasts(champion, data, config.eval_batch_size)
+            if not len(theirs):
+                comparisons["champion"] = {"comparable": False, "reason": "no test window is long enough for it"}
+            else:
+                scores = evaluate(
+                    truth[mine], theirs, targets=TARGETS, naive_scale=data.naive_scale, thresholds=config.thresholds
+                )
+                rivals["champion"] = _flat(scores)
+                comparisons["champion"] = compare(
+                    truth[mine], predicted[mine], theirs, naive_scale=data.naive_scale, horizon=data.horizon
+                )._asdict()
+    return rivals, comparisons
+
+
+def champion_forecasts(champion: TrainedModel, data: StreamDataLoader, batch_size: int) -> tuple[Any, Any]:
+    """The champion's forecasts of the test windows it can read (its window of rows ending at the same
+    last input row, all of one agent), through its own checkpoint and scaler: ``(which, [W', H, T])``."""
+    ends = data.starts[Split.TEST] + data.window - 1  # [W]: each window's last input row
+    firsts = ends - champion.window + 1
+    owner = data.row_agent
+    usable = (firsts >= 0) & (owner[np.maximum(firsts, 0)] == owner[ends])
+    which = np.flatnonzero(usable)
+    rows = firsts[which][:, None] + np.arange(champion.window)  # [W', L]
+    parts = [champion.predict(data.features[rows[i : i + batch_size]]) for i in range(0, len(rows), batch_size)]
+    return which, np.concatenate(parts) if parts else np.zeros((0, data.horizon, len(TARGETS)))
 
 
 def _flat(evaluation: Any) -> dict[str, float]:

@@ -64,12 +64,16 @@ class MLPoly:
         self.n = n = self.n + 1
         self.share = self.prior_events / (self.prior_events + n) if total > 0.0 else 1.0
 
-    def combine(self, forecasts: list[float]) -> float:
-        """The weighted mean of ``forecasts`` (without building the weights)."""
-        mixed: float = self.share * sum(map(mul, self.prior, forecasts))
+    def combine(self, forecasts: list[float], k: int) -> tuple[float, float]:
+        """The weighted mean of ``forecasts`` (without building the weights), and expert ``k``'s weight."""
+        share = self.share
+        mixed: float = share * sum(map(mul, self.prior, forecasts))
+        weight = share * self.prior[k]
         if self.total > 0.0:
-            mixed += (1.0 - self.share) / self.total * sum(map(mul, self.raw, forecasts))
-        return mixed
+            own = (1.0 - share) / self.total
+            mixed += own * sum(map(mul, self.raw, forecasts))
+            weight += own * self.raw[k]
+        return mixed, weight
 
     def weight(self, k: int) -> float:
         own = (1.0 - self.share) / self.total * self.raw[k] if self.total > 0.0 else 0.0

@@ -126,22 +126,23 @@ class FeatureRegressor:
         self.prediction = [0.0] * targets
         self._n = 0
 
-    def step(self, event: Event, deviations: list[float | None]) -> list[float]:
-        """One outcome, and each target's ``deviations`` (None where not observed); returns the
-        predicted deviations for the next outcome.
+    def before(self, event: Event) -> list[float]:
+        """An outcome, before the targets learn it: the predicted deviations for the next outcome.
 
         Every ``linear_every``-th outcome the standardiser learns and the prediction is made from its
-        features; on the outcome after, the model learns what followed them. In between, the last
-        prediction holds: a quarter of the cost, and the features of one outcome say little about
-        the one four later anyway."""
-        phase = self._n % self.every
-        self._n += 1
-        if phase == 1 and self.x is not None:
-            self.learn(self.x, deviations)
-        elif phase == 0:
+        features; on the outcome after, the model learns what followed them (``after``). In between,
+        the last prediction holds: a fraction of the cost, and the features of one outcome say little
+        about the one eight later anyway."""
+        if self._n % self.every == 0:
             self.observe(event_features(event))
             self.prediction = self.predict()
         return self.prediction
+
+    def after(self, deviations: list[float | None]) -> None:
+        """The targets' deviations at this outcome (None where not observed)."""
+        if self._n % self.every == 1 and self.x is not None:
+            self.learn(self.x, deviations)
+        self._n += 1
 
     def observe(self, features: tuple[float, ...]) -> None:
         """Standardise an outcome's raw features (NaN: 0), learning the standardiser from them too."""

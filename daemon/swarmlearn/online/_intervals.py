@@ -38,6 +38,7 @@ _MAE_TO_STD = math.sqrt(math.pi / 2)  # a normal's standard deviation over its m
 DEFAULT_QUANTILES: tuple[float, ...] = tuple(_GAUSS.inv_cdf(t) * _MAE_TO_STD for t in LEVELS)
 """The levels' quantiles of normal errors in units of their mean absolute value: a start without a prior."""
 _CAP = 6.0
+_PRIOR_ERRORS = 4
 _SCALE_FLOOR = 1e-9
 _MIN_SCORES = 10
 _COVERAGE_80 = (LEVELS.index(0.1), LEVELS.index(0.9))
@@ -89,7 +90,11 @@ class ConformalIntervals:
         up, down = self._steps
         self.quantiles = [qi + a if u > qi else qi - b for qi, a, b in zip(q, up, down, strict=True)]
         error = abs(z - forecast)
-        self.scale = max(_SCALE_FLOOR, self.scale + self.alpha * (min(error, _CAP * self.scale) - self.scale))
+        # Until 1/alpha errors are known, their mean (after the prior's, worth _PRIOR_ERRORS of them):
+        # the swarm's scale is a start, not something to unlearn over sixty observations.
+        n = self.n
+        weight = self.alpha if n * self.alpha >= 1.0 else max(self.alpha, 1.0 / (n + _PRIOR_ERRORS))
+        self.scale = max(_SCALE_FLOOR, self.scale + weight * (min(error, _CAP * self.scale) - self.scale))
         return u
 
     def coverage(self) -> float | None:

@@ -34,6 +34,17 @@ _NOTHING = (None, None, None)
 class AgentLearner:
     """The experts, aggregates, intervals and drift of one agent, for every target in ``TARGETS``."""
 
+    __slots__ = (
+        "_learners",
+        "config",
+        "events",
+        "first_timestamp",
+        "last_timestamp",
+        "regressor",
+        "running",
+        "targets",
+    )
+
     def __init__(self, config: OnlineConfig | None = None, priors: dict[str, TargetPrior] | None = None) -> None:
         """``priors``: the swarm's, per target (``OnlineState`` passes its own); fresh ones if None."""
         self.config = config = config or OnlineConfig()
@@ -67,17 +78,16 @@ class AgentLearner:
         self.running.update(event, observed)
         if observed == _NOTHING:
             return ()
+        regressor = self.regressor
+        linear = regressor.before(event)
         deviations: list[float | None] = [None, None, None]
         drifted = []
         for i, (value, target) in enumerate(zip(observed, self._learners, strict=True)):
             if value is not None:
-                deviations[i], drift_found = target.learn(value, timestamp)
+                deviations[i], drift_found = target.learn(value, timestamp, linear[i])
                 if drift_found:
                     drifted.append(TARGETS[i])
-        linear = self.regressor.step(event, deviations)
-        for value, target, deviation in zip(observed, self._learners, linear, strict=True):
-            if value is not None:
-                target.prepare(deviation)
+        regressor.after(deviations)
         return tuple(drifted)
 
     def predict(self, horizon: int = 1, coverage: float = 0.8) -> dict[str, Forecast]:

@@ -26,6 +26,11 @@ QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p95", 0.95), ("p99",
 
 
 class RunningStats:
+    __slots__ = (
+        "alpha", "count", "errors", "events", "ewma", "gap_sum", "last_event", "last_timestamp", "mean", "outcomes",
+        "quantiles", "recent_errors", "recent_gap", "square",
+    )  # fmt: skip
+
     def __init__(self, config: OnlineConfig) -> None:
         self.alpha = config.ewma_alpha
         size = len(METRICS)
@@ -78,7 +83,7 @@ class RunningStats:
     def __getstate__(self) -> dict[str, object]:
         # A snapshot holds the last event as plain values: its type as a number, no attributes (the
         # snapshot's unpickler admits only learner classes, and a mappingproxy cannot be pickled).
-        state = dict(self.__dict__)
+        state = {name: getattr(self, name) for name in self.__slots__}
         if self.last_event is not None:
             state["last_event"] = (*self.last_event[:3], int(self.last_event[3]), *self.last_event[4:13])
         return state
@@ -87,7 +92,8 @@ class RunningStats:
         last = state["last_event"]
         if isinstance(last, tuple) and not isinstance(last, Event):
             state["last_event"] = Event(*last[:3], EventType(last[3]), *last[4:])  # type: ignore[arg-type, call-arg]
-        self.__dict__.update(state)
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def features(self) -> dict[str, float]:
         """Everything by name: ``<metric>.mean|std|ewma``, ``<metric>.p50|p95|p99``, ``error_rate[.ewma]``,

@@ -202,6 +202,7 @@ class Worker:
             upto=upto,
             limit=_READ_CHUNK,
             shard=(settings.shard, settings.shards) if settings.shards > 1 else None,
+            text=settings.role == "prompts",  # the only role that reads texts and attributes
         )
         self.buffer.extend(events)
         self.scanned = upto if len(events) < _READ_CHUNK else events[-1][0]

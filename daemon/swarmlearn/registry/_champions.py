@@ -15,8 +15,11 @@ dropped answers None for that agent until enough new ones arrive.
 
 A forecast is cached per agent until that agent's next event or a reload: an agent that asks again
 between events costs no forward pass, and answers for the same horizon and coverage are reused as they
-are. Intervals come from the champion's residuals on its test split, per step and target, stored as
-quantiles at ``QUANTILE_LEVELS`` by the training job; a coverage between two levels is interpolated.
+are. Intervals are scale-aware conformal ones: the training job stores, per step and target, quantiles
+(at ``training.QUANTILE_LEVELS``) of its validation split's residuals divided by each window's scale
+of the target (``training.interval_quantiles``); here they are multiplied by the agent's current
+window's scale, so an agent with twenty times the latency of another gets twenty times the width. A
+coverage between two levels is interpolated, beyond the outermost extrapolated.
 
 Pickled for snapshots without the models (``__getstate__``): they are loaded again from the registry,
 which is the source of truth, and reloaded whenever the daemon says the champions changed. Torch is
@@ -26,7 +29,6 @@ import this module but never build a ``ChampionState``).
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 from collections.abc import Callable
@@ -55,8 +57,6 @@ _FORMAT = 3
 outcomes); both are refused (rebuilt from the log)."""
 _ANSWERS_PER_AGENT = 8
 """Cached answers (horizon, coverage) per agent; more are dropped together."""
-QUANTILE_LEVELS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9,
-                   0.95, 0.975, 0.99, 0.995)  # fmt: skip
 
 Answer = tuple[str, dict[str, Forecast]]
 """``(model version, forecasts by target)``."""
@@ -131,12 +131,18 @@ class _Served(NamedTuple):
     """``<kind>-v<version>``."""
     metrics: dict[str, float]
     quantiles: npt.NDArray[np.float64] | None
-    """Test residual quantiles ``[level, H, T]`` (None: the intervals are unbounded)."""
+    """Residual quantiles ``[level, H, T]`` (None: the intervals are unbounded)."""
+    scaled: bool
+    """Whether they are in units of each window's target scale (``interval_quantiles``: multiplied by
+    the window's scale at Predict), or in the targets' own units (checkpoints written before)."""
 
-    def answer(self, predicted: npt.NDArray[np.float64], horizon: int, coverage: float) -> Answer:
+    def answer(
+        self, predicted: npt.NDArray[np.float64], scales: npt.NDArray[np.float64], horizon: int, coverage: float
+    ) -> Answer:
         values = predicted[:horizon]  # [h, T]
-        lows = (values + self._offset((1.0 - coverage) / 2)[:horizon]).tolist()
-        highs = (values + self._offset((1.0 + coverage) / 2)[:horizon]).tolist()
+        unit = scales[None, :] if self.scaled else 1.0  # [1, T]: this window's scale of each target
+        lows = (values + self._offset((1.0 - coverage) / 2)[:horizon] * unit).tolist()
+        highs = (values + self._offset((1.0 + coverage) / 2)[:horizon] * unit).tolist()
         kind = f"torch:{self.model.kind}"
         columns = values.tolist()
         out = {
@@ -150,21 +156,21 @@ class _Served(NamedTuple):
         return self.version, out
 
     def _offset(self, level: float) -> npt.NDArray[np.float64]:
-        """``[H, T]``: the residual quantile at ``level``, interpolated between the stored levels;
-        unbounded outside them or without any."""
-        if self.quantiles is None or level < QUANTILE_LEVELS[0] or level > QUANTILE_LEVELS[-1]:
+        """``[H, T]``: the residual quantile at ``level``, interpolated between the stored levels and
+        extrapolated beyond them; unbounded without any."""
+        if self.quantiles is None:
             shape = (self.model.horizon, len(TARGETS))
             return np.full(shape, -math.inf if level < 0.5 else math.inf)
-        i = max(1, bisect.bisect_left(QUANTILE_LEVELS, level))
-        a, b = QUANTILE_LEVELS[i - 1], QUANTILE_LEVELS[i]
-        low, high = self.quantiles[i - 1], self.quantiles[i]
-        offset: npt.NDArray[np.float64] = low + (level - a) / (b - a) * (high - low)
-        return offset
+        from swarmlearn.training import interval_offsets  # torch is loaded already where a champion is
+
+        return interval_offsets(self.quantiles, level)
 
 
 class _Cached(NamedTuple):
     predicted: npt.NDArray[np.float64] | None
     """``[H, T]`` of the agent's current window; None: no full window (or one that cannot be exact)."""
+    scales: npt.NDArray[np.float64]
+    """``[T]``: that window's scale of the targets."""
     answers: dict[tuple[int, float], Answer]
 
 
@@ -222,7 +228,7 @@ class ChampionState:
                 )
                 continue
             version = f"{champion.kind}-v{champion.version}"
-            models[scope] = _Served(trained, version, dict(champion.metrics), _quantiles(trained, version))
+            models[scope] = _Served(trained, version, dict(champion.metrics), *_quantiles(trained, version))
         self._models = models
         self._cache = {}
 
@@ -252,7 +258,7 @@ class ChampionState:
             return None
         cached = self._cache.get(agent_id)
         if cached is None:
-            cached = self._cache[agent_id] = _Cached(_predict(served.model, history), {})
+            cached = self._cache[agent_id] = _Cached(*_predict(served.model, history), {})
         if cached.predicted is None:
             return None
         key = (horizon, coverage)
@@ -260,7 +266,7 @@ class ChampionState:
         if answer is None:
             if len(cached.answers) >= _ANSWERS_PER_AGENT:
                 cached.answers.clear()
-            answer = cached.answers[key] = served.answer(cached.predicted, horizon, coverage)
+            answer = cached.answers[key] = served.answer(cached.predicted, cached.scales, horizon, coverage)
         return answer
 
     def _needed_from(self, times: npt.NDArray[np.float64]) -> int:
@@ -268,36 +274,38 @@ class ChampionState:
         return min((served.model.history_start(times) for served in self._models.values()), default=len(times))
 
 
-def _predict(model: TrainedModel, history: History) -> npt.NDArray[np.float64] | None:
+_NO_SCALES = np.ones(len(TARGETS))
+
+
+def _predict(model: TrainedModel, history: History) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.float64]]:
+    """The forecast ``[H, T]`` of the agent's current window and the window's target scales ``[T]``."""
     times, rows = history.view()
     start = model.history_start(times)
     if start == 0 and history.dropped and model.grid_s is not None:
-        return None  # its first bucket may have lost events: not the window training would build
+        return None, _NO_SCALES  # its first bucket may have lost events: not the window training would build
     # What an outcome did not observe is carried forward from the rows before, as training does;
     # the history keeps it as NaN, so a late event fills the rows after it as it would have in time.
     filled = fill_forward(rows.copy())
     window = model.input_window(times[start:], filled[start:])
     if window is None:
-        return None
-    predicted: npt.NDArray[np.float64] = model.predict(window).astype(np.float64)  # [H, T]
-    return predicted
+        return None, _NO_SCALES
+    predicted, scales = model.predict_scaled(window)  # [H, T], [T]
+    return predicted.astype(np.float64), scales.astype(np.float64)
 
 
-def _quantiles(model: TrainedModel, version: str) -> npt.NDArray[np.float64] | None:
-    stored = model.metadata.get("residual_quantiles") or []
+def _quantiles(model: TrainedModel, version: str) -> tuple[npt.NDArray[np.float64] | None, bool]:
+    """The champion's interval quantiles and whether they are in window scales: ``interval_quantiles``
+    (scale-aware, calibrated on the validation split), else the ``residual_quantiles`` of the test
+    split in the targets' units that checkpoints written before carry, else none (unbounded)."""
+    from swarmlearn.training import QUANTILE_LEVELS  # torch is loaded already where a champion is
+
+    scaled = bool(model.metadata.get("interval_quantiles"))
+    stored = model.metadata.get("interval_quantiles") or model.metadata.get("residual_quantiles") or []
     if not stored:
-        return None
+        return None, False
     quantiles = np.asarray(stored, dtype=np.float64)
     expected = (len(QUANTILE_LEVELS), model.horizon, len(TARGETS))
     if quantiles.shape != expected:
-        log.error("champion %s: residual quantiles of shape %s, not %s; unbounded", version, quantiles.shape, expected)
-        return None
-    return quantiles
-
-
-def residual_quantiles(residuals: np.ndarray) -> list[Any]:
-    """``[level][step][target]`` quantiles of test residuals ``[windows, H, T]`` (truth - forecast)."""
-    if len(residuals) == 0:
-        return []
-    levels: list[Any] = np.quantile(residuals, QUANTILE_LEVELS, axis=0).tolist()
-    return levels
+        log.error("champion %s: interval quantiles of shape %s, not %s; unbounded", version, quantiles.shape, expected)
+        return None, False
+    return quantiles, scaled

@@ -4,11 +4,13 @@ A *scope* is what a model forecasts for: ``""`` for the swarm (a global model, e
 agent id. Versions count from 1 per (scope, kind). The champion of a scope is the version Predict
 uses for it; each scope keeps its history of champions, so ``rollback`` returns to the one before.
 
-Promotion is decided on the challenger's test split, against rivals evaluated on the same windows
-(``decide``): the current champion and the best online baseline. Errors of different targets are in
-different units (milliseconds, tokens per second, a rate), so they are never pooled: the challenger's
-error is divided by the rival's per target, and the geometric mean of those ratios must be below
-``1 - margin`` against every rival. ``PromoteModel`` (an operator's explicit choice) skips the rule.
+Promotion is decided on the challenger's test split, against rivals evaluated on the same windows at
+the same horizon (``decide``): the naive forecast, the online aggregate and the champion that serves
+the scope now. Errors of different targets are in different units (milliseconds, tokens per second,
+a rate), so they are never pooled: the challenger's error is divided by the rival's per target, and
+the geometric mean of those ratios must be below ``1 - margin`` against every rival, with a paired
+test of the per-window losses significant at ``alpha``. ``PromoteModel`` (an operator's explicit
+choice) skips the rule.
 
 It also holds the best configuration each tuning job found per (scope, kind) (``record_tuned``); the
 next training of that kind for that scope, scheduled or asked for without a config, uses it
@@ -26,7 +28,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,42 +75,41 @@ class TunedConfig:
 class Decision:
     promote: bool
     reason: str
+    """What the job's note says: the figures and p-values, or why not."""
     ratios: dict[str, float]
     """Per rival, the geometric mean over targets of challenger error / rival error."""
 
 
-def decide(
-    challenger: Mapping[str, float],
-    rivals: Mapping[str, Mapping[str, float]],
-    targets: Sequence[str],
-    *,
-    metric: str = "mae",
-    margin: float = 0.0,
-) -> Decision:
-    """Whether ``challenger`` beats every rival (``{"champion": metrics, "online": metrics}``) on
-    ``<target>.<metric>`` for all ``targets``; metrics of one split. A rival without the metric for a
-    target cannot be compared there and the target is skipped for it."""
+def decide(comparisons: Mapping[str, Mapping[str, Any]], *, margin: float = 0.02, alpha: float = 0.05) -> Decision:
+    """Whether a challenger is promoted over every rival it was compared with (``training.compare``'s
+    ``{"ratio", "p_value", "windows"}`` per rival, or ``{"comparable": False, "reason"}``).
+
+    A promotion needs, against every rival: a comparison on the same windows at the same horizon; a
+    ratio below ``1 - margin`` (the geometric mean over targets of the challenger's MAE over the
+    rival's: errors of different units are never pooled); and a one-sided paired test of the
+    per-window losses (Diebold-Mariano, small-sample corrected) below ``alpha``. A tie is not a win,
+    nor is a gain the test windows cannot tell from noise. No rival at all (nothing to compare
+    with) promotes."""
     ratios: dict[str, float] = {}
-    for name, rival in rivals.items():
-        logs = []
-        for target in targets:
-            key = f"{target}.{metric}"
-            mine, theirs = challenger.get(key), rival.get(key)
-            if mine is None or theirs is None or not math.isfinite(mine) or not math.isfinite(theirs):
-                continue
-            # A perfect rival (0 error) can only be tied; a tiny floor keeps the ratio finite.
-            logs.append(math.log(max(mine, 1e-12) / max(theirs, 1e-12)))
-        if logs:
-            ratios[name] = math.exp(sum(logs) / len(logs))
-    missing = [name for name in rivals if name not in ratios]
-    if missing:
-        return Decision(False, f"no comparable {metric} against {', '.join(missing)}", ratios)
-    losing = {name: r for name, r in ratios.items() if r >= 1.0 - margin}
-    if losing:
-        worst = ", ".join(f"{name} ({r:.3f} of its {metric})" for name, r in losing.items())
-        return Decision(False, f"does not beat {worst}", ratios)
-    beaten = ", ".join(f"{name} ({r:.3f} of its {metric})" for name, r in ratios.items())
-    return Decision(True, f"beats {beaten}" if beaten else "nothing to beat", ratios)
+    figures, failures = [], []
+    for name, c in comparisons.items():
+        if not c.get("comparable", True):
+            failures.append(f"not comparable with the {name} ({c.get('reason', '')})")
+            continue
+        ratio, p = float(c["ratio"]), float(c["p_value"])
+        if not math.isfinite(ratio):
+            failures.append(f"no comparable error against the {name}")
+            continue
+        ratios[name] = ratio
+        figures.append(f"the {name} {ratio:.3f} of its MAE (p = {p:.2g}, {int(c['windows'])} windows)")
+        if ratio >= 1.0 - margin:
+            failures.append(f"does not beat the {name} by the {margin:.0%} margin")
+        elif p >= alpha:
+            failures.append(f"beats the {name} but not significantly (p >= {alpha:g})")
+    if failures:
+        reason = "; ".join(failures) + (f"; against {', '.join(figures)}" if figures else "")
+        return Decision(False, reason, ratios)
+    return Decision(True, f"beats {', '.join(figures)}" if figures else "nothing to compare with", ratios)
 
 
 class ModelRegistry:

@@ -157,6 +157,8 @@ class DaemonServer:
             durable_sequence=lambda: self.store.durable_sequence,
             knows_agent=ingestor.knows,
             threads=settings.training_threads,
+            promotion_margin=settings.promotion_margin,
+            promotion_alpha=settings.promotion_alpha,
             on_promotion=self._online.champions_changed,
             tuning={
                 "concurrency": settings.tuning_concurrency,

@@ -3,12 +3,25 @@
 from swarmlearn.training._config import Loss, Scaling, TrainingConfig
 from swarmlearn.training._data import NotEnoughData, ScaledBatch, Split, StreamDataLoader
 from swarmlearn.training._loop import Progress, TrainingCancelled, TrainResult, fit, forecast, resolve_device, seeded
-from swarmlearn.training._metrics import Evaluation, TargetMetrics, evaluate
+from swarmlearn.training._metrics import (
+    QUANTILE_LEVELS,
+    Comparison,
+    Evaluation,
+    TargetMetrics,
+    compare,
+    diebold_mariano,
+    evaluate,
+    interval_coverage,
+    interval_offsets,
+    interval_quantiles,
+)
 from swarmlearn.training._pipeline import ModelReport, PipelineResult, TrainingPipeline
 from swarmlearn.training._scaling import GlobalScaler, Scaler, WindowScaler, scaler_from_state
 from swarmlearn.training._trained import TrainedModel
 
 __all__ = [
+    "QUANTILE_LEVELS",
+    "Comparison",
     "Evaluation",
     "GlobalScaler",
     "Loss",
@@ -28,9 +41,14 @@ __all__ = [
     "TrainingConfig",
     "TrainingPipeline",
     "WindowScaler",
+    "compare",
+    "diebold_mariano",
     "evaluate",
     "fit",
     "forecast",
+    "interval_coverage",
+    "interval_offsets",
+    "interval_quantiles",
     "resolve_device",
     "scaler_from_state",
     "seeded",

@@ -200,6 +200,17 @@ class StreamDataLoader:
         for begin in range(0, len(starts), batch_size):
             yield self.scaled(starts[begin : begin + batch_size])
 
+    def target_scales(self, split: Split, batch_size: int = 4096) -> Array:
+        """``[W, T]``: per window of the split, the scaler's scale of the targets (what a forecast's
+        errors are measured in for the intervals)."""
+        parts = []
+        starts = self.starts[split]
+        for begin in range(0, len(starts), batch_size):
+            x = self.windows[starts[begin : begin + batch_size]][:, : self.window]  # [B, L, F]
+            _, scale = self.scaler.stats(x)
+            parts.append(np.broadcast_to(scale[:, 0, self.target_channels], (len(x), len(self.target_channels))))
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.target_channels)), np.float32)
+
     def targets(self, split: Split) -> Array:
         """The split's targets in original units, ``[W, H, T]``."""
         rows = self.starts[split][:, None] + self.window + np.arange(self.horizon)  # [W, H]

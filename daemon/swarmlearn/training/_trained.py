@@ -75,10 +75,15 @@ class TrainedModel:
             return rows[-self.window :] if len(rows) >= self.window else None
         return last_window(timestamps, rows, self.window, self.grid_s)
 
-    @torch.no_grad()
     def predict(self, windows: Array) -> Array:
         """Forecasts of raw feature windows ``[B, L, F]`` (or one ``[L, F]``) in original units:
         ``[B, H, T]`` (or ``[H, T]``)."""
+        return self.predict_scaled(windows)[0]
+
+    @torch.no_grad()
+    def predict_scaled(self, windows: Array) -> tuple[Array, Array]:
+        """``predict``, and each window's scale of the targets (``[B, T]``, or ``[T]`` for one window):
+        what its errors are measured in for the intervals (``interval_quantiles``)."""
         single = windows.ndim == 2
         x = np.asarray(windows, dtype=np.float32)[None] if single else np.asarray(windows, dtype=np.float32)
         if x.shape[1:] != (self.window, self.model.shape.n_features):
@@ -86,8 +91,10 @@ class TrainedModel:
         center, scale = self.scaler.stats(x)  # [B|1, 1, F]
         device = next(self.model.parameters()).device
         scaled = self.model(torch.from_numpy((x - center) / scale).to(device)).cpu().numpy()  # [B, H, T]
-        result: Array = scaled * scale[:, :, self._targets] + center[:, :, self._targets]
-        return result[0] if single else result
+        target_scale = scale[:, :, self._targets]  # [B|1, 1, T]
+        result: Array = scaled * target_scale + center[:, :, self._targets]
+        scales: Array = np.broadcast_to(target_scale[:, 0, :], (len(x), len(self._targets)))
+        return (result[0], scales[0]) if single else (result, scales)
 
     def predict_events(self, events: Sequence[Event]) -> Array:
         """The forecast after an agent's events (any order; sorted by time as training does): ``[H, T]``."""
