@@ -1,7 +1,7 @@
 """Torch forecasters on real series, beside neuralforecast: accuracy by EVALUATION.md's protocol, fit time,
 training throughput and single-window predict latency.
 
-    python benchmarks/training.py [--series 17] [--models lstm,tcn,nbeats] [--max-steps 300] [--seed 1]
+    python benchmarks/training.py [--series 17] [--models lstm,tcn,nbeats,ensemble] [--max-steps 300] [--seed 1]
                                   [--scaler window|robust] [--calls 500] [--nf-series N] [--threads N]
 
 neuralforecast 3.3.0 is the optional ``bench`` extra. Install it in a venv of its own, torch==2.13.0 first (the
@@ -329,10 +329,11 @@ def nf_equal_sizes(config: ModelConfig) -> dict[str, Any]:
         # A plain stack of causal convolutions of one width (our last block's): two per residual block of ours,
         # at its dilation, so the same receptive field, without the residual connections. Its context adapter
         # (L -> H over time) and a linear decoder (channels -> 1) stand for our head (channels -> H).
+        channels = config.block_channels(WINDOW)
         return {
             "kernel_size": config.kernel_size,
-            "dilations": [2**i for i in range(len(config.num_channels)) for _ in range(2)],
-            "encoder_hidden_size": config.num_channels[-1],
+            "dilations": [2**i for i in range(len(channels)) for _ in range(2)],
+            "encoder_hidden_size": channels[-1],
             "decoder_layers": 1,
         }
     # The same stacks, blocks, fully connected layers (neuralforecast's block has one linear layer before its
@@ -436,7 +437,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder of timestamp,value CSVs")
     parser.add_argument("--series", type=int, default=17, help="the first N series by file name")
-    parser.add_argument("--models", default="lstm,tcn,nbeats")
+    parser.add_argument("--models", default="lstm,tcn,nbeats,ensemble")
     parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument(
@@ -469,7 +470,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     started, load = time.perf_counter(), os.getloadavg()[0]
     all_series = [load_series(p) for p in paths]
-    nf_kinds = kinds if neuralforecast else []
+    nf_kinds = [k for k in kinds if k in NF_CLASSES] if neuralforecast else []  # it has no ensemble
     nf_count = min(args.nf_series or len(all_series), len(all_series)) if nf_kinds else 0
     names = list(BASELINES) + kinds + [f"nf {k}" for k in nf_kinds]
     scores: dict[str, list[Score]] = {name: [] for name in names + [f"nf {k} at our size" for k in nf_kinds]}

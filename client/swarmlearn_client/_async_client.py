@@ -242,7 +242,7 @@ class AsyncClient:
         config_json: str = "",
     ) -> Job:
         """Start a training job. ``scope`` is an agent id or "" for every agent; ``model_kind`` is
-        lstm, tcn or nbeats; 0 and "" keep the daemon's defaults; ``config_json`` overrides the
+        lstm, tcn, nbeats or ensemble; 0 and "" keep the daemon's defaults; ``config_json`` overrides the
         model configuration as a JSON object."""
         request = jobs_pb2.StartTrainingRequest(
             scope=scope, model_kind=model_kind, max_epochs=max_epochs, horizon=horizon, config_json=config_json

@@ -96,6 +96,10 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` as JSON types; non-finite floats (a job without a best objective is NaN on the
+    wire) become None, since strict JSON parsers refuse NaN and Infinity."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
@@ -110,7 +114,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(_jsonable(value), indent=2) + "\n")
+    sys.stdout.write(json.dumps(_jsonable(value), indent=2, allow_nan=False) + "\n")
 
 
 # -- serve / health ---------------------------------------------------------------------------
@@ -136,7 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SecurityError as exc:  # a configuration problem: exit 2, which systemd does not retry
         logging.getLogger("swarmlearn").error("cannot start: %s", exc)
         return 2
-    except (DataDirLocked, OSError, RuntimeError) as exc:  # grpc reports a failed bind as RuntimeError
+    except (DataDirLocked, OSError, RuntimeError) as exc:  # a taken address is an OSError naming its setting
         logging.getLogger("swarmlearn").error("cannot start: %s", exc)
         return 1
 
@@ -689,7 +693,7 @@ def _parser() -> argparse.ArgumentParser:
     prompts_cmd.add_argument("--select", action="store_true", help="also pick the prompt variant to use next")
 
     train_cmd = command("train", cmd_train, "train a forecaster in the background and follow it (progress bar)")
-    train_cmd.add_argument("--model", choices=("lstm", "tcn", "nbeats"), default="lstm")
+    train_cmd.add_argument("--model", choices=("lstm", "tcn", "nbeats", "ensemble"), default="lstm")
     train_cmd.add_argument("--scope", default="", help="an agent id; default: one model for every agent")
     train_cmd.add_argument("--epochs", type=int, help="most epochs (default: the daemon's, 30)")
     train_cmd.add_argument("--horizon", type=int, help="events forecast at once (default 1)")
@@ -698,7 +702,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train_cmd.add_argument("--detach", action="store_true", help="start the job and return")
     tune_cmd = command("tune", cmd_tune, "search hyperparameters with Ax in the background (progress, trials table)")
-    tune_cmd.add_argument("--model", choices=("lstm", "tcn", "nbeats"), default="lstm")
+    tune_cmd.add_argument("--model", choices=("lstm", "tcn", "nbeats", "ensemble"), default="lstm")
     tune_cmd.add_argument("--method", choices=("bayesian", "random", "grid", "hyperband"), default="bayesian")
     tune_cmd.add_argument("--scope", default="", help="an agent id; default: the model for every agent")
     tune_cmd.add_argument("--trials", type=int, help="configurations to evaluate (default 20; a grid: all)")

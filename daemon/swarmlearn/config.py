@@ -38,7 +38,7 @@ class Settings:
     grace_period_s: float = 5.0
     """On SIGTERM/SIGINT: how long in-flight RPCs get to finish before they are cancelled."""
     max_batch_events: int = 10_000
-    """Events per EventBatch; events past this index are rejected (field ``events``)."""
+    """Events per EventBatch; a larger batch is refused whole, with one rejection (field ``events``)."""
     max_message_bytes: int = 32 * 1024 * 1024
     """Largest gRPC message the daemon receives or sends."""
     max_stream_inflight_events: int = 20_000
@@ -85,7 +85,7 @@ class Settings:
     retrain_on_drift: bool = False
     """Retrain the swarm's model when the online learners find a drift."""
     retrain_model_kind: str = "lstm"
-    """What scheduled retraining trains: lstm, tcn or nbeats (warm-started from the champion)."""
+    """What scheduled retraining trains: lstm, tcn, nbeats or ensemble (warm-started from a compatible champion)."""
     training_threads: int = 1
     """CPU threads a training job's process may use (torch); the rest stay with ingest and Predict."""
     promotion_margin: float = 0.02
@@ -144,7 +144,11 @@ class Settings:
         _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")
         _check(self.retrain_every_events >= 0, "retrain_every_events", "must be >= 0")
         _check(self.retrain_every_s >= 0, "retrain_every_s", "must be >= 0")
-        _check(self.retrain_model_kind in ("lstm", "tcn", "nbeats"), "retrain_model_kind", "lstm, tcn or nbeats")
+        _check(
+            self.retrain_model_kind in ("lstm", "tcn", "nbeats", "ensemble"),
+            "retrain_model_kind",
+            "lstm, tcn, nbeats or ensemble",
+        )
         _check(1 <= self.training_threads <= 256, "training_threads", "must be in [1, 256]")
         _check(0 <= self.promotion_margin < 1, "promotion_margin", "must be in [0, 1)")
         _check(0 < self.promotion_alpha <= 1, "promotion_alpha", "must be in (0, 1]")

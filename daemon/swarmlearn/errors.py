@@ -2,6 +2,7 @@
 
 SwarmLearnDaemonError
 ├── InvalidArgument      -> INVALID_ARGUMENT (names the field)
+│   └── MalformedRequest (the request's bytes do not parse)
 ├── NotFound             -> NOT_FOUND
 │   └── UnknownAgent
 ├── Overloaded           -> RESOURCE_EXHAUSTED
@@ -22,6 +23,13 @@ class InvalidArgument(SwarmLearnDaemonError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class MalformedRequest(InvalidArgument):
+    """The bytes of a request are not the message the RPC takes (raised by the server's parsing)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("request", f"could not be parsed ({detail})")
 
 
 class NotFound(SwarmLearnDaemonError):

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf import json_format
 
-from swarmlearn.cli import main
+from swarmlearn.cli import _jsonable, main
 from swarmlearn.config import Settings
 from swarmlearn.server import Daemon
+from swarmlearn_client import ForecastPoint
 from tests.daemon.pbevents import events
 
 
@@ -158,6 +161,32 @@ def test_stats_and_predict_commands(daemon: Daemon, capsys: pytest.CaptureFixtur
         assert expected in shown, expected
     assert main(["predict", "planner", "--horizon", "49", "--target", daemon.address]) == 1
     assert "INVALID_ARGUMENT: horizon" in capsys.readouterr().err
+
+
+def strict_json(text: str) -> Any:
+    """Parse as strict JSON parsers do: NaN and Infinity are not JSON."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_has_no_nan_or_infinity(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    # A training job has no best objective: NaN on the wire, which --json printed as NaN.
+    capsys.readouterr()
+    assert main(["train", "--detach", "--epochs", "1", "--target", daemon.address, "--json"]) == 0
+    job = strict_json(capsys.readouterr().out)
+    assert job["progress"]["best_objective"] is None
+    assert main(["jobs", "--target", daemon.address, "--json"]) == 0
+    (listed,) = strict_json(capsys.readouterr().out)["jobs"]
+    assert listed["progress"]["best_objective"] is None
+    # Every non-finite float, wherever it sits, and nothing else.
+    value = {"points": [ForecastPoint(step=1, value=math.nan, lower=-math.inf, upper=math.inf)], "mae": 0.5}
+    assert strict_json(json.dumps(_jsonable(value), allow_nan=False)) == {
+        "points": [{"step": 1, "value": None, "lower": None, "upper": None}],
+        "mae": 0.5,
+    }
 
 
 def test_demo_against_a_running_daemon(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:

@@ -100,20 +100,65 @@ async def test_bad_events_are_rejected_with_field_and_reason_while_neighbours_ar
     assert after.accepted == 3
 
 
-async def test_events_past_the_batch_limit_are_rejected_and_the_rest_stored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_batch_over_the_limit_is_refused_whole_with_one_rejection(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from swarmlearn.config import Settings
 
     daemon = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path, max_batch_events=10))
     await daemon.start()
     try:
         async with grpc.aio.insecure_channel(daemon.address) as channel:
-            (ack,) = await ingest(service_pb2_grpc.SwarmLearnStub(channel), events(15))
-        assert ack.accepted == 10
-        assert [r.index for r in ack.rejected] == [10, 11, 12, 13, 14]
-        assert {r.field for r in ack.rejected} == {"events"}
-        assert "limit is 10" in ack.rejected[0].reason
+            stub = service_pb2_grpc.SwarmLearnStub(channel)
+            over, at_limit = await ingest(stub, events(15, prefix="over"), events(10, prefix="fits"))
+        assert over.accepted == 0
+        assert [(r.index, r.event_id, r.field) for r in over.rejected] == [(0, "", "events")]
+        assert "holds 15 events, the limit is 10" in over.rejected[0].reason
+        assert not daemon.store.has_event("agent-1", "over-0")
+        # The stream goes on: a batch at the limit is stored.
+        assert (at_limit.accepted, len(at_limit.rejected)) == (10, 0)
+        assert daemon.store.count() == 10
     finally:
         await daemon.stop()
+
+
+async def test_a_huge_batch_of_empty_events_gets_a_small_ack_fast(server: DaemonServer) -> None:
+    """A million empty events are 2 MB on the wire; a rejection each once made an ack ~40x that,
+    over the message limit, after seconds of work on the event loop."""
+    import time
+
+    empty_event = b"\x12\x00"  # EventBatch field 2 (events), an empty StreamEvent
+    batch = b"\x0a\x04huge" + empty_event * 1_000_000
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        call = channel.stream_stream(
+            "/swarmlearn.v1.SwarmLearn/Ingest", response_deserializer=events_pb2.IngestAck.FromString
+        )
+        started = time.monotonic()
+        acks = [ack async for ack in call(iter([batch]))]
+        elapsed = time.monotonic() - started
+    (ack,) = acks
+    assert ack.batch_id == "huge" and ack.accepted == 0
+    assert [r.field for r in ack.rejected] == ["events"]
+    assert "holds 1000000 events, the limit is 10000" in ack.rejected[0].reason
+    assert ack.ByteSize() < 1000
+    assert elapsed < 5.0
+    assert server.store.count() == 0
+
+
+async def test_timestamp_nanos_outside_a_second_are_rejected(
+    server: DaemonServer, stub: service_pb2_grpc.SwarmLearnStub
+) -> None:
+    batch = events(4, prefix="ns")
+    batch[1].timestamp.nanos = -1
+    batch[2].timestamp.nanos = 1_000_000_000
+    batch[3].timestamp.nanos = 999_999_999
+    (ack,) = await ingest(stub, batch)
+    assert ack.accepted == 2
+    assert [(r.index, r.event_id, r.field) for r in ack.rejected] == [
+        (1, "ns-1", "timestamp"),
+        (2, "ns-2", "timestamp"),
+    ]
+    assert "nanos must be in [0, 999999999], got -1" in ack.rejected[0].reason
+    assert "got 1000000000" in ack.rejected[1].reason
+    assert server.store.has_event("agent-1", "ns-3") and not server.store.has_event("agent-1", "ns-2")
 
 
 async def test_a_batch_of_only_bad_events_is_acked(stub: service_pb2_grpc.SwarmLearnStub) -> None:

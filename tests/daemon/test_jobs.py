@@ -103,6 +103,36 @@ async def test_an_agent_scope_is_judged_against_the_swarm_champion_that_serves_i
     assert "p = " in final.note
 
 
+async def test_an_ensemble_trains_from_nested_member_configs_and_serves_predict(
+    swarm: tuple[DaemonServer, Stub],
+) -> None:
+    _, stub = swarm
+    members = {"lstm": {"hidden_size": 8}, "tcn": {"channels": 8}, "nbeats": {"num_blocks": 1, "layer_width": 32}}
+    request = jobs_pb2.StartTrainingRequest(
+        model_kind="ensemble", max_epochs=2, config_json=json.dumps({**members, "training": {"window": 20}})
+    )
+    final = (await finished(stub, (await stub.StartTraining(request)).job_id))[-1]
+    assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
+    (model,) = (await stub.ListModels(jobs_pb2.ListModelsRequest())).models
+    config = json.loads(model.config_json)["model"]
+    assert config["kind"] == "ensemble" and config["members"] == ["lstm", "tcn", "nbeats"]
+    assert (config["lstm"]["hidden_size"], config["lstm"]["num_layers"], config["tcn"]["channels"]) == (8, 1, 8)
+    await stub.PromoteModel(jobs_pb2.PromoteModelRequest(model_kind="ensemble", version=1))
+    deadline = time.monotonic() + 30
+    while (answer := await stub.Predict(agents_pb2.PredictRequest(agent_id="planner"))).forecasts[
+        0
+    ].model_kind != "torch:ensemble":
+        assert time.monotonic() < deadline, "the ensemble never answered Predict"
+        await asyncio.sleep(0.1)
+    assert all(f.model_version == "ensemble-v1" and f.points[0].lower <= f.points[0].value for f in answer.forecasts)
+    # A config the ensemble refuses fails its job (the daemon does not import torch to check it), saying why.
+    bad = await stub.StartTraining(
+        jobs_pb2.StartTrainingRequest(model_kind="ensemble", config_json='{"members": ["tcn"]}')
+    )
+    failed = (await finished(stub, bad.job_id))[-1]
+    assert failed.state == jobs_pb2.JOB_STATE_FAILED and "two or three of lstm, tcn, nbeats" in failed.error
+
+
 async def test_cancel_stops_a_running_job_while_predict_and_ingest_keep_answering(
     swarm: tuple[DaemonServer, Stub],
 ) -> None:

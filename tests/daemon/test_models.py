@@ -18,6 +18,8 @@ import swarmlearn.models as models
 from swarmlearn.events import Event, EventType
 from swarmlearn.models import (
     MODEL_KINDS,
+    EnsembleConfig,
+    EnsembleModel,
     ForecastShape,
     LSTMConfig,
     ModelConfig,
@@ -48,6 +50,11 @@ SMALL: dict[str, ModelConfig] = {
     "lstm": LSTMConfig(hidden_size=32, num_layers=1),
     "tcn": TCNConfig(num_channels=(16, 16, 16)),
     "nbeats": NBEATSConfig(num_blocks=1, num_layers=2, layer_width=64),
+    "ensemble": EnsembleConfig(
+        lstm=LSTMConfig(hidden_size=16, num_layers=1),
+        tcn=TCNConfig(num_channels=(8, 8, 8)),
+        nbeats=NBEATSConfig(num_blocks=1, num_layers=2, layer_width=32),
+    ),
 }
 
 
@@ -89,6 +96,8 @@ def test_public_names() -> None:
         [
             "MODEL_KINDS",
             "Checkpoint",
+            "EnsembleConfig",
+            "EnsembleModel",
             "ForecastShape",
             "Forecaster",
             "LSTMConfig",
@@ -109,7 +118,7 @@ def test_public_names() -> None:
             "write_checkpoint_bytes",
         ]
     )
-    assert set(MODEL_KINDS) == set(SMALL) == {"lstm", "tcn", "nbeats"}
+    assert set(MODEL_KINDS) == set(SMALL) == {"lstm", "tcn", "nbeats", "ensemble"}
 
 
 @pytest.mark.parametrize("kind", list(MODEL_KINDS))
@@ -192,7 +201,7 @@ def test_default_sizes_and_shapes(kind: str, tmp_path: Path) -> None:
 def test_tcn_convolves_only_its_receptive_field_with_the_same_output_and_gradients() -> None:
     shape = ForecastShape(window=96, horizon=3, n_features=2, target_channels=(0,))
     model = TCNModel(TCNConfig(num_channels=(8, 8, 8), dropout=0.0), shape)
-    assert model.config.receptive_field == 29
+    assert model.receptive_field == model.config.receptive_field(96) == 29
     x = torch.randn(4, 96, 2, dtype=torch.float64)
     model.double()
     lengths: list[int] = []
@@ -214,9 +223,50 @@ def test_tcn_convolves_only_its_receptive_field_with_the_same_output_and_gradien
     assert torch.equal(model(earlier), cropped) and not torch.allclose(model(first), cropped)
 
 
+def test_tcn_levels_cover_the_window_unless_fixed() -> None:
+    """By default the fewest blocks whose receptive field covers the window: the forecast reads every
+    step it is given. Fixed levels (what a search varies) and explicit widths (old checkpoints) stay."""
+    default = TCNConfig()
+    assert [len(default.block_channels(window)) for window in (10, 29, 30, 50, 61, 62, 96)] == [2, 3, 4, 4, 4, 5, 5]
+    assert all(default.receptive_field(window) >= window for window in range(1, 500))
+    assert default.block_channels(50) == (64, 64, 64, 64) and default.receptive_field(50) == 61
+    assert TCNConfig(levels=2, channels=16).block_channels(96) == (16, 16)
+    assert TCNConfig(num_channels=(64, 64, 64)).receptive_field(50) == 29  # as checkpoints before said
+    shape = ForecastShape(window=50, horizon=1, n_features=2, target_channels=(0,))
+    model = TCNModel(TCNConfig(channels=4, dropout=0.0), shape)
+    x = torch.randn(2, 50, 2)
+    first = x.clone()
+    first[:, 0] += 100.0  # the window's first step reaches the forecast
+    assert len(model.blocks) == 4 and not torch.allclose(model(first), model(x))
+
+
+def test_nbeats_bases_are_exact_and_not_collinear() -> None:
+    """Trend rows are exactly the polynomials of the shared time axis; seasonality rows are orthogonal
+    over the window (harmonics capped at L/2 - 1, so a short window gets no aliased rows)."""
+    from swarmlearn.models._nbeats import _Block, harmonics
+
+    config = NBEATSConfig(layer_width=8, num_layers=1)
+    for window in (6, 10, 24, 96):
+        shape = ForecastShape(window=window, horizon=4, n_features=1, target_channels=(0,))
+        trend = _Block(models.StackType.TREND, config, shape)
+        times = torch.arange(-window + 1, 5, dtype=torch.float32) / window
+        expected = torch.stack([times**p for p in range(config.trend_degree + 1)])
+        assert torch.equal(trend.backcast_basis, expected[:, :window]) and torch.equal(
+            trend.forecast_basis, expected[:, window:]
+        )
+        season = _Block(models.StackType.SEASONALITY, config, shape).backcast_basis.double()  # [1 + 2K, L]
+        assert harmonics(config, window) == max(1, min(8, window // 2 - 1))
+        assert season.shape[0] == 1 + 2 * harmonics(config, window)
+        gram = season @ season.T
+        off_diagonal = gram - torch.diag(torch.diag(gram))
+        assert off_diagonal.abs().max() < 1e-4 * gram.diag().max()
+        assert torch.linalg.matrix_rank(season) == season.shape[0]
+
+
 def test_documented_defaults() -> None:
     assert (LSTMConfig().hidden_size, LSTMConfig().num_layers, LSTMConfig().dropout) == (128, 2, 0.2)
-    assert (TCNConfig().num_channels, TCNConfig().kernel_size, TCNConfig().dropout) == ((64, 64, 64), 3, 0.2)
+    tcn = TCNConfig()
+    assert (tcn.channels, tcn.levels, tcn.kernel_size, tcn.dropout, tcn.num_channels) == (64, 0, 3, 0.2, ())
     nbeats = NBEATSConfig()
     assert [s.value for s in nbeats.stack_types] == ["trend", "seasonality", "generic"]
     assert (nbeats.num_blocks, nbeats.num_layers, nbeats.layer_width) == (4, 4, 256)
@@ -232,6 +282,40 @@ def test_config_from_dict_validates() -> None:
         config_from_dict("lstm", {"hidden": 3})
     with pytest.raises(ValueError, match="invalid lstm"):
         config_from_dict("lstm", {"dropout": 1.5})
+
+
+def test_an_ensemble_forecasts_the_median_of_its_members_each_trained_on_its_own_loss(tmp_path: Path) -> None:
+    config = config_from_dict("ensemble", {"lstm": {"hidden_size": 8}, "tcn": {"num_channels": [4, 4]}})
+    assert isinstance(config, EnsembleConfig)
+    assert config.lstm == LSTMConfig(hidden_size=8, num_layers=1)  # over the ensemble's defaults for it
+    assert config.nbeats == EnsembleConfig().nbeats
+    shape = ForecastShape(window=16, horizon=2)
+    torch.manual_seed(0)
+    model = build_model(config, shape)
+    assert isinstance(model, EnsembleModel) and list(model.members) == ["lstm", "tcn", "nbeats"]
+    x, y = torch.randn(6, 16, shape.n_features), torch.randn(6, 2, 3)
+    model.eval()
+    with torch.no_grad():
+        each = torch.stack([member(x) for member in model.members.values()])
+        assert torch.equal(model(x), each.median(dim=0).values)
+        # The median ignores one member gone wild (the mean would not).
+        model.members["tcn"].head.bias.fill_(1e6)  # type: ignore[union-attr,operator]
+        wild = torch.stack([member(x) for member in model.members.values()])
+        assert torch.equal(model(x), wild.median(dim=0).values) and model(x).abs().max() < 1e3
+        loss = torch.nn.functional.mse_loss
+        expected = sum(loss(member(x), y) for member in model.members.values())
+        assert torch.allclose(model.training_loss(x, y, loss), expected)  # type: ignore[arg-type]
+
+    pair = build_model(EnsembleConfig(members=("lstm", "nbeats")), shape).eval()
+    with torch.no_grad():
+        assert torch.allclose(pair(x), (pair.members["lstm"](x) + pair.members["nbeats"](x)) / 2)
+
+    save_checkpoint(tmp_path / "e.pt", model)
+    assert load_checkpoint(tmp_path / "e.pt").config == config  # nested configs round-trip through JSON
+    with pytest.raises(ValueError, match="two or three of lstm, tcn, nbeats"):
+        config_from_dict("ensemble", {"members": ["lstm"]})
+    with pytest.raises(ValueError, match="lstm has no field width"):
+        config_from_dict("ensemble", {"lstm": {"width": 3}})
 
 
 def test_checkpoint_bytes_land_as_the_same_checkpoint(tmp_path: Path) -> None:

@@ -79,6 +79,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# -- Makefile ---------------------------------------------------------------------------------
+
+
+def make_dry_run(target: str, tmp_path: Path) -> str:
+    """What ``make TARGET`` would run on a fresh machine (a virtual environment not made yet)."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    result = subprocess.run(
+        [make, "--dry-run", "--no-print-directory", "-C", str(ROOT), target, f"VENV={tmp_path / 'fresh-venv'}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_make_run_installs_the_daemon_without_ray_and_make_test_installs_everything(tmp_path: Path) -> None:
+    run = make_dry_run("run", tmp_path)
+    installs = [line.split("pip install", 1)[1] for line in run.splitlines() if "pip install" in line]
+    assert any(line.endswith("-e ./client -e .") for line in installs), run
+    assert not any("ray" in line or "dev" in line for line in installs), run  # Ray alone is about 1.2 GB
+    assert run.splitlines()[-1].endswith("swarmlearn serve")
+    test = make_dry_run("test", tmp_path)
+    assert "-e '.[dev,ray]'" in test, test
+    assert test.splitlines()[-1].endswith("pytest")
+
+
 # -- systemd ----------------------------------------------------------------------------------
 
 

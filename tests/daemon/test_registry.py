@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,12 @@ def test_the_paired_test_tells_a_real_gain_from_noise() -> None:
     assert better.ratio == pytest.approx(1 / 3, rel=0.1) and better.p_value < 1e-6 and better.windows == 300
     same = compare(truth, good, good, naive_scale=[10.0, 10.0, 10.0], horizon=2)
     assert same.ratio == 1.0 and same.p_value == 1.0
+    # A target that never changed in training (success 1 throughout) is left out: two near-zero
+    # errors in a ratio said the challenger was 12,611 times worse than the online aggregate.
+    flat = truth.copy()
+    flat[:, :, 2] = 1.0
+    nearly, exactly = good.copy(), bad.copy()
+    nearly[:, :, 2], exactly[:, :, 2] = 1.0 + 1e-5, 1.0
+    kept = compare(flat, nearly, exactly, naive_scale=[10.0, 10.0, 0.0], horizon=2)
+    assert kept.ratio == pytest.approx(1 / 3, rel=0.1) and kept.p_value < 1e-6
+    assert math.isnan(compare(flat, nearly, exactly, naive_scale=[0.0, 0.0, 0.0], horizon=2).ratio)

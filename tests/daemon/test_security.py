@@ -96,6 +96,32 @@ async def test_bearer_tokens(tmp_path: Path) -> None:
         await daemon.stop()
 
 
+async def test_malformed_requests_are_refused_as_unauthenticated_without_a_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    daemon = await started(settings(tmp_path, auth_token_file=token_file))
+    corrupt = b"\x0a\x05ab"
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            for metadata, code in (
+                ((), grpc.StatusCode.UNAUTHENTICATED),
+                ((("authorization", f"Bearer {TOKEN}"),), grpc.StatusCode.INVALID_ARGUMENT),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as unary:
+                    await channel.unary_unary("/swarmlearn.v1.SwarmLearn/GetAgentStats")(corrupt, metadata=metadata)
+                assert unary.value.code() == code
+                with pytest.raises(grpc.aio.AioRpcError) as stream:
+                    call = channel.stream_stream("/swarmlearn.v1.SwarmLearn/Ingest")(iter([corrupt]), metadata=metadata)
+                    _ = [ack async for ack in call]
+                assert stream.value.code() == code
+    finally:
+        await daemon.stop()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 def test_unusable_token_files_are_refused(tmp_path: Path) -> None:
     from swarmlearn.server._security import load_tokens
 

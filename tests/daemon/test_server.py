@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
 import os
 import stat
 import subprocess
@@ -59,6 +60,45 @@ async def test_health_and_reflection(server: DaemonServer) -> None:
         responses = reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = {s.name async for r in responses for s in r.list_services_response.service}
     assert {"swarmlearn.v1.SwarmLearn", "grpc.health.v1.Health"} <= names
+
+
+async def test_malformed_requests_are_invalid_argument_without_a_traceback(
+    server: DaemonServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def refused(call: object) -> grpc.aio.AioRpcError:
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await call  # type: ignore[misc]
+        return failed.value
+
+    corrupt, bad_utf8 = b"\x0a\x05ab", b"\x0a\x02\xff\xfe"  # a field cut short; a string that is not UTF-8
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        # Unary requests are parsed before any handler runs: ours, and grpc's own health service.
+        for method in ("/swarmlearn.v1.SwarmLearn/GetAgentStats", "/grpc.health.v1.Health/Check"):
+            for raw in (corrupt, bad_utf8):
+                error = await refused(channel.unary_unary(method)(raw))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, error)
+                assert "could not be parsed" in (error.details() or "")
+        watch = channel.unary_stream("/swarmlearn.v1.SwarmLearn/WatchJob")(bad_utf8)
+        with pytest.raises(grpc.aio.AioRpcError) as watched:
+            _ = [job async for job in watch]
+        assert watched.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # In a stream, the batches before the malformed one are stored and acknowledged.
+        ingest = channel.stream_stream(
+            "/swarmlearn.v1.SwarmLearn/Ingest", response_deserializer=events_pb2.IngestAck.FromString
+        )
+        good = events_pb2.EventBatch(batch_id="good", events=events(3)).SerializeToString()
+        acks: list[events_pb2.IngestAck] = []
+        with pytest.raises(grpc.aio.AioRpcError) as streamed:
+            async for ack in ingest(iter([good, corrupt])):
+                acks.append(ack)
+        assert streamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "could not be parsed" in (streamed.value.details() or "")
+        assert [(a.batch_id, a.accepted) for a in acks] == [("good", 3)]
+        # The daemon goes on serving.
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert server.store.count() == 3
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_graceful_stop_acks_what_it_took_then_ends_streams_with_unavailable(tmp_path: Path) -> None:
@@ -166,3 +206,19 @@ def test_a_failed_start_releases_what_it_took(tmp_path: Path) -> None:
         Client(daemon.address) as client,
     ):
         assert client.ingest(events(3)).accepted == 3
+
+
+@pytest.mark.parametrize("setting", ["listen", "metrics_listen"])
+def test_an_address_in_use_names_the_address_and_its_setting(tmp_path: Path, setting: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        addresses = {"listen": "127.0.0.1:0", "metrics_listen": "", setting: address}
+        blocked = Daemon(Settings(data_dir=tmp_path, **addresses))  # type: ignore[arg-type]
+        with pytest.raises(OSError) as failed:
+            blocked.start()
+    assert str(failed.value).startswith(f"setting {setting}: cannot bind {address}: ")
+    assert "in use" in str(failed.value)

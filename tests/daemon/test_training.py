@@ -469,3 +469,24 @@ def test_the_grid_is_a_training_setting_of_jobs() -> None:
     for bad in (0, -5, float("nan")):
         with pytest.raises(ValueError, match="grid_s"):
             TrainingConfig(grid_s=bad)
+
+
+def test_a_continued_fit_goes_on_with_the_optimizer_and_the_random_generators() -> None:
+    """What a Hyperband rung continues from: Adam's moments are not restarted, and neither the
+    shuffles nor the dropout masks replay from the seed."""
+    from swarmlearn.training import fit
+
+    config = TrainingConfig(window=12, horizon=1, max_epochs=1, models=(TINY,))
+    data = StreamDataLoader(list(generate_swarm(agents=2, events_per_agent=200, seed=4)), config)
+    shape = ForecastShape(window=12, horizon=1)
+    model = build_model(TINY, shape)
+    first = fit(model, data, config)
+    assert first.resume is not None
+    assert all(state["step"] == first.steps for state in first.resume["optimizer"]["state"].values())
+    again = fit(model, data, config, initial_state=model.state_dict(), resume=first.resume)
+    assert again.resume is not None
+    assert all(state["step"] == first.steps + again.steps for state in again.resume["optimizer"]["state"].values())
+    assert again.resume["shuffles"] != first.resume["shuffles"]
+    fresh = fit(build_model(TINY, shape), data, config)
+    assert fresh.resume is not None and fresh.resume["shuffles"] == first.resume["shuffles"]  # the seed's
+    assert not torch.equal(again.resume["torch"], first.resume["torch"])

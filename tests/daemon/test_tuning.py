@@ -59,18 +59,14 @@ def test_the_default_space_is_derived_from_the_config_dataclasses() -> None:
     assert (lstm["learning_rate"].low, lstm["learning_rate"].high, lstm["learning_rate"].log) == (1e-4, 1e-2, True)
     assert (lstm["dropout"].low, lstm["dropout"].high, lstm["dropout"].type) == (0.1, 0.5, "float")
     assert set(lstm) == {"hidden_size", "num_layers", "dropout", "learning_rate", "window"}
-    assert {p.name for p in default_space("tcn")} == {
-        "num_channels",
-        "kernel_size",
-        "dropout",
-        "learning_rate",
-        "window",
-    }
+    tcn = {p.name: p for p in default_space("tcn")}
+    assert set(tcn) == {"channels", "levels", "kernel_size", "dropout", "learning_rate", "window"}
+    assert (tcn["levels"].low, tcn["levels"].high, tcn["levels"].type) == (2, 7, "int")
     assert {p.name for p in default_space("nbeats")} == {"num_blocks", "layer_width", "learning_rate", "window"}
-    # A tuple field takes one value for every element; training fields go under "training".
-    assert config_for("tcn", {"num_channels": 32, "kernel_size": 2, "window": 25}) == {
-        "num_channels": [32, 32, 32],
-        "kernel_size": 2,
+    # Model fields at the top level, training fields under "training".
+    assert config_for("tcn", {"channels": 32, "levels": 4, "window": 25}) == {
+        "channels": 32,
+        "levels": 4,
         "training": {"window": 25},
     }
 

@@ -23,6 +23,7 @@ import dataclasses
 import enum
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -43,8 +44,9 @@ _TUNE_MAIN = "from swarmlearn.jobs._tune import main; main()"
 TUNING_METHODS = ("bayesian", "random", "grid", "hyperband")
 OBJECTIVES = ("val_mase", "val_mse")
 MAX_TRIALS = 1000
-MODEL_KINDS = ("lstm", "tcn", "nbeats")
+MODEL_KINDS = ("lstm", "tcn", "nbeats", "ensemble")
 MAX_HORIZON = 48
+MAX_EPOCHS = 10_000
 _KEEP_FINISHED = 1000  # records of finished jobs kept in jobs.json
 _CANCEL_GRACE_S = 10.0
 _STOPPED = "the daemon stopped before it finished; start it again"
@@ -198,6 +200,8 @@ class JobManager:
             raise NotFound(f"unknown agent {scope[:128]!r}: no event of it is stored")
         if horizon > MAX_HORIZON:
             raise InvalidArgument("horizon", f"at most {MAX_HORIZON}, got {horizon}")
+        if max_epochs > MAX_EPOCHS:
+            raise InvalidArgument("max_epochs", f"at most {MAX_EPOCHS}, got {max_epochs}")
         config: dict[str, Any] = {}
         if config_json:
             try:
@@ -206,6 +210,8 @@ class JobManager:
                 raise InvalidArgument("config_json", f"not JSON: {exc}") from None
             if not isinstance(config, dict):
                 raise InvalidArgument("config_json", "must be a JSON object of model settings")
+            if "training" in config:
+                _check_training(config["training"])
         request = {"max_epochs": max_epochs, "horizon": horizon or 1, "config": config}
         job = Job(f"train-{uuid.uuid4().hex[:12]}", "training", scope, model_kind, request=request)
         self.jobs[job.job_id] = job
@@ -544,6 +550,40 @@ async def check_space(
     if "field" in answer:
         raise InvalidArgument(answer["field"], answer["reason"])
     return answer
+
+
+# The training settings a config_json may give: (integer only, what a value must satisfy, what that is).
+_TRAINING_BOUNDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "window": (True, lambda v: 2 <= v <= 10_000, "an integer from 2 to 10000"),
+    "batch_size": (True, lambda v: 1 <= v <= 65_536, "an integer from 1 to 65536"),
+    "max_steps": (True, lambda v: v >= 1, "an integer of at least 1, or null for no limit"),
+    "patience": (True, lambda v: v >= 1, "an integer of at least 1"),
+    "learning_rate": (False, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "weight_decay": (False, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "grid_s": (False, lambda v: 0 < v < math.inf, "a finite number above 0, or null for no grid"),
+}
+_NULLABLE_TRAINING = frozenset({"max_steps", "grid_s"})
+
+
+def _check_training(training: Any) -> None:
+    """Bound the ``training`` settings of a StartTraining config_json here, where a bad one is an
+    ``InvalidArgument`` naming it, rather than in the job process, where it fails the job after
+    torch has loaded, or runs one for ever (a window of a million, a batch no memory holds).
+    Settings not named here are checked by the job (``jobs._train.training_config``)."""
+    if not isinstance(training, dict):
+        raise InvalidArgument("config_json.training", "must be a JSON object of training settings")
+    for name, (integer, allowed, what) in _TRAINING_BOUNDS.items():
+        if name in training and not _within(training[name], integer, allowed, name in _NULLABLE_TRAINING):
+            raise InvalidArgument(f"config_json.training.{name}", f"must be {what}, got {training[name]!r:.64}")
+
+
+def _within(value: Any, integer: bool, allowed: Callable[[Any], bool], nullable: bool) -> bool:
+    if value is None:
+        return nullable
+    # bool is an int to Python, never to a reader of the JSON; NaN fails every comparison.
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        return False
+    return allowed(value)
 
 
 def _safe(scope: str) -> str:

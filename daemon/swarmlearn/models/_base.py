@@ -8,6 +8,7 @@ config holds what a search may vary (sizes, dropout), the shape what the data de
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -53,7 +54,7 @@ class SearchRange:
     (on a log scale when ``log``), or over ``values``. ``swarmlearn.tuning`` reads it from the field's
     metadata (``searched``), so a search space is derived from the configs, never retyped; the
     parameter's type (int or float) is the field's. A tuple field is searched as one value that fills
-    every element (TCN's ``num_channels``: one width for every block)."""
+    every element."""
 
     low: float = 0.0
     high: float = 0.0
@@ -81,3 +82,10 @@ class Forecaster(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def training_loss(
+        self, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """What a training step minimises: the loss of the forecast (an ensemble sums its members')."""
+        loss: torch.Tensor = loss_fn(self(x), y)
+        return loss

@@ -8,11 +8,12 @@ from types import MappingProxyType
 from typing import Any
 
 from swarmlearn.models._base import Forecaster, ForecastShape
+from swarmlearn.models._ensemble import EnsembleConfig, EnsembleModel
 from swarmlearn.models._lstm import LSTMConfig, LSTMModel
 from swarmlearn.models._nbeats import NBEATSConfig, NBEATSModel
 from swarmlearn.models._tcn import TCNConfig, TCNModel
 
-ModelConfig = LSTMConfig | TCNConfig | NBEATSConfig
+ModelConfig = LSTMConfig | TCNConfig | NBEATSConfig | EnsembleConfig
 """Any registered architecture's config; ``config.kind`` names it."""
 
 MODEL_KINDS: Mapping[str, tuple[type[ModelConfig], type[Forecaster]]] = MappingProxyType(
@@ -20,6 +21,7 @@ MODEL_KINDS: Mapping[str, tuple[type[ModelConfig], type[Forecaster]]] = MappingP
         LSTMConfig.kind: (LSTMConfig, LSTMModel),
         TCNConfig.kind: (TCNConfig, TCNModel),
         NBEATSConfig.kind: (NBEATSConfig, NBEATSModel),
+        EnsembleConfig.kind: (EnsembleConfig, EnsembleModel),
     }
 )
 """Every registered architecture by kind, in the order a pipeline trains them by default."""

@@ -6,8 +6,8 @@ residual), and outputs coefficients θ of a basis for a backcast (its explanatio
 subtracted from the residual passed on) and for a forecast (added to the model's forecast):
 
 - ``trend``: polynomials ``t**p``, p = 0..``trend_degree``;
-- ``seasonality``: a Fourier series ``1, cos(2πkt), sin(2πkt)``, k = 1..``num_harmonics``
-  (periods of L/k steps);
+- ``seasonality``: a Fourier series ``1, cos(2πkt), sin(2πkt)``, k = 1..``num_harmonics`` (periods
+  of L/k steps), at most L/2 - 1 of them (``harmonics``): on L points higher ones alias lower ones;
 - ``generic``: no constraint, the basis is the identity (θ is the backcast / forecast itself).
 
 Backcast and forecast share one time axis, ``t = j / L`` with j = -L+1..0 over the window (0 is the
@@ -65,7 +65,8 @@ class NBEATSConfig:
     """Highest power of the trend polynomials."""
 
     num_harmonics: int = 8
-    """Fourier harmonics of the seasonality basis."""
+    """Fourier harmonics of the seasonality basis, at most ``L/2 - 1`` for windows of L steps (higher
+    ones alias lower ones on L points: their rows would be collinear)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stack_types", tuple(StackType(s) for s in self.stack_types))
@@ -75,12 +76,19 @@ class NBEATSConfig:
             raise ValueError(f"invalid {self}")
 
 
-def _basis(stack: StackType, config: NBEATSConfig, times: torch.Tensor) -> torch.Tensor:
+def harmonics(config: NBEATSConfig, window: int) -> int:
+    """The seasonality basis's harmonics for windows of ``window`` steps: ``num_harmonics``, capped at
+    ``window // 2 - 1`` (at least 1). Harmonic k has period L/k; at k = L/2 its sine is zero on every
+    step and beyond it a harmonic aliases a lower one, so those rows add nothing but collinearity."""
+    return max(1, min(config.num_harmonics, window // 2 - 1))
+
+
+def _basis(stack: StackType, config: NBEATSConfig, times: torch.Tensor, window: int) -> torch.Tensor:
     """The basis functions of ``stack`` at ``times``: ``[P, len(times)]``."""
     if stack is StackType.TREND:
         return torch.stack([times**p for p in range(config.trend_degree + 1)])
     if stack is StackType.SEASONALITY:
-        k = torch.arange(1, config.num_harmonics + 1, dtype=times.dtype)[:, None]  # [K, 1]
+        k = torch.arange(1, harmonics(config, window) + 1, dtype=times.dtype)[:, None]  # [K, 1]
         angles = 2 * math.pi * k * times[None, :]  # [K, len]
         return torch.cat([torch.ones(1, len(times), dtype=times.dtype), torch.cos(angles), torch.sin(angles)])
     return torch.eye(len(times), dtype=times.dtype)
@@ -94,8 +102,8 @@ class _Block(nn.Module):
         super().__init__()
         window, horizon, targets = shape.window, shape.horizon, shape.n_targets
         times = torch.arange(-window + 1, horizon + 1, dtype=torch.float32) / window
-        backcast_basis = _basis(stack, config, times[:window])  # [Pb, L]
-        forecast_basis = _basis(stack, config, times[window:])  # [Pf, H]
+        backcast_basis = _basis(stack, config, times[:window], window)  # [Pb, L]
+        forecast_basis = _basis(stack, config, times[window:], window)  # [Pf, H]
         # Fixed by the config, so rebuilt rather than stored: the state dict holds learned weights only.
         self.register_buffer("backcast_basis", backcast_basis, persistent=False)
         self.register_buffer("forecast_basis", forecast_basis, persistent=False)

@@ -42,6 +42,10 @@ class DataDirLocked(RuntimeError):
     """Another daemon already uses this data directory."""
 
 
+class AddressUnavailable(OSError):
+    """The daemon cannot listen on an address it was given; the message names it and its setting."""
+
+
 def _lock_data_dir(data_dir: Path) -> IO[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     # "a", not "w": opening must not wipe the pid of a daemon that holds the lock.
@@ -181,7 +185,7 @@ class DaemonServer:
         self.drift_listeners.append(self._jobs.drifted)
         self._jobs.start()
         if settings.metrics_listen:
-            self.metrics_address = self.metrics.serve(settings.metrics_listen)
+            self.metrics_address = _serve_metrics(self.metrics, settings.metrics_listen)
         self._grpc = server = grpc.aio.server(
             interceptors=[RequestInterceptor(self.metrics, tokens)],
             options=[
@@ -309,12 +313,28 @@ def _protection(settings: Settings) -> str:
 
 
 def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None) -> str:
-    # grpc raises RuntimeError when it cannot bind; the CLI reports it as "cannot start".
-    port = server.add_insecure_port(listen) if credentials is None else server.add_secure_port(listen, credentials)
+    try:
+        port = server.add_insecure_port(listen) if credentials is None else server.add_secure_port(listen, credentials)
+    except RuntimeError as exc:
+        # grpc says only "Failed to bind" (the reason goes to its own debug log), and nothing of which
+        # setting gave the address.
+        unix = listen.startswith("unix:")
+        why = "no socket can be made at that path" if unix else "the address is in use, or not one of this host's"
+        raise AddressUnavailable(f"setting listen: cannot bind {listen}: {why}") from exc
     if listen.startswith("unix:"):
         return listen
     host = listen.rsplit(":", 1)[0]
     return f"{host}:{port}"
+
+
+def _serve_metrics(metrics: Metrics, listen: str) -> str:
+    try:
+        return metrics.serve(listen)
+    except OSError as exc:  # "[Errno 98] Address already in use" names neither the address nor the setting
+        raise AddressUnavailable(
+            f"setting metrics_listen: cannot bind {listen}: {exc.strerror or exc}; "
+            'choose another port, or "" to turn metrics off'
+        ) from exc
 
 
 async def serve(settings: Settings) -> int:

@@ -29,26 +29,34 @@ def decode_batch(
     """Turn a batch into ``(index, Event)`` pairs and the rejections that the wire form shows.
 
     Range checks happen later, on the domain event (``validate_event``); here only what a domain
-    event cannot represent: a missing timestamp, unknown enum numbers, events past the batch limit.
+    event cannot represent: a missing timestamp or nanos outside a second, unknown enum numbers.
     Every metric and prompt field is read with ``HasField``: unset is None, never 0.
+
+    A batch over ``max_events`` is refused whole, with one rejection (index 0, field ``events``),
+    counted before anything is built: a rejection per surplus event made the ack some 40 times the
+    request (an 8 MB batch of empty events took gigabytes and seconds, and its ack exceeded the
+    message limit).
     """
+    if len(events) > max_events:
+        reason = f"batch holds {len(events)} events, the limit is {max_events}; none was stored: send smaller batches"
+        return [], [Rejection(0, "", "events", reason)]
     decoded: list[tuple[int, Event]] = []
     rejected: list[Rejection] = []
     append = decoded.append
     for index, pb in enumerate(events):
-        if index >= max_events:
-            reason = f"batch holds {len(events)} events, the limit is {max_events}; send smaller batches"
-            rejected.extend(Rejection(i, events[i].event_id, "events", reason) for i in range(index, len(events)))
-            break
         if not pb.HasField("timestamp"):
             rejected.append(Rejection(index, pb.event_id, "timestamp", "is required"))
+            continue
+        ts = pb.timestamp
+        nanos = ts.nanos
+        if not 0 <= nanos < 1_000_000_000:  # the seconds are range-checked on the domain event
+            rejected.append(Rejection(index, pb.event_id, "timestamp", f"nanos must be in [0, 999999999], got {nanos}"))
             continue
         event_type = _EVENT_TYPES.get(pb.event_type)
         if event_type is None:
             reason = "is required" if pb.event_type == 0 else f"unknown value {pb.event_type}"
             rejected.append(Rejection(index, pb.event_id, "event_type", reason))
             continue
-        ts = pb.timestamp
         latency = throughput = memory = cpu = success = None
         if pb.HasField("performance_metrics"):
             m = pb.performance_metrics
@@ -63,7 +71,7 @@ def decode_batch(
             p = pb.prompt_data
             has = p.HasField
             event = Event(
-                pb.agent_id, pb.event_id, ts.seconds + ts.nanos * 1e-9, event_type,
+                pb.agent_id, pb.event_id, ts.seconds + nanos * 1e-9, event_type,
                 latency, throughput, memory, cpu, success,
                 p.prompt_text if has("prompt_text") else None,
                 p.prompt_tokens if has("prompt_tokens") else None,
@@ -73,7 +81,7 @@ def decode_batch(
             )  # fmt: skip
         else:
             event = Event(
-                pb.agent_id, pb.event_id, ts.seconds + ts.nanos * 1e-9, event_type,
+                pb.agent_id, pb.event_id, ts.seconds + nanos * 1e-9, event_type,
                 latency, throughput, memory, cpu, success, None, None, None, None,
                 dict(pb.attributes.items()) if pb.attributes else NO_ATTRIBUTES,
             )  # fmt: skip

@@ -1,4 +1,5 @@
-"""One server interceptor for what every RPC shares: request ids, bearer tokens, timing."""
+"""One server interceptor for what every RPC shares: request ids, bearer tokens, timing, and
+malformed requests (INVALID_ARGUMENT, not grpc's UNKNOWN with a traceback)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from swarmlearn.errors import MalformedRequest
 from swarmlearn.server._logging import request_id
 from swarmlearn.server._metrics import Metrics
 from swarmlearn.server._security import OPEN_METHOD_PREFIXES, TokenChecker, denying_handler
@@ -21,10 +24,21 @@ Handler = Any
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 
 
+class _Unparsed:
+    """Stands in for a unary request that could not be parsed: grpc parses it before the handler
+    runs, where an error could only become UNKNOWN, so the handler's wrapper aborts instead."""
+
+    __slots__ = ("details",)
+
+    def __init__(self, error: DecodeError) -> None:
+        self.details = str(MalformedRequest(str(error)))
+
+
 class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
     """Sets the request id (the ``x-request-id`` metadata, or a new one), refuses calls without a
-    valid token when tokens are configured (UNAUTHENTICATED; health stays open), and times unary
-    RPCs into ``swarmlearn_rpc_seconds``."""
+    valid token when tokens are configured (UNAUTHENTICATED; health stays open), times unary RPCs
+    into ``swarmlearn_rpc_seconds``, and answers requests that cannot be parsed with
+    INVALID_ARGUMENT."""
 
     def __init__(self, metrics: Metrics, tokens: TokenChecker | None) -> None:
         self._metrics = metrics
@@ -46,7 +60,44 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-
         return _wrap(handler, method.rsplit("/", 1)[-1], rid, self._metrics)
 
 
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Unparsed(exc)
+
+    return parse
+
+
+def _strict(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Raises where the handler reads the request stream, so Ingest maps it like any other bad
+    argument, after acknowledging the batches before it."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            raise MalformedRequest(str(exc)) from None
+
+    return parse
+
+
+async def _refuse_unparsed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if type(request) is _Unparsed:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details)
+
+
 def _wrap(handler: Handler, name: str, rid: str, metrics: Metrics) -> Handler:
+    # A single request is parsed before the handler runs (a failure becomes an _Unparsed request),
+    # a request stream as the handler reads it (a failure raises MalformedRequest there).
+    streamed_requests = handler.stream_unary is not None or handler.stream_stream is not None
+    deserializer = (_strict if streamed_requests else _tolerant)(handler.request_deserializer)
     if handler.unary_unary is not None:
         behaviour: Any = handler.unary_unary
         seconds = metrics.rpc_seconds.labels(name)
@@ -55,6 +106,7 @@ def _wrap(handler: Handler, name: str, rid: str, metrics: Metrics) -> Handler:
             request_id.set(rid)
             start = time.perf_counter()
             try:
+                await _refuse_unparsed(request, context)
                 return await behaviour(request, context)
             finally:
                 seconds.observe(time.perf_counter() - start)
@@ -63,7 +115,7 @@ def _wrap(handler: Handler, name: str, rid: str, metrics: Metrics) -> Handler:
                     metrics.rpc_errors.labels(name, code.name).inc()
 
         return grpc.unary_unary_rpc_method_handler(
-            unary, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+            unary, request_deserializer=deserializer, response_serializer=handler.response_serializer
         )
     if handler.unary_stream is not None or handler.stream_stream is not None:
         stream_behaviour: Any = handler.unary_stream or handler.stream_stream
@@ -75,18 +127,21 @@ def _wrap(handler: Handler, name: str, rid: str, metrics: Metrics) -> Handler:
 
         async def generating(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request_id.set(rid)
-            # aclosing: a cancelled call closes the handler's generator now (its finally blocks
-            # run), not whenever the garbage collector gets to it.
-            async with contextlib.aclosing(stream_behaviour(request, context)) as responses:
-                async for response in responses:
-                    yield response
+            await _refuse_unparsed(request, context)
+            try:
+                # aclosing: a cancelled call closes the handler's generator now (its finally blocks
+                # run), not whenever the garbage collector gets to it.
+                async with contextlib.aclosing(stream_behaviour(request, context)) as responses:
+                    async for response in responses:
+                        yield response
+            except MalformedRequest as exc:  # a handler that does not map errors itself (reflection)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
         async def writing(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request_id.set(rid)  # handlers that call context.write() (grpc_health's Watch) stay so
+            await _refuse_unparsed(request, context)
             return await stream_behaviour(request, context)
 
         wrapper = generating if inspect.isasyncgenfunction(stream_behaviour) else writing
-        return make(
-            wrapper, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-        )
+        return make(wrapper, request_deserializer=deserializer, response_serializer=handler.response_serializer)
     return handler

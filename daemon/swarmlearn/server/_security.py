@@ -98,7 +98,10 @@ class TokenChecker:
 
 
 def denying_handler(handler: Any, code: grpc.StatusCode, details: str) -> Any:
-    """A handler of the same shape as ``handler`` that ends the call with ``code``."""
+    """A handler of the same shape as ``handler`` that ends the call with ``code``.
+
+    It never reads the request, so it does not parse it either: a malformed request from a caller
+    without a token is refused like any other, not turned into an error with a traceback."""
 
     async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(code, details)
@@ -115,9 +118,5 @@ def denying_handler(handler: Any, code: grpc.StatusCode, details: str) -> Any:
     ]
     for behaviour, make, replacement in kinds:
         if behaviour is not None:
-            return make(
-                replacement,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return make(replacement, request_deserializer=None, response_serializer=handler.response_serializer)
     raise ValueError("handler has no behaviour")

@@ -45,6 +45,8 @@ _PROMPTS = PromptConfig()  # its limits; the prompt learner runs with the same d
 _MAX_PAGE = 1000
 _MAX_SPACE_JSON = 65_536
 """Characters in a StartTuning search_space_json."""
+_MAX_CONFIG_JSON = 65_536
+"""Characters in a StartTraining config_json."""
 _DEFAULT_PAGE = 100
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -235,6 +237,8 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
     async def StartTraining(self, request: jobs_pb2.StartTrainingRequest, context: Context) -> jobs_pb2.Job:
         if request.scope:
             _agent_id(request.scope)  # the same limits
+        if len(request.config_json) > _MAX_CONFIG_JSON:
+            raise InvalidArgument("config_json", f"at most {_MAX_CONFIG_JSON} characters")
         job = await self._jobs.submit_training(
             request.scope,
             request.model_kind,

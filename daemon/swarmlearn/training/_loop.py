@@ -21,7 +21,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -65,6 +65,10 @@ class TrainResult(NamedTuple):
     seconds: float
     windows_per_second: float
     """Training windows per second of training steps (validation excluded)."""
+    resume: dict[str, Any] | None = None
+    """What a later run continues from (``fit(..., resume=)``): the optimizer's state at the last step
+    and the random generators' (the shuffles' and torch's), so a Hyperband rung that continues a
+    configuration neither restarts Adam's moments nor replays the same shuffles and dropout masks."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -91,10 +95,13 @@ def fit(
     initial_state: Mapping[str, torch.Tensor] | None = None,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data``'s training windows, in place; it ends on the best validation weights.
 
     ``initial_state``: weights to start from (a warm start from the champion), loaded strictly.
+    ``resume``: a previous run's ``TrainResult.resume`` (with its weights as ``initial_state``), to
+    continue it: the optimizer and the random generators go on where it stopped.
     """
     device = resolve_device(config.device)
     model.to(device)
@@ -105,6 +112,9 @@ def fit(
     )
     loss_fn = loss_function(config.loss)
     rng = np.random.default_rng(config.seed)
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        rng.bit_generator.state = resume["shuffles"]
     budget = math.inf if config.max_steps is None else config.max_steps
     start = time.perf_counter()
     training_seconds = 0.0
@@ -112,6 +122,8 @@ def fit(
     steps = 0
     history: list[tuple[int, float, float]] = []
     with seeded(config.seed, device):
+        if resume is not None:  # dropout masks go on from where the run stopped, not from the seed again
+            torch.set_rng_state(resume["torch"])
         best_loss = validation_loss(model, data, config, device)
         best_state = _copy_state(model)
         best_epoch, stale, stop_reason = 0, 0, "max_epochs"
@@ -126,8 +138,8 @@ def fit(
                     raise TrainingCancelled(f"cancelled at epoch {epoch}, step {steps}")
                 x, y = _tensors(batch, device)
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                loss.backward()
+                loss = model.training_loss(x, y, loss_fn)
+                loss.backward()  # type: ignore[no-untyped-call]
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
                 optimizer.step()
                 loss_sum += loss.detach()
@@ -153,6 +165,11 @@ def fit(
             if stale >= config.patience:
                 stop_reason = "early_stopping"
                 break
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "shuffles": rng.bit_generator.state,
+            "torch": torch.get_rng_state(),
+        }
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(
@@ -165,6 +182,7 @@ def fit(
         stop_reason=stop_reason,
         seconds=time.perf_counter() - start,
         windows_per_second=trained_windows / training_seconds if training_seconds > 0 else math.nan,
+        resume=state,
     )
 
 

@@ -105,16 +105,21 @@ def compare(
     over steps and targets of the absolute error divided by the target's naive scale (so a
     millisecond and a success rate weigh alike), paired window by window."""
     scale = np.asarray(naive_scale, dtype=np.float64)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    # A target that never changed over the training rows (a success rate of 1 throughout) has no naive
+    # scale: any forecast of it is about perfect, and the ratio of two near-zero errors says nothing.
+    varies = np.isfinite(scale) & (scale > 0)
+    if not varies.any():
+        return Comparison(math.nan, 1.0, len(y_true))
+    scale = np.where(varies, scale, 1.0)
     mine = np.abs(challenger.astype(np.float64) - y_true) / scale  # [W, H, T]
     theirs = np.abs(rival.astype(np.float64) - y_true) / scale
     logs = []
     for t in range(y_true.shape[2]):
         a, b = float(mine[:, :, t].mean()), float(theirs[:, :, t].mean())
-        if math.isfinite(a) and math.isfinite(b) and b > 0:
+        if varies[t] and math.isfinite(a) and math.isfinite(b) and b > 0:
             logs.append(math.log(max(a, 1e-12) / b))
     ratio = math.exp(sum(logs) / len(logs)) if logs else math.nan
-    d = mine.mean(axis=(1, 2)) - theirs.mean(axis=(1, 2))  # [W]: below 0 where the challenger did better
+    d = mine[:, :, varies].mean(axis=(1, 2)) - theirs[:, :, varies].mean(axis=(1, 2))  # [W]: < 0: challenger better
     return Comparison(ratio, diebold_mariano(d, horizon), len(d))
 
 

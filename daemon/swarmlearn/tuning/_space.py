@@ -5,8 +5,9 @@ of ``TrainingConfig`` (``learning_rate``, ``window``, ...); its type (int or flo
 The default space of a kind is every field declared ``searched`` (``swarmlearn.models.SearchRange``):
 
 - LSTM: ``hidden_size`` {64, 128, 256, 512}, ``num_layers`` 1..3, ``dropout`` [0.1, 0.5];
-- TCN: ``num_channels`` {32, 64, 128} (one width for every block), ``kernel_size`` 2..5, ``dropout``;
+- TCN: ``channels`` {32, 64, 128} (every block's width), ``levels`` 2..7, ``kernel_size`` 2..5, ``dropout``;
 - N-BEATS: ``num_blocks`` 1..4, ``layer_width`` {64, 128, 256, 512};
+- ensemble: none of its own (its members' sizes come from its config);
 - every kind: ``learning_rate`` [1e-4, 1e-2] on a log scale and ``window`` {25, 50, 100}.
 
 A user's space is a JSON list of ``{"name", "type": "range", "bounds": [low, high], "log": false}``

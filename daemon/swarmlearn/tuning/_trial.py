@@ -121,11 +121,17 @@ def train_trial(request: TrialRequest) -> TrialResult:
     shape = ForecastShape(window=data.window, horizon=data.horizon, target_channels=data.target_channels)
     with seeded(config.seed, resolve_device(config.device)):
         model = build_model(config.models[0], shape)
-    initial = torch.load(request.resume_from, weights_only=True) if request.resume_from else None
+    saved = torch.load(request.resume_from, weights_only=True) if request.resume_from else None
+    # A rung's file holds the weights and what the training continues from (its optimizer and random
+    # generators); a file written before holds the weights alone.
+    initial, resume = (saved["model"], saved) if saved is not None and "optimizer" in saved else (saved, None)
     cancel = _worker["cancel"]
-    result = fit(model, data, config, initial_state=initial, should_stop=cancel.is_set if cancel else None)
+    result = fit(
+        model, data, config, initial_state=initial, resume=resume, should_stop=cancel.is_set if cancel else None
+    )
     if request.save_to:
-        _atomic(Path(request.save_to), lambda temporary: torch.save(model.state_dict(), temporary))
+        state = {"model": model.state_dict(), **(result.resume or {})}
+        _atomic(Path(request.save_to), lambda temporary: torch.save(state, temporary))
     validation = evaluate(
         data.targets(Split.VALIDATION),
         forecast(model, data, Split.VALIDATION, config.eval_batch_size),
