@@ -21,9 +21,7 @@ from pathlib import Path
 
 from swarmlearn.store import EventStore
 from swarmlearn.synthetic import generate_swarm
-from swarmlearn.tuning import Tuner, TunerConfig, parse_space
-from swarmlearn.tuning._space import config_for
-from swarmlearn.tuning._trial import make_executor, train_trial
+from swarmlearn.tuning import Tuner, TunerConfig, config_for, make_executor, parse_space, train_trial
 
 SPACE = json.dumps(
     [

@@ -365,7 +365,8 @@ class AsyncIngestStream:
         self._unacked_events -= len(batch.events)
         self._accepted += ack.accepted
         self._duplicates += ack.duplicates
-        self._rejected += len(ack.rejected)
+        refused_whole = len(ack.rejected) == 1 and ack.rejected[0].field == "events" and not ack.rejected[0].event_id
+        self._rejected += len(batch.events) if refused_whole else len(ack.rejected)
         self._batches += 1
         self._durable_sequence = max(self._durable_sequence, ack.durable_sequence)
         if self._reconnecting:

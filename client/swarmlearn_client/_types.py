@@ -73,6 +73,8 @@ class IngestSummary:
     duplicates: int = 0
     """Includes events of a batch resent after a reconnect whose first ack was lost."""
     rejected: int = 0
+    """Events not stored: one per rejection, and every event of a batch refused whole (over the
+    daemon's ``max_batch_events``)."""
     batches: int = 0
     durable_sequence: int = 0
     reconnects: int = 0

@@ -7,6 +7,7 @@ Only the daemon's own children are unpickled: nothing a client sends travels thi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pickle
 import socket
@@ -34,18 +35,25 @@ async def spawn(main: str, *args: str) -> tuple[asyncio.subprocess.Process, asyn
     except BaseException:
         ours.close()
         raise
-    reader, writer = await asyncio.open_unix_connection(sock=ours)
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+    except BaseException:  # cancelled (the daemon stopping while it starts): the child must not outlive it
+        ours.close()
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        with contextlib.suppress(asyncio.CancelledError):
+            await process.wait()
+        raise
     return process, reader, writer
 
 
-def encode(message: tuple[Any, ...]) -> bytes:
+def encode(message: object) -> bytes:
     data = pickle.dumps(message, protocol=5)
     return struct.pack("!i", len(data)) + data
 
 
-async def read_message(reader: asyncio.StreamReader) -> tuple[Any, ...]:
+async def read_message(reader: asyncio.StreamReader) -> Any:
     (size,) = struct.unpack("!i", await reader.readexactly(4))
     if size == -1:  # Connection's header for messages of 2 GiB or more
         (size,) = struct.unpack("!Q", await reader.readexactly(8))
-    message: tuple[Any, ...] = pickle.loads(await reader.readexactly(size))
-    return message
+    return pickle.loads(await reader.readexactly(size))

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from swarmlearn.names import MODEL_KINDS
+
 ENV_PREFIX = "SWARMLEARN_"
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -88,6 +90,12 @@ class Settings:
     """What scheduled retraining trains: lstm, tcn, nbeats or ensemble (warm-started from a compatible champion)."""
     training_threads: int = 1
     """CPU threads a training job's process may use (torch); the rest stay with ingest and Predict."""
+    replay_recent_events: int = 100_000
+    """A training job or tuning trial reads at most this many of its scope's latest events (0: all of
+    the scope's log, however long)..."""
+    replay_older_events: int = 25_000
+    """... plus about this many older ones (rounded up to whole runs), a uniform sample in runs of
+    1,000 consecutive log positions (0: none), so its time and memory stop growing with the log."""
     promotion_margin: float = 0.02
     """A trained model is promoted only if its error is below 1 - this share of every rival's (the
     geometric mean over targets of the ratios, on the same test windows)."""
@@ -145,10 +153,12 @@ class Settings:
         _check(self.retrain_every_events >= 0, "retrain_every_events", "must be >= 0")
         _check(self.retrain_every_s >= 0, "retrain_every_s", "must be >= 0")
         _check(
-            self.retrain_model_kind in ("lstm", "tcn", "nbeats", "ensemble"),
+            self.retrain_model_kind in MODEL_KINDS,
             "retrain_model_kind",
             "lstm, tcn, nbeats or ensemble",
         )
+        _check(self.replay_recent_events >= 0, "replay_recent_events", "must be >= 0 (0: no bound)")
+        _check(self.replay_older_events >= 0, "replay_older_events", "must be >= 0")
         _check(1 <= self.training_threads <= 256, "training_threads", "must be in [1, 256]")
         _check(0 <= self.promotion_margin < 1, "promotion_margin", "must be in [0, 1)")
         _check(0 < self.promotion_alpha <= 1, "promotion_alpha", "must be in (0, 1]")

@@ -46,6 +46,7 @@ class DaemonProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
+        self.close()
         env = dict(
             os.environ, SWARMLEARN_LOG_LEVEL="WARNING", SWARMLEARN_GRACE_PERIOD_S="3", SWARMLEARN_METRICS_LISTEN=""
         )
@@ -74,6 +75,11 @@ class DaemonProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(30)
 
+    def close(self) -> None:
+        """Close the last process's stderr pipe, kept open after it exits so that a test can read it."""
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
 
 def health(target: str) -> str:
     try:
@@ -93,6 +99,7 @@ def daemon_process(tmp_path: Path) -> Iterator[DaemonProcess]:
     yield process
     if process.proc is not None and process.proc.poll() is None:
         process.kill()
+    process.close()
     for child in sock_dir.iterdir():
         child.unlink()
     sock_dir.rmdir()

@@ -194,6 +194,17 @@ def test_backup_of_a_crashed_log_includes_what_is_only_in_its_wal(tmp_path: Path
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["events.sqlite3", "manifest.json"]
 
 
+def test_a_durable_writes_temporary_file_is_not_backed_up(tmp_path: Path) -> None:
+    """One may be renamed away while the copy runs (FileNotFoundError), and it is no state the daemon had."""
+    data = tmp_path / "data"
+    write_crashed_log(data, 10)
+    (data / "models").mkdir()
+    (data / "models" / "registry.json").write_text("{}")
+    (data / "models" / ".registry.json.123-0a1b2c3d.tmp").write_text("{half")
+    manifest = backup(data, tmp_path / "backup")
+    assert [f.path for f in manifest.files if f.path.startswith("models/")] == ["models/registry.json"]
+
+
 def test_restore_over_an_existing_log_needs_force_and_keeps_the_old_files(
     tmp_path: Path, backed_up: tuple[Path, BackupManifest, list[events_pb2.StreamEvent]]
 ) -> None:

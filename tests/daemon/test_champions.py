@@ -17,9 +17,10 @@ import torch
 from swarmlearn.events import Event
 from swarmlearn.features import event_features, fill_forward, observed_features
 from swarmlearn.models import LSTMConfig
-from swarmlearn.online import TARGETS, _snapshot
-from swarmlearn.registry import ModelRegistry, _champions
-from swarmlearn.registry._champions import ChampionState, History
+from swarmlearn.names import TARGETS
+from swarmlearn.online import _champions, _snapshot
+from swarmlearn.online._champions import ChampionState, History
+from swarmlearn.registry import ModelRegistry
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn.training import QUANTILE_LEVELS, TrainedModel, TrainingConfig, TrainingPipeline, interval_quantiles
 from swarmlearn.training._grid import resample
@@ -114,6 +115,30 @@ def test_a_grid_champion_serves_what_its_checkpoint_forecasts(tmp_path: Path, gr
         state.forecast("all-along", 1, 0.9)[1]["latency_ms"].points[0].value,  # type: ignore[index]
         loaded.predict_events(seen["all-along"])[0, 0],
     )
+
+
+def test_after_dropping_rows_a_metric_is_carried_from_the_agents_whole_history(
+    tmp_path: Path, event_model: TrainedModel
+) -> None:
+    """An agent that stopped reporting throughput after its 10th event: training carries its last
+    value forward over the whole history, and so must serving once those rows are dropped (it used to
+    fill 0), live and after a snapshot."""
+    promote(tmp_path, event_model)
+    state = ChampionState(tmp_path)
+    events = []
+    for i, e in enumerate(in_time_order(list(generate_swarm(agents=1, events_per_agent=700, seed=4)))):
+        events.append(e if i < 10 else e._replace(tokens_per_second=None))
+        state.learn(events[-1], i + 1)
+    history = state.agents[events[0].agent_id]
+    assert history.dropped and history.carried is not None
+    expected = event_model.predict_events(events)  # [H, T]
+    answer = state.forecast(events[0].agent_id, 3, 0.9)
+    assert answer is not None
+    assert [p.value for p in answer[1]["tokens_per_second"].points] == [float(v) for v in expected[:, 1]]
+    restored = pickle.loads(pickle.dumps(state))
+    restored.reload()
+    again = restored.forecast(events[0].agent_id, 3, 0.9)
+    assert again is not None and again[1]["tokens_per_second"].points == answer[1]["tokens_per_second"].points
 
 
 def test_a_forecast_is_cached_until_the_agents_next_event_or_a_reload(

@@ -116,6 +116,12 @@ async def test_a_batch_over_the_limit_is_refused_whole_with_one_rejection(tmp_pa
         # The stream goes on: a batch at the limit is stored.
         assert (at_limit.accepted, len(at_limit.rejected)) == (10, 0)
         assert daemon.store.count() == 10
+        # The client's totals count every event of the refused batch, not its one rejection.
+        from swarmlearn_client import AsyncClient
+
+        async with AsyncClient(daemon.address) as client:
+            summary = await client.ingest(events(15, prefix="again") + events(5, prefix="more"), batch_size=15)
+        assert (summary.accepted, summary.rejected, summary.batches) == (5, 15, 2)
     finally:
         await daemon.stop()
 

@@ -246,11 +246,11 @@ async def test_retraining_is_scheduled_on_new_events_without_piling_up(tmp_path:
 def test_the_online_rival_is_what_predict_would_have_answered_at_each_test_window() -> None:
     from swarmlearn.jobs._train import online_forecasts
     from swarmlearn.online import OnlineState
-    from swarmlearn.training import Split, StreamDataLoader, TrainingConfig
+    from swarmlearn.training import Replay, Split, StreamDataLoader, TrainingConfig
 
     events = list(generate_swarm(agents=2, events_per_agent=300, seed=3))
     data = StreamDataLoader(events, TrainingConfig(window=20, horizon=2))
-    predicted = online_forecasts(events, data)
+    predicted = online_forecasts(Replay(events), data)
     starts = data.starts[Split.TEST]
     assert predicted.shape == (len(starts), 2, 3)
     for i in (0, len(starts) // 2, len(starts) - 1):
@@ -268,6 +268,7 @@ def test_the_online_rival_is_what_predict_would_have_answered_at_each_test_windo
 def test_a_grid_model_is_judged_against_the_buckets_naive_forecast_not_event_rivals(tmp_path: Path) -> None:
     from multiprocessing import Pipe
 
+    from swarmlearn.jobs._messages import Done
     from swarmlearn.jobs._train import run
     from swarmlearn.registry import decide
     from swarmlearn.store import EventStore
@@ -285,20 +286,21 @@ def test_a_grid_model_is_judged_against_the_buckets_naive_forecast_not_event_riv
     ours, _ = Pipe()
     on_grid = run(ours, {**spec, "checkpoint": str(tmp_path / "grid.pt")})
     # The online aggregate forecasts events, not buckets: the bar is the naive forecast of the buckets.
-    assert on_grid[0] == "done" and set(on_grid[1]["comparisons"]) == {"naive"}
+    assert isinstance(on_grid, Done) and set(on_grid.result["comparisons"]) == {"naive"}
     # A champion on another grid (here: none) cannot be compared, so nothing is promoted automatically.
     per_event = {**spec, "config": {"hidden_size": 8, "num_layers": 1, "training": {"window": 10}}}
     challenger = run(ours, {**per_event, "champion": str(tmp_path / "grid.pt"), "checkpoint": str(tmp_path / "e.pt")})
-    comparisons = challenger[1]["comparisons"]
+    assert isinstance(challenger, Done)
+    comparisons = challenger.result["comparisons"]
     assert set(comparisons) == {"naive", "online", "champion"} and comparisons["champion"]["comparable"] is False
-    assert "trained from scratch" in challenger[1]["start"] and "grid_s 120.0" in challenger[1]["start"]
+    assert "trained from scratch" in challenger.result["start"] and "grid_s 120.0" in challenger.result["start"]
     decision = decide(comparisons)
     assert not decision.promote and "not comparable with the champion" in decision.reason
     # Nor is a champion at another horizon, even of the same kind and grid.
     longer = run(
         ours, {**per_event, "horizon": 3, "champion": str(tmp_path / "e.pt"), "checkpoint": str(tmp_path / "h.pt")}
     )
-    assert longer[1]["comparisons"]["champion"] == {
+    assert isinstance(longer, Done) and longer.result["comparisons"]["champion"] == {
         "comparable": False, "reason": "it forecasts 1 steps of one event, this model 3",
     }  # fmt: skip
 
@@ -314,6 +316,7 @@ def test_a_tie_with_the_champion_is_not_promoted_and_the_champion_is_judged_by_i
     from swarmlearn.models import config_from_dict
     from swarmlearn.registry import decide
     from swarmlearn.training import (
+        Replay,
         Scaling,
         Split,
         StreamDataLoader,
@@ -337,7 +340,7 @@ def test_a_tie_with_the_champion_is_not_promoted_and_the_champion_is_judged_by_i
     events = list(generate_swarm(agents=2, events_per_agent=300, seed=3))
     data = StreamDataLoader(events, config)
     predicted = champion.predict(data.windows[data.starts[Split.TEST]][:, : data.window])
-    _, comparisons = judge(data, events, config, data.targets(Split.TEST), predicted, champion)
+    _, comparisons = judge(data, Replay(events), config, data.targets(Split.TEST), predicted, champion)
     assert comparisons["champion"]["ratio"] == pytest.approx(1.0) and comparisons["champion"]["p_value"] == 1.0
     assert not decide(comparisons).promote
     assert not np.allclose(forecast(champion.model, data, Split.TEST, 64), predicted)

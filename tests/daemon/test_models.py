@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import swarmlearn.models as models
+from swarmlearn import names
 from swarmlearn.events import Event, EventType
 from swarmlearn.models import (
     MODEL_KINDS,
@@ -119,6 +120,8 @@ def test_public_names() -> None:
         ]
     )
     assert set(MODEL_KINDS) == set(SMALL) == {"lstm", "tcn", "nbeats", "ensemble"}
+    # What the daemon validates requests against, without torch: the same kinds in the same order.
+    assert tuple(MODEL_KINDS) == names.MODEL_KINDS
 
 
 @pytest.mark.parametrize("kind", list(MODEL_KINDS))

@@ -53,7 +53,6 @@ def test_public_names() -> None:
         [
             "EXPERTS",
             "LOG_TARGETS",
-            "TARGETS",
             "AgentLearner",
             "AgentStats",
             "Answer",

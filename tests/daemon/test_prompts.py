@@ -131,6 +131,8 @@ def test_public_names() -> None:
             "ScoreResult",
             "ScoredPrompt",
             "Weights",
+            "check_request",
+            "resolve_weights",
         ]
     )
 

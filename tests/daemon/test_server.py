@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import logging
 import os
@@ -218,7 +219,21 @@ def test_an_address_in_use_names_the_address_and_its_setting(tmp_path: Path, set
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         addresses = {"listen": "127.0.0.1:0", "metrics_listen": "", setting: address}
         blocked = Daemon(Settings(data_dir=tmp_path, **addresses))  # type: ignore[arg-type]
+        before = child_processes()
         with pytest.raises(OSError) as failed:
             blocked.start()
     assert str(failed.value).startswith(f"setting {setting}: cannot bind {address}: ")
     assert "in use" in str(failed.value)
+    # Nothing it started outlives it: learner processes spawned while it started were left running.
+    assert child_processes() - before == set()
+
+
+def child_processes() -> set[int]:
+    """This process's children that run swarmlearn (from /proc: no psutil)."""
+    me, found = os.getpid(), set()
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(entry.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == me and b"swarmlearn" in (entry.parent / "cmdline").read_bytes():
+                found.add(int(entry.parent.name))
+    return found

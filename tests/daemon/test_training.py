@@ -16,7 +16,7 @@ import swarmlearn.training as training
 from swarmlearn.events import Event, EventType
 from swarmlearn.features import FEATURE_NAMES, event_features
 from swarmlearn.models import Forecaster, ForecastShape, LSTMConfig, NBEATSConfig, TCNConfig, build_model
-from swarmlearn.online import TARGETS
+from swarmlearn.names import TARGETS
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn.training import (
     GlobalScaler,
@@ -91,6 +91,7 @@ def swarm_data(swarm: list[Event]) -> StreamDataLoader:
 def test_public_names() -> None:
     assert sorted(training.__all__) == sorted(
         [
+            "JOB_SETTINGS",
             "QUANTILE_LEVELS",
             "Comparison",
             "Evaluation",
@@ -100,6 +101,8 @@ def test_public_names() -> None:
             "NotEnoughData",
             "PipelineResult",
             "Progress",
+            "Replay",
+            "ReplayLimits",
             "ScaledBatch",
             "Scaler",
             "Scaling",
@@ -120,6 +123,8 @@ def test_public_names() -> None:
             "interval_coverage",
             "interval_offsets",
             "interval_quantiles",
+            "read_job_replay",
+            "read_replay",
             "resolve_device",
             "scaler_from_state",
             "seeded",
@@ -461,10 +466,9 @@ def test_a_grid_model_records_its_grid_and_forecasts_from_events(tmp_path: Path)
 
 
 def test_the_grid_is_a_training_setting_of_jobs() -> None:
-    from swarmlearn.jobs._train import training_config
-
-    spec = {"kind": "lstm", "horizon": 3, "config": {"training": {"grid_s": 60}}}
-    assert training_config(spec).grid_s == 60.0
+    assert TrainingConfig.for_job("lstm", 3, {"training": {"grid_s": 60}}).grid_s == 60.0
+    with pytest.raises(ValueError, match="unknown setting"):
+        TrainingConfig.for_job("lstm", 3, {"training": {"epochs": 3}})
     assert TrainingConfig().grid_s is None
     for bad in (0, -5, float("nan")):
         with pytest.raises(ValueError, match="grid_s"):

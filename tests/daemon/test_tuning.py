@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from swarmlearn import names
 from swarmlearn.errors import InvalidArgument
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn.tuning import (
+    Method,
     TrialRequest,
     TrialResult,
     Tuner,
@@ -51,6 +53,10 @@ def tune(tmp: Path, method: str, *, seed: int = 0, trials: int = 12, epochs: int
 
 
 # -- search spaces ------------------------------------------------------------------------------
+
+
+def test_the_tuners_methods_are_the_names_the_daemon_accepts() -> None:
+    assert tuple(Method) == names.TUNING_METHODS
 
 
 def test_the_default_space_is_derived_from_the_config_dataclasses() -> None:

@@ -3,7 +3,7 @@
 Jobs run in child processes (``_train`` and ``_tune``: torch and Ax never enter the daemon), one at a
 time so training never takes more than ``training_threads`` cores from ingest and Predict; more
 wait as PENDING. A job's record (state, progress, metrics, the model it made, what became of it,
-a tuning job's trials) is kept in ``<data_dir>/jobs.json``, rewritten atomically on every change,
+a tuning job's trials) is kept in ``<data_dir>/jobs.json``, rewritten durably on every change,
 so ``GetJob``/``ListJobs`` answer after a restart. A training job that was pending or running when
 the daemon stopped is recorded as FAILED ("the daemon stopped"), never silently lost; a tuning job
 is queued again and resumes its saved experiment (``<data_dir>/tuning/<job id>``).
@@ -24,7 +24,6 @@ import enum
 import json
 import logging
 import math
-import os
 import sys
 import time
 import uuid
@@ -34,19 +33,26 @@ from pathlib import Path
 from typing import Any
 
 from swarmlearn._channel import encode, read_message, spawn
+from swarmlearn._durable import write_durably
 from swarmlearn.errors import InvalidArgument, NotFound
+from swarmlearn.jobs._messages import (
+    Cancel,
+    Cancelled,
+    Done,
+    EpochDone,
+    JobFailed,
+    Outcome,
+    Paused,
+    Stop,
+    TrialDone,
+)
+from swarmlearn.names import MAX_EPOCHS, MAX_HORIZON, MAX_TRIALS, MODEL_KINDS, OBJECTIVES, TUNING_METHODS
 from swarmlearn.registry import ModelRegistry, TunedConfig, decide
 
 log = logging.getLogger(__name__)
 
 _TRAIN_MAIN = "from swarmlearn.jobs._train import main; main()"
 _TUNE_MAIN = "from swarmlearn.jobs._tune import main; main()"
-TUNING_METHODS = ("bayesian", "random", "grid", "hyperband")
-OBJECTIVES = ("val_mase", "val_mse")
-MAX_TRIALS = 1000
-MODEL_KINDS = ("lstm", "tcn", "nbeats", "ensemble")
-MAX_HORIZON = 48
-MAX_EPOCHS = 10_000
 _KEEP_FINISHED = 1000  # records of finished jobs kept in jobs.json
 _CANCEL_GRACE_S = 10.0
 _STOPPED = "the daemon stopped before it finished; start it again"
@@ -114,20 +120,23 @@ class JobManager:
         knows_agent: Callable[[str], bool],
         threads: int = 1,
         default_epochs: int = 30,
-        on_promotion: Callable[[], object] | None = None,
         tuning: Mapping[str, int] | None = None,
         ray: Mapping[str, Any] | None = None,
         promotion_margin: float = 0.02,
         promotion_alpha: float = 0.05,
+        replay: Mapping[str, int] | None = None,
     ) -> None:
         """``tuning``: ``concurrency`` (trials at once when a request says 0), ``max_epochs`` (each
         trial's budget), ``grid_points`` and ``max_grid`` (see ``TunerConfig``). ``ray``: ``address``
-        (empty: trials run in local processes), ``num_cpus`` and ``num_gpus`` per trial."""
+        (empty: trials run in local processes), ``num_cpus`` and ``num_gpus`` per trial. ``replay``:
+        ``recent`` and ``older``, how much of a scope's log a job reads (``training.ReplayLimits``;
+        its defaults when None)."""
         self.path = data_dir / "jobs.json"
         self.tuning_dir = data_dir / "tuning"
         self.tuning = {"concurrency": 1, "max_epochs": 27, "grid_points": 3, "max_grid": 256, **(tuning or {})}
         self.ray = dict(ray or {}) if (ray or {}).get("address") else {}
         self.db_path = db_path
+        self.replay = dict(replay or {})
         self.registry = registry
         self._durable = durable_sequence
         self._knows = knows_agent
@@ -135,7 +144,6 @@ class JobManager:
         self.default_epochs = default_epochs
         self.promotion_margin = promotion_margin
         self.promotion_alpha = promotion_alpha
-        self._on_promotion = on_promotion
         self.jobs: dict[str, Job] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._changed = asyncio.Condition()
@@ -175,9 +183,7 @@ class JobManager:
         finished = sorted((j for j in self.jobs.values() if j.state.finished), key=lambda j: j.created_at)
         for old in finished[: max(0, len(finished) - _KEEP_FINISHED)]:
             del self.jobs[old.job_id]
-        temporary = self.path.with_name(f"{self.path.name}.tmp")
-        temporary.write_text(json.dumps({"format": 1, "jobs": [j.to_json() for j in self.jobs.values()]}))
-        os.replace(temporary, self.path)
+        write_durably(self.path, json.dumps({"format": 1, "jobs": [j.to_json() for j in self.jobs.values()]}))
 
     async def _update(self, job: Job, **changes: Any) -> None:
         for name, value in changes.items():
@@ -333,7 +339,7 @@ class JobManager:
         if job.state == JobState.PENDING:
             await self._update(job, state=JobState.CANCELLED, finished_at=time.time())
         elif job.state == JobState.RUNNING and self._current is not None and self._current[0] == job_id:
-            self._current[1].write(encode(("cancel",)))
+            self._current[1].write(encode(Cancel()))
         return job
 
     async def stop(self) -> None:
@@ -342,9 +348,9 @@ class JobManager:
         if self._timer is not None:
             self._timer.cancel()
         if self._current is not None:
-            job_id, writer, process = self._current
+            _, writer, process = self._current
             with contextlib.suppress(ConnectionError):  # a tuning job keeps its experiment to resume
-                writer.write(encode(("stop",) if self.jobs[job_id].kind == "tuning" else ("cancel",)))
+                writer.write(encode(Stop()))
             try:
                 await asyncio.wait_for(process.wait(), _CANCEL_GRACE_S)
             except TimeoutError:
@@ -395,6 +401,7 @@ class JobManager:
             "scope": job.scope,
             "kind": job.model_kind,
             "upto": self._durable(),
+            "replay": self.replay,
             "horizon": job.request["horizon"],
             "max_epochs": job.request["max_epochs"] or self.default_epochs,
             "config": config,
@@ -406,13 +413,16 @@ class JobManager:
         }
         await self._update(job, state=JobState.RUNNING, started_at=time.time(), total_epochs=spec["max_epochs"])
 
-        async def progress(message: tuple[Any, ...]) -> None:
-            _, epoch, total, train_loss, val_loss = message
-            await self._update(job, epoch=epoch, total_epochs=total, train_loss=train_loss, val_loss=val_loss)
+        async def progress(message: EpochDone | TrialDone) -> None:
+            assert isinstance(message, EpochDone)
+            await self._update(
+                job, epoch=message.epoch, total_epochs=message.max_epochs, train_loss=message.train_loss,
+                val_loss=message.val_loss,
+            )  # fmt: skip
 
         outcome = await self._converse(job, _TRAIN_MAIN, spec, progress)
-        if outcome[0] == "done":
-            await self._finish(job, version, outcome[1])
+        if isinstance(outcome, Done):
+            await self._finish(job, version, outcome.result)
 
     async def _run_tuning(self, job: Job) -> None:
         request = job.request
@@ -421,6 +431,7 @@ class JobManager:
             "scope": job.scope,
             "kind": job.model_kind,
             "upto": request.setdefault("upto", self._durable()),  # a resumed job sees the same events
+            "replay": self.replay,
             "horizon": request["horizon"],
             "method": request["method"],
             "max_trials": request["max_trials"],
@@ -436,17 +447,21 @@ class JobManager:
         }
         await self._update(job, state=JobState.RUNNING, started_at=job.started_at or time.time())
 
-        async def progress(message: tuple[Any, ...]) -> None:
-            _, done, total, best, trial = message
+        async def progress(message: EpochDone | TrialDone) -> None:
+            assert isinstance(message, TrialDone)
+            trial = message.trial
             trials = [t for t in job.trials if t["index"] != trial["index"]] + [trial]
             trials.sort(key=lambda t: t["index"])
-            await self._update(job, trials_done=done, total_trials=total, best_objective=best, trials=trials)
+            await self._update(
+                job, trials_done=message.trials_done, total_trials=message.total_trials,
+                best_objective=message.best_value, trials=trials,
+            )  # fmt: skip
 
         outcome = await self._converse(job, _TUNE_MAIN, spec, progress)
-        if outcome[0] == "stopped":
+        if isinstance(outcome, Paused):
             await self._update(job, state=JobState.PENDING, note="the daemon stopped; it resumes when it starts")
-        elif outcome[0] == "done":
-            result = outcome[1]
+        elif isinstance(outcome, Done):
+            result = outcome.result
             self.registry.record_tuned(
                 TunedConfig(job.scope, job.model_kind, result["config"], request["objective"], result["best_value"],
                             job.job_id, time.time())
@@ -473,17 +488,17 @@ class JobManager:
         job: Job,
         main: str,
         spec: dict[str, Any],
-        on_progress: Callable[[tuple[Any, ...]], Awaitable[None]],
-    ) -> tuple[Any, ...]:
+        on_progress: Callable[[EpochDone | TrialDone], Awaitable[None]],
+    ) -> Outcome:
         """Run the job's process, passing its progress messages on until its outcome, and end the job
         when that is a failure or a cancel. Returns the outcome."""
         process, reader, writer = await spawn(main, json.dumps(spec))
         self._current = (job.job_id, writer, process)
-        outcome: tuple[Any, ...] = ("failed", "")
+        outcome: Outcome = JobFailed("")
         try:
             while True:
                 message = await read_message(reader)
-                if message[0] in ("progress", "trial"):
+                if isinstance(message, EpochDone | TrialDone):
                     await on_progress(message)
                 else:
                     outcome = message
@@ -494,13 +509,13 @@ class JobManager:
             self._current = None
             writer.close()
             code = await process.wait()
-        if outcome[0] == "cancelled" and self._stopping:
+        if isinstance(outcome, Cancelled) and self._stopping:
             await self._update(job, state=JobState.FAILED, error=_STOPPED, finished_at=time.time())
-        elif outcome[0] == "cancelled":
+        elif isinstance(outcome, Cancelled):
             await self._update(job, state=JobState.CANCELLED, finished_at=time.time())
-        elif outcome[0] == "failed":
-            reason = outcome[1] or f"the job process exited with {code} without a result"
-            if not outcome[1] and spec.get("ray"):
+        elif isinstance(outcome, JobFailed):
+            reason = outcome.reason or f"the job process exited with {code} without a result"
+            if not outcome.reason and spec.get("ray"):
                 reason += f" (was the Ray cluster at {spec['ray']['address']!r} lost?)"
             log.error("%s job %s failed: %s", job.kind, job.job_id, reason)
             await self._update(
@@ -515,9 +530,7 @@ class JobManager:
         )  # fmt: skip
         decision = decide(result["comparisons"], margin=self.promotion_margin, alpha=self.promotion_alpha)
         if decision.promote:
-            self.registry.promote(entry.scope, entry.kind, entry.version)
-            if self._on_promotion is not None:
-                self._on_promotion()
+            self.registry.promote(entry.scope, entry.kind, entry.version)  # its listeners reload the champions
         note = f"{'promoted: ' if decision.promote else 'kept as a challenger: '}{decision.reason}"
         if result.get("start"):
             note += f"; {result['start']}"
@@ -569,7 +582,7 @@ def _check_training(training: Any) -> None:
     """Bound the ``training`` settings of a StartTraining config_json here, where a bad one is an
     ``InvalidArgument`` naming it, rather than in the job process, where it fails the job after
     torch has loaded, or runs one for ever (a window of a million, a batch no memory holds).
-    Settings not named here are checked by the job (``jobs._train.training_config``)."""
+    Settings not named here are checked by the job (``training.TrainingConfig.for_job``)."""
     if not isinstance(training, dict):
         raise InvalidArgument("config_json.training", "must be a JSON object of training settings")
     for name, (integer, allowed, what) in _TRAINING_BOUNDS.items():

@@ -4,8 +4,9 @@ Started by ``JobManager`` as ``python -c`` calling ``main`` with FD SPEC_JSON (F
 socket pair, ``multiprocessing.connection`` framing). Torch lives here only: the daemon never
 imports it, and ``torch.set_num_threads`` keeps the job to ``threads`` cores so ingest keeps one.
 
-What it does, in order: read the committed events of the scope (one agent's, or every agent's for
-the global scope ``""``) up to the durable sequence the daemon gave it; build the windows
+What it does, in order: read the scope's replay buffer (one agent's events, or every agent's for
+the global scope ``""``; its latest committed events up to the durable sequence the daemon gave it,
+and a sample of older ones: ``training.read_job_replay``, within the spec's ``replay`` limits); build the windows
 (``StreamDataLoader``); train the kind asked for, warm-started from the champion that serves the
 scope when it is compatible (same kind, model config, window, horizon and grid: ``warm_start``),
 else from scratch; compare on the test split, window by window, the model with the naive forecast,
@@ -18,9 +19,9 @@ With ``ray_address`` set (the spec's ``ray``), the same ``train`` runs as one Ra
 (``run_on_ray``): this process reads the events and the champion's checkpoint and ships them, passes
 the task's progress on, and writes the checkpoint it sends back, so the daemon sees no difference.
 
-Messages to the daemon: ``("progress", epoch, max_epochs, train_loss, val_loss)`` per epoch, then
-one of ``("done", result)``, ``("cancelled",)``, ``("failed", reason)``. From the daemon:
-``("cancel",)``, checked before every optimizer step.
+Messages (``_messages``): to the daemon an ``EpochDone`` per epoch, then one of ``Done``,
+``Cancelled``, ``JobFailed``; from the daemon ``Cancel`` or ``Stop``, checked before every optimizer
+step.
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from swarmlearn.models import config_from_dict, config_to_dict, write_checkpoint_bytes
-from swarmlearn.online import TARGETS
-from swarmlearn.store import open_reader, read_events
+from swarmlearn.jobs._messages import Cancel, Cancelled, Done, EpochDone, JobFailed, Outcome, Stop
+from swarmlearn.models import config_to_dict, write_checkpoint_bytes
+from swarmlearn.names import TARGETS
 from swarmlearn.training import (
+    JOB_SETTINGS,
     NotEnoughData,
     Progress,
+    Replay,
     Split,
     StreamDataLoader,
     TrainedModel,
@@ -61,84 +64,53 @@ from swarmlearn.training import (
     forecast,
     interval_coverage,
     interval_quantiles,
+    read_job_replay,
 )
-from swarmlearn.tuning._ray import ClusterUnavailable
+from swarmlearn.tuning import ClusterUnavailable
 
 INTERVAL_CHECK = 0.8
 """The coverage whose share of test points inside is reported (``<target>.coverage80``)."""
-_READ_CHUNK = 50_000
 _POLL_S = 0.2
-_TRAINING_KEYS = frozenset(
-    {"window", "grid_s", "batch_size", "max_steps", "patience", "learning_rate", "weight_decay", "seed"}
-)
 
 
-def scope_events(db: Path, scope: str, upto: int) -> list[Any]:
-    """The scope's committed events up to ``upto`` (every agent's for the swarm's scope ``""``)."""
-    conn = open_reader(db)
-    try:
-        events, last = [], 0
-        while True:
-            chunk = read_events(conn, after_seq=last, upto=upto, limit=_READ_CHUNK, agent_id=scope or None)
-            events += [event for _, event in chunk]
-            if len(chunk) < _READ_CHUNK:
-                return events
-            last = chunk[-1][0]
-    finally:
-        conn.close()
-
-
-def training_config(spec: Mapping[str, Any]) -> TrainingConfig:
-    """The job's TrainingConfig: the model kind with the spec's overrides (a ValueError names a bad one)."""
-    overrides = dict(spec.get("config") or {})
-    training = overrides.pop("training", {}) or {}
-    unknown = set(training) - _TRAINING_KEYS
-    if unknown:
-        raise ValueError(f"config_json.training: unknown setting(s) {sorted(unknown)}; known: {sorted(_TRAINING_KEYS)}")
-    model = config_from_dict(spec["kind"], overrides)
-    values: dict[str, Any] = {"models": (model,), "horizon": spec["horizon"], **training}
-    if spec.get("max_epochs"):
-        values["max_epochs"] = spec["max_epochs"]
-    return TrainingConfig(**values)
-
-
-def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
+def run(channel: Connection, spec: Mapping[str, Any]) -> Outcome:
     if (spec.get("ray") or {}).get("address"):
         return run_on_ray(channel, spec)
-    events = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
+    replay = read_job_replay(spec)
+    return Done(train(spec, replay, channel.send, lambda: _ended(channel)))
 
-    def should_stop() -> bool:
-        while channel.poll(0):
-            if channel.recv()[0] == "cancel":
-                return True
-        return False
 
-    return ("done", train(spec, events, channel.send, should_stop))
+def _ended(channel: Connection) -> bool:
+    """Whether the daemon said ``Cancel`` or ``Stop`` (both end a training job)."""
+    while channel.poll(0):
+        if isinstance(channel.recv(), Cancel | Stop):
+            return True
+    return False
 
 
 def train(
     spec: Mapping[str, Any],
-    events: list[Any],
-    send: Callable[[tuple[Any, ...]], object],
+    replay: Replay,
+    send: Callable[[EpochDone], object],
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train, judge and save the job's model (``spec["checkpoint"]``); ``send`` gets the progress
     messages. Returns the result the daemon registers."""
     torch.set_num_threads(max(1, int(spec.get("threads", 1))))
-    config = training_config(spec)
-    data = StreamDataLoader(events, config)
+    config = TrainingConfig.for_job(spec["kind"], spec["horizon"], spec.get("config"), spec.get("max_epochs"))
+    data = StreamDataLoader(replay.events, config, runs=replay.runs)
     champion = TrainedModel.load(spec["champion"]) if spec.get("champion") else None
     warm, start = warm_start(champion, config)
 
     def progress(p: Progress) -> None:
-        send(("progress", p.epoch, p.max_epochs, p.train_loss, p.val_loss))
+        send(EpochDone(p.epoch, p.max_epochs, p.train_loss, p.val_loss))
 
     report = TrainingPipeline(config).train(
         data, config.models[0], progress=progress, should_stop=should_stop, initial_state=warm
     )
     truth = data.targets(Split.TEST)
     predicted = forecast(report.model.model, data, Split.TEST, config.eval_batch_size)
-    rivals, comparisons = judge(data, events, config, truth, predicted, champion)
+    rivals, comparisons = judge(data, replay, config, truth, predicted, champion)
     # Predict's intervals when this model serves: quantiles of the validation split's residuals, each
     # divided by its window's scale (the gate's test split stays unseen), and their coverage on the test.
     calibration = forecast(report.model.model, data, Split.VALIDATION, config.eval_batch_size)
@@ -158,11 +130,12 @@ def train(
             "comparisons": comparisons,
             "config": {"model": {"kind": report.kind, **config_to_dict(config.models[0])}, "window": data.window,
                        "horizon": data.horizon, "warm_start": warm is not None,
-                       "training": {key: getattr(config, key) for key in sorted(_TRAINING_KEYS)},
+                       "training": {key: getattr(config, key) for key in sorted(JOB_SETTINGS)},
                        "tuned_by": spec.get("tuned_by", "")},
             "epochs": report.training.epochs,
             "start": start,
             "windows": {split.name.lower(): len(data.starts[split]) for split in Split},
+            "replay": replay.summary(),
             "seconds": report.training.seconds,
     }  # fmt: skip
 
@@ -193,7 +166,7 @@ def warm_start(champion: TrainedModel | None, config: TrainingConfig) -> tuple[d
     return champion.state_dict(), "warm-started from the champion"
 
 
-def run_on_ray(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
+def run_on_ray(channel: Connection, spec: Mapping[str, Any]) -> Outcome:
     """The training as one Ray task (a streaming generator: its progress, then its result) on the
     cluster at ``spec["ray"]["address"]``. The events are read here and shipped with the task, the
     champion's checkpoint travels as bytes, and the new checkpoint comes back as bytes to be
@@ -201,45 +174,46 @@ def run_on_ray(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
     more."""
     import ray
 
-    from swarmlearn.tuning._ray import connect
+    from swarmlearn.tuning import connect_ray
 
     resources = spec["ray"]
-    connect(resources["address"])
-    events = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
+    connect_ray(resources["address"])
+    replay = read_job_replay(spec)
     champion = Path(spec["champion"]).read_bytes() if spec.get("champion") else b""
     task = ray.remote(remote_training).options(
         num_returns="streaming", num_cpus=resources["num_cpus"], num_gpus=resources["num_gpus"], max_retries=1
     )
     threads = max(1, int(resources["num_cpus"]))
     try:
-        stream: Any = task.remote({**spec, "threads": threads}, events, champion)  # an ObjectRefGenerator
+        stream: Any = task.remote({**spec, "threads": threads}, replay, champion)  # an ObjectRefGenerator
     except Exception as exc:
         raise ClusterUnavailable(f"lost the Ray cluster at {resources['address']!r}: {exc}") from exc
     while True:
-        while channel.poll(0):
-            if channel.recv()[0] == "cancel":
-                ray.cancel(stream, force=True)
-                return ("cancelled",)
+        if _ended(channel):
+            ray.cancel(stream, force=True)
+            return Cancelled()
         if stream.is_finished():
-            return ("failed", "the training task ended without a result")
+            return JobFailed("the training task ended without a result")
         if not stream.next_ready():
             time.sleep(_POLL_S)
             continue
         message = ray.get(next(stream))  # raises what the task raised
-        if message[0] == "progress":
+        if isinstance(message, EpochDone):
             channel.send(message)
             continue
-        result, checkpoint = message[1], message[2]
+        result, checkpoint = message
         path = Path(spec["checkpoint"])
         path.parent.mkdir(parents=True, exist_ok=True)
         write_checkpoint_bytes(path, checkpoint)
-        return ("done", {**result, "checkpoint": str(path)})
+        return Done({**result, "checkpoint": str(path)})
 
 
-def remote_training(spec: dict[str, Any], events: list[Any], champion: bytes) -> Iterator[tuple[Any, ...]]:
+def remote_training(
+    spec: dict[str, Any], replay: Replay, champion: bytes
+) -> Iterator[EpochDone | tuple[dict[str, Any], bytes]]:
     """On a Ray worker: ``train`` in a thread of its own, its progress yielded as it comes, then
-    ``("done", result, checkpoint bytes)``; the files it reads and writes are the worker's own."""
-    messages: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+    ``(result, checkpoint bytes)``; the files it reads and writes are the worker's own."""
+    messages: queue.Queue[EpochDone | None] = queue.Queue()
     outcome: list[Any] = []
     with tempfile.TemporaryDirectory(prefix="swarmlearn-training-") as tmp:
         local = {**spec, "checkpoint": os.path.join(tmp, "model.pt"), "champion": ""}
@@ -249,7 +223,7 @@ def remote_training(spec: dict[str, Any], events: list[Any], champion: bytes) ->
 
         def work() -> None:
             try:
-                outcome.append(train(local, events, messages.put))
+                outcome.append(train(local, replay, messages.put))
             except BaseException as exc:
                 outcome.append(exc)
             finally:
@@ -262,10 +236,10 @@ def remote_training(spec: dict[str, Any], events: list[Any], champion: bytes) ->
         worker.join()
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
-        yield ("done", outcome[0], Path(local["checkpoint"]).read_bytes())
+        yield outcome[0], Path(local["checkpoint"]).read_bytes()
 
 
-def online_forecasts(events: list[Any], data: StreamDataLoader) -> Any:
+def online_forecasts(replay: Replay, data: StreamDataLoader) -> Any:
     """What the online baselines would have answered at each test window: ``[W, H, T]``.
 
     An ``OnlineState`` per agent learns its events in the loader's row order (in time order; its
@@ -280,14 +254,14 @@ def online_forecasts(events: list[Any], data: StreamDataLoader) -> Any:
     after_row: dict[int, list[int]] = {}
     for i, start in enumerate(starts):
         after_row.setdefault(int(start) + data.window - 1, []).append(i)
-    by_agent: dict[str, list[Any]] = {}
-    for event in events:
-        by_agent.setdefault(event.agent_id, []).append(event)
+    by_agent: dict[str, list[tuple[int, Any]]] = {}
+    for event, run in zip(replay.events, replay.runs, strict=True) if replay.runs else ((e, 0) for e in replay.events):
+        by_agent.setdefault(event.agent_id, []).append((run, event))
     predicted = np.zeros((len(starts), data.horizon, len(TARGETS)), dtype=np.float64)
     row = 0
     for agent in data.agents:
         state = OnlineState()
-        for event in sorted(by_agent[agent], key=lambda e: e.timestamp):  # stable, as the loader's rows
+        for _, event in sorted(by_agent[agent], key=lambda p: (p[0], p[1].timestamp)):  # stable, as the loader's rows
             state.learn(event)
             if not event.event_type.is_outcome:  # learned, but not one of the loader's rows
                 continue
@@ -312,7 +286,7 @@ def _evaluation(data: StreamDataLoader, predicted: Any, config: TrainingConfig) 
 
 def judge(
     data: StreamDataLoader,
-    events: list[Any],
+    replay: Replay,
     config: TrainingConfig,
     truth: Any,
     predicted: Any,
@@ -325,7 +299,7 @@ def judge(
     at another horizon is not comparable: no automatic promotion over it."""
     forecasts = {"naive": data.naive(Split.TEST)}
     if config.grid_s is None:
-        forecasts["online"] = online_forecasts(events, data)
+        forecasts["online"] = online_forecasts(replay, data)
     rivals = {name: _flat(_evaluation(data, f, config)) for name, f in forecasts.items()}
     comparisons: dict[str, dict[str, Any]] = {
         name: compare(truth, predicted, f, naive_scale=data.naive_scale, horizon=data.horizon)._asdict()
@@ -355,10 +329,10 @@ def judge(
 
 def champion_forecasts(champion: TrainedModel, data: StreamDataLoader, batch_size: int) -> tuple[Any, Any]:
     """The champion's forecasts of the test windows it can read (its window of rows ending at the same
-    last input row, all of one agent), through its own checkpoint and scaler: ``(which, [W', H, T])``."""
+    last input row, all of one agent's segment), through its own checkpoint and scaler: ``(which, [W', H, T])``."""
     ends = data.starts[Split.TEST] + data.window - 1  # [W]: each window's last input row
     firsts = ends - champion.window + 1
-    owner = data.row_agent
+    owner = data.row_segment
     usable = (firsts >= 0) & (owner[np.maximum(firsts, 0)] == owner[ends])
     which = np.flatnonzero(usable)
     rows = firsts[which][:, None] + np.arange(champion.window)  # [W', L]
@@ -375,13 +349,14 @@ def main() -> None:
     fd, spec_json = sys.argv[1:3]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon cancels; a Ctrl-C to the group must not
     channel = Connection(int(fd))
+    result: Outcome
     try:
         result = run(channel, json.loads(spec_json))
     except TrainingCancelled:
-        result = ("cancelled",)
+        result = Cancelled()
     except (NotEnoughData, ValueError, ClusterUnavailable) as exc:
-        result = ("failed", str(exc))
+        result = JobFailed(str(exc))
     except Exception:
-        result = ("failed", traceback.format_exc())
+        result = JobFailed(traceback.format_exc())
     with contextlib.suppress(OSError):  # the daemon is gone
         channel.send(result)

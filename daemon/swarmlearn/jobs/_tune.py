@@ -8,10 +8,9 @@ loop; trials run in ``concurrency`` spawned workers (``tuning._trial``) that sha
 the job, not the daemon). The experiment lives in the job's directory (``<data_dir>/tuning/<job id>``) and is
 saved after every trial, so a job the daemon stopped resumes there when it starts again.
 
-Messages to the daemon: ``("trial", trials_done, total_trials, best_value, trial)`` after every trial
-result, then one of ``("done", result)``, ``("stopped",)``, ``("cancelled",)``, ``("failed", reason)``.
-From the daemon: ``("cancel",)`` (end it; its running trials fail) or ``("stop",)`` (the daemon is
-stopping; the experiment is kept to resume).
+Messages (``_messages``): to the daemon a ``TrialDone`` after every trial's result, then one of
+``Done``, ``Paused``, ``Cancelled``, ``JobFailed``; from the daemon ``Cancel`` (end it; its running
+trials fail) or ``Stop`` (the daemon is stopping; the experiment is kept to resume: ``Paused``).
 """
 
 from __future__ import annotations
@@ -30,10 +29,19 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from swarmlearn.tuning import Tuner, TunerConfig, TuningCancelled, TuningProgress, parse_space
-from swarmlearn.tuning._ray import ClusterUnavailable
-from swarmlearn.tuning._space import config_for
-from swarmlearn.tuning._trial import make_executor, make_ray_executor, train_trial
+from swarmlearn.jobs._messages import Cancel, Cancelled, Done, JobFailed, Outcome, Paused, Stop, TrialDone
+from swarmlearn.tuning import (
+    ClusterUnavailable,
+    Tuner,
+    TunerConfig,
+    TuningCancelled,
+    TuningProgress,
+    config_for,
+    make_executor,
+    make_ray_executor,
+    parse_space,
+    train_trial,
+)
 
 
 def trial_json(record: Any) -> dict[str, Any]:
@@ -47,25 +55,25 @@ def trial_json(record: Any) -> dict[str, Any]:
     }
 
 
-def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
+def run(channel: Connection, spec: Mapping[str, Any]) -> Outcome:
     space = parse_space(spec["kind"], json.dumps(spec["space"]))
     config = TunerConfig.from_mapping(spec)
     context = multiprocessing.get_context("spawn")
     cancel = context.Event()
-    ending: list[str] = []
+    ending: list[Cancel | Stop] = []
 
     def should_stop() -> bool:
         while channel.poll(0):
             message = channel.recv()
-            if message[0] in ("cancel", "stop"):
-                ending.append(message[0])
+            if isinstance(message, Cancel | Stop):
+                ending.append(message)
         if ending:
             cancel.set()  # running trials stop at their next optimizer step
         return bool(ending)
 
     def progress(p: TuningProgress) -> None:
         best = p.best_value if math.isfinite(p.best_value) else None
-        channel.send(("trial", p.trials_done, p.total_trials, best, trial_json(p.record)))
+        channel.send(TrialDone(p.trials_done, p.total_trials, best, trial_json(p.record)))
 
     ray = spec.get("ray") or {}
     if ray.get("address"):  # cancelling the tuner's futures cancels their Ray tasks
@@ -80,12 +88,11 @@ def run(channel: Connection, spec: Mapping[str, Any]) -> tuple[Any, ...]:
         try:
             result = tuner.run()
         except TuningCancelled:
-            if ending[0] == "stop":
-                return ("stopped",)
+            if isinstance(ending[0], Stop):
+                return Paused()
             tuner.abandon_running()
-            return ("cancelled",)
-    return (
-        "done",
+            return Cancelled()
+    return Done(
         {
             "best_params": result.best_params,
             "best_value": result.best_value,
@@ -105,11 +112,12 @@ def main() -> None:
     for noisy in ("ax", "botorch", "gpytorch", "linear_operator"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     channel = Connection(int(fd))
+    result: Outcome
     try:
         result = run(channel, json.loads(spec_json))
     except (ValueError, ClusterUnavailable) as exc:
-        result = ("failed", str(exc))
+        result = JobFailed(str(exc))
     except Exception:
-        result = ("failed", traceback.format_exc())
+        result = JobFailed(traceback.format_exc())
     with contextlib.suppress(OSError):  # the daemon is gone
         channel.send(result)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from swarmlearn.features import FEATURE_NAMES
-from swarmlearn.online._config import TARGETS
+from swarmlearn.names import TARGETS
 
 
 @dataclass(frozen=True, kw_only=True)

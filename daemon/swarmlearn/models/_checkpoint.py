@@ -5,21 +5,21 @@ header is one JSON string (kind, config, shape, scaler state, metrics, free-form
 state dict holds tensors only. Nothing in it needs unpickling beyond what
 ``torch.load(weights_only=True)`` allows, so a checkpoint cannot run code when it is read.
 
-It is written atomically: a temporary file in the same directory, fsynced, renamed over the target,
-and the directory fsynced, so a crash leaves the old file or the new one, never half of one.
+It is written by ``swarmlearn._durable.write_durably`` (mode 0600): a temporary file in the same
+directory, fsynced, renamed over the target, and the directory fsynced, so a crash leaves the old file
+or the new one, never half of one.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
+from swarmlearn._durable import write_durably
 from swarmlearn.models._base import Forecaster, ForecastShape
 from swarmlearn.models._kinds import ModelConfig, build_model, config_from_dict, config_to_dict
 
@@ -68,31 +68,13 @@ def save_checkpoint(
         "header": json.dumps(header),  # raises TypeError on anything that is not plain data
         "state_dict": {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()},
     }
-    _write_durably(Path(path), lambda out: torch.save(document, out))
+    write_durably(Path(path), lambda temporary: torch.save(document, temporary), mode=0o600)
 
 
 def write_checkpoint_bytes(path: Path | str, data: bytes) -> None:
     """Land the bytes of a checkpoint written elsewhere (a Ray worker's) as ``save_checkpoint`` writes
     one: atomically and durably."""
-    _write_durably(Path(path), lambda out: out.write(data))
-
-
-def _write_durably(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_durably(Path(path), data, mode=0o600)
 
 
 def load_checkpoint(path: Path | str, *, map_location: torch.device | str = "cpu") -> Checkpoint:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from swarmlearn._lazy import lazy_attributes
-from swarmlearn.online._config import LOG_TARGETS, TARGETS, OnlineConfig, WorkerSettings
+from swarmlearn.online._config import LOG_TARGETS, OnlineConfig, WorkerSettings
 from swarmlearn.online._process import Answer, Drift, OnlineLearner
 from swarmlearn.online._results import AgentStats, BaselineError, Forecast, Point, TargetStats
 
@@ -30,7 +30,6 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 __all__ = [
     "EXPERTS",
     "LOG_TARGETS",
-    "TARGETS",
     "AgentLearner",
     "AgentStats",
     "Answer",

@@ -6,8 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-TARGETS: tuple[str, ...] = ("latency_ms", "tokens_per_second", "success_rate")
-"""What is forecast for every agent, as ``Event`` field names."""
+from swarmlearn.names import MAX_HORIZON
 
 LOG_TARGETS = frozenset({"latency_ms", "tokens_per_second"})
 """Strictly positive, skewed targets: learned on a log scale and forecast back on the original one."""
@@ -73,7 +72,7 @@ class OnlineConfig:
     interval_refresh: int = 16
     """The step 2..H width ratios are recomputed once every n observations of a target."""
 
-    max_horizon: int = 48
+    max_horizon: int = MAX_HORIZON
     """Largest horizon ``predict`` answers; bounds the forecast history."""
 
     drift_cusum_k: float = 0.5

@@ -18,8 +18,9 @@ from __future__ import annotations
 from swarmlearn.errors import InvalidArgument, UnknownAgent
 from swarmlearn.events import FAILURE_BELOW, IS_OUTCOME, LIMITS, METRICS, Event
 from swarmlearn.features import FEATURE_NAMES
+from swarmlearn.names import TARGETS
 from swarmlearn.online._baselines import FeatureRegressor
-from swarmlearn.online._config import LOG_TARGETS, TARGETS, OnlineConfig
+from swarmlearn.online._config import LOG_TARGETS, OnlineConfig
 from swarmlearn.online._prior import TargetPrior
 from swarmlearn.online._results import AgentStats, Forecast
 from swarmlearn.online._stats import RunningStats

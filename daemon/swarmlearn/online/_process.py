@@ -27,8 +27,31 @@ from typing import Any
 from swarmlearn._channel import encode, read_message, spawn
 from swarmlearn.errors import Disabled, InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.online._config import WorkerSettings
+from swarmlearn.online._messages import (
+    Answered,
+    AskForecast,
+    AskPredict,
+    AskScore,
+    AskStats,
+    Committed,
+    Drifted,
+    DriftFound,
+    ErrorKind,
+    Failed,
+    Progress,
+    Query,
+    Question,
+    Ready,
+    Reload,
+    SnapshotFailed,
+    Snapshotted,
+    Stop,
+    Stopped,
+    ToWorker,
+)
 from swarmlearn.online._snapshot import remove_stale_temporaries
 from swarmlearn.prompts import Candidate, Weights
+from swarmlearn.registry import ModelRegistry
 from swarmlearn.store import agent_shard
 
 log = logging.getLogger(__name__)
@@ -78,11 +101,17 @@ class OnlineLearner:
         *,
         log_sequence: int = 0,
         on_drift: Callable[[Drift], object] | None = None,
+        registry: ModelRegistry | None = None,
     ) -> None:
         """``log_sequence``: the log's sequence when the daemon started; drifts in events up to it
-        were (or could have been) reported by the daemon that ingested them, and are replays here."""
+        were (or could have been) reported by the daemon that ingested them, and are replays here.
+        ``registry``: the daemon's, whose champions Predict serves (``predict``); the forecaster
+        process reloads them when it announces a change. None: the online aggregate answers alone."""
         count = settings.shards
         self.snapshot_dir = snapshot_dir
+        self.registry = registry
+        if registry is not None:
+            registry.listeners.append(self.champions_changed)
         self.shards = [
             _Shard(
                 db_path,
@@ -167,8 +196,18 @@ class OnlineLearner:
             process.committed(seq)
 
     async def predict(self, agent_id: str, horizon: int, coverage: float, *, min_seq: int) -> Answer:
-        """``Answer.value``: per target, a ``Forecast``."""
-        return await self.shard_of(agent_id).ask("predict", (agent_id, horizon, coverage), min_seq)
+        """What Predict answers, ``Answer.value`` = ``(model version, forecasts by target)``: the torch
+        champion that serves the agent (its scope's, else the swarm's) where there is one and it can
+        answer (it forecasts that far, the agent has a full window, the forecaster process is up),
+        else the online aggregate's (version "")."""
+        registry = self.registry
+        if registry is not None and (registry.champion(agent_id) is not None or registry.champion("") is not None):
+            with contextlib.suppress(NotReady):  # the forecaster restarting: the baseline answers meanwhile
+                served = await self.forecast(agent_id, horizon, coverage, min_seq=min_seq)
+                if served.value is not None:
+                    return served
+        answer = await self.shard_of(agent_id).ask(AskPredict(agent_id, horizon, coverage), min_seq)
+        return Answer(answer.applied_seq, ("", answer.value))
 
     async def stats(self, agent_ids: tuple[str, ...], *, min_seq: int = 0) -> Answer:
         """``Answer.value``: ``AgentStats`` by agent id, for the agents the learners have met. A
@@ -179,7 +218,7 @@ class OnlineLearner:
         for agent_id in agent_ids:
             groups.setdefault(agent_shard(agent_id, len(self.shards)), []).append(agent_id)
         answers = await asyncio.gather(
-            *(self.shards[i].ask("stats", (tuple(ids),), min_seq) for i, ids in groups.items()),
+            *(self.shards[i].ask(AskStats(tuple(ids)), min_seq) for i, ids in groups.items()),
             return_exceptions=True,
         )
         merged: dict[str, Any] = {}
@@ -201,18 +240,18 @@ class OnlineLearner:
         """``Answer.value``: a ``ScoreResult``."""
         if self.prompts is None:
             raise Disabled("online learning is off (setting online_workers = 0)")
-        return await self.prompts.ask("score", (agent_id, candidates, weights, select), min_seq)
+        return await self.prompts.ask(AskScore(agent_id, candidates, weights, select), min_seq)
 
     async def forecast(self, agent_id: str, horizon: int, coverage: float, *, min_seq: int) -> Answer:
         """``Answer.value``: ``(model version, forecasts by target)`` from a torch champion, or None."""
         if self.forecaster is None:
             raise Disabled("online learning is off (setting online_workers = 0)")
-        return await self.forecaster.ask("forecast", (agent_id, horizon, coverage), min_seq)
+        return await self.forecaster.ask(AskForecast(agent_id, horizon, coverage), min_seq)
 
     def champions_changed(self) -> None:
         """Tell the forecaster to load the registry's champions again."""
         if self.forecaster is not None and self.forecaster._writer is not None:
-            self.forecaster._send(("reload",))
+            self.forecaster._send(Reload())
 
     async def stop(self) -> None:
         await asyncio.gather(*(process.stop() for process in self.processes))
@@ -298,10 +337,11 @@ class _Shard:
         stopped = False
         try:
             message = await read_message(reader)
-            if message[0] != "ready":
-                log.error("the online learner could not start: %s", message[3])
+            if not isinstance(message, Ready):
+                log.error("the online learner could not start: %s", getattr(message, "detail", message))
                 return
-            _, self.applied_seq, self.agents, how, refused, start_seq = message
+            self.applied_seq, self.agents = message.applied_seq, message.agents
+            how, refused, start_seq = message.how, message.snapshot_refused, message.log_sequence
             self.ready = True
             for waiter in self._ready_waiters:
                 if not waiter.done():
@@ -345,11 +385,11 @@ class _Shard:
         self._flush_scheduled = False
         if self._writer is not None and self._committed > self._sent_committed:
             self._sent_committed = self._committed
-            self._send(("committed", self._committed))
+            self._send(Committed(self._committed))
 
     # -- queries ------------------------------------------------------------------------------
 
-    async def ask(self, kind: str, args: tuple[Any, ...], min_seq: int) -> Answer:
+    async def ask(self, question: Question, min_seq: int) -> Answer:
         if self._writer is None:
             raise NotReady("the online learner is (re)starting; retry shortly")
         if not self.ready:  # still importing River and loading its snapshot: bounded separately
@@ -367,7 +407,7 @@ class _Shard:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending[qid] = future
         try:
-            self._send(("query", qid, kind, args, min_seq))
+            self._send(Query(qid, question, min_seq))
             # The process answers between slices; a long snapshot write or a stall must not hold the
             # RPC past the documented bound (the process applies max_wait_s to deferred queries).
             async with asyncio.timeout(self.settings.max_wait_s + _ANSWER_SLACK_S):
@@ -380,7 +420,7 @@ class _Shard:
         finally:
             self._pending.pop(qid, None)
 
-    def _send(self, message: tuple[Any, ...]) -> None:
+    def _send(self, message: ToWorker) -> None:
         assert self._writer is not None
         self._writer.write(encode(message))
 
@@ -390,26 +430,25 @@ class _Shard:
         """Dispatch what the process says until it says ``stopped`` (True) or the channel ends."""
         while True:
             message = await read_message(reader)
-            kind = message[0]
-            if kind == "answer":
-                _, qid, applied, value = message
-                self._resolve(qid, Answer(applied, value))
-            elif kind == "error":
-                _, qid, error_kind, detail = message
-                self._fail(qid, _error(error_kind, detail))
-            elif kind == "progress":
-                _, self.applied_seq, self.agents = message
-            elif kind == "drift":
-                self._drifts(message[1])
-            elif kind == "snapshot":
-                _, seq, size, seconds = message
-                self.last_snapshot = (seq, size, seconds)
-                log.debug("online snapshot at sequence %d: %d bytes in %.3f s", seq, size, seconds)
-            elif kind == "snapshot_failed":
-                log.error("online snapshot not written: %s", message[1])
-            elif kind == "stopped":
-                self.applied_seq = message[1]
-                return True
+            match message:
+                case Answered(qid, applied, value):
+                    self._resolve(qid, Answer(applied, value))
+                case Failed(qid, kind, detail) if qid is not None:
+                    self._fail(qid, _error(kind, detail))
+                case Progress(applied, agents):
+                    self.applied_seq, self.agents = applied, agents
+                case Drifted(drifts):
+                    self._drifts(drifts)
+                case Snapshotted(seq, size, seconds):
+                    self.last_snapshot = (seq, size, seconds)
+                    log.debug("online snapshot at sequence %d: %d bytes in %.3f s", seq, size, seconds)
+                case SnapshotFailed(reason):
+                    log.error("online snapshot not written: %s", reason)
+                case Stopped(applied):
+                    self.applied_seq = applied
+                    return True
+                case _:
+                    log.error("unexpected message from the online learner: %r", message)
 
     def _resolve(self, qid: int, answer: Answer) -> None:
         future = self._pending.get(qid)
@@ -422,14 +461,17 @@ class _Shard:
         if future is not None and not future.done():
             future.set_exception(exc)
 
-    def _drifts(self, found: list[tuple[int, str, str, float, int]]) -> None:
-        for seq, agent_id, target, timestamp, count in found:
+    def _drifts(self, found: tuple[DriftFound, ...]) -> None:
+        for found_one in found:
+            seq, agent_id, target = found_one.seq, found_one.agent_id, found_one.target
             self._heard_up_to = max(self._heard_up_to, seq)
-            drift = Drift(seq, agent_id, target, timestamp, count, replayed=seq <= self._replayed_up_to)
+            drift = Drift(
+                seq, agent_id, target, found_one.timestamp, found_one.count, replayed=seq <= self._replayed_up_to
+            )
             if drift.replayed:
                 log.debug("drift (replayed) in %s of agent %r at sequence %d", target, agent_id, seq)
             else:
-                log.info("drift in %s of agent %r at sequence %d (drift %d of it)", target, agent_id, seq, count)
+                log.info("drift in %s of agent %r at sequence %d (drift %d of it)", target, agent_id, seq, drift.count)
             if self._on_drift is not None:
                 self._on_drift(drift)
 
@@ -443,7 +485,7 @@ class _Shard:
         if supervisor is None:
             return
         if self._writer is not None and self.ready:
-            self._send(("stop",))
+            self._send(Stop())
         elif self._process is not None and self._process.returncode is None:
             self._process.kill()
         else:  # between two processes: sleeping before a restart
@@ -466,7 +508,7 @@ class _Shard:
             log.exception("online learner %s failed", self.snapshot_path.name)
 
 
-def _error(kind: str, detail: Any) -> Exception:
+def _error(kind: ErrorKind, detail: Any) -> Exception:
     if kind == "invalid":
         return InvalidArgument(*detail)
     if kind == "unknown":

@@ -31,7 +31,6 @@ import hashlib
 import inspect
 import io
 import json
-import os
 import pickle
 import platform
 import struct
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from swarmlearn._durable import remove_temporaries, write_durably
 from swarmlearn._version import __version__
 
 FORMAT_VERSION = 1
@@ -57,7 +57,7 @@ _NUMPY = frozenset(
      ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar")}
 )  # fmt: skip
 # Only classes from these: a class rebuilds an object; a function could do anything.
-_CLASS_PREFIXES = ("swarmlearn.online.", "swarmlearn.prompts.", "swarmlearn.registry.", "river.")
+_CLASS_PREFIXES = ("swarmlearn.online.", "swarmlearn.prompts.", "river.")
 
 
 class SnapshotRejected(Exception):
@@ -90,7 +90,7 @@ def fingerprint(config: Any) -> str:
 
 
 def save(path: Path, state: object, *, anchor: Anchor, fingerprint: str) -> int:
-    """Write ``state`` atomically (temporary file, fsync, rename); returns the file's size."""
+    """Write ``state`` durably (``write_durably``, mode 0600); returns the file's size."""
     payload = pickle.dumps(state, protocol=5)
     header = json.dumps(
         {
@@ -101,25 +101,19 @@ def save(path: Path, state: object, *, anchor: Anchor, fingerprint: str) -> int:
             "payload_sha256": hashlib.sha256(payload).hexdigest(),
         }
     ).encode()
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes never share one
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
+
+    def write(temporary: Path) -> None:
+        with temporary.open("wb") as out:  # in two writes: the payload can be large, never copied
             out.write(MAGIC + struct.pack(">I", len(header)) + header)
             out.write(payload)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+
+    write_durably(path, write, mode=0o600)
     return len(MAGIC) + 4 + len(header) + len(payload)
 
 
 def remove_stale_temporaries(directory: Path) -> None:
-    """Temporary files a process left when it died mid-write (its name carries its pid)."""
-    for stale in directory.glob("*.snapshot.*.tmp"):
-        stale.unlink(missing_ok=True)
+    """Temporary files a process left when it died mid-write."""
+    remove_temporaries(directory, "*.snapshot")
 
 
 def load(path: Path, *, fingerprint: str, anchor_at: Callable[[int], Anchor | None]) -> tuple[object, Anchor]:

@@ -15,12 +15,10 @@ from its first acknowledged event. Snapshots are written every ``snapshot_interv
 something changed and on stop; at start the last one is loaded if it checks out (``_snapshot``) and
 the log after it replayed, else the whole log is.
 
-Messages to this process: ``("committed", seq)``, ``("query", qid, kind, args, min_seq)``,
-``("stop",)``. From it: ``("ready", applied_seq, agents, how_loaded, snapshot_refused,
-log_sequence)``, ``("answer", qid, applied_seq, value)``, ``("error", qid, kind, detail)``,
-``("progress", applied_seq, agents)``, ``("drift", [(seq, agent_id, target, timestamp, count),
-...])``, ``("snapshot", applied_seq, bytes, seconds)``, ``("snapshot_failed", reason)`` and
-``("stopped", applied_seq)``.
+Messages (``_messages``, one frozen dataclass each): to this process ``Committed``, ``Query`` (one
+of the questions ``AskPredict``, ``AskStats``, ``AskForecast``, ``AskScore``), ``Reload`` and
+``Stop``; from it ``Ready``, ``Answered``, ``Failed``, ``Progress``, ``Drifted``, ``Snapshotted``,
+``SnapshotFailed`` and ``Stopped``.
 """
 
 from __future__ import annotations
@@ -32,7 +30,6 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,11 +37,32 @@ from typing import Any, NamedTuple
 from swarmlearn.errors import InvalidArgument, UnknownAgent
 from swarmlearn.events import Event
 from swarmlearn.online import _snapshot
+from swarmlearn.online._champions import ChampionState
 from swarmlearn.online._config import WorkerSettings
 from swarmlearn.online._learner import OnlineState
-from swarmlearn.prompts import Candidate, Weights
-from swarmlearn.prompts._learner import PromptLearner
-from swarmlearn.registry._champions import ChampionState
+from swarmlearn.online._messages import (
+    Answered,
+    AskForecast,
+    AskPredict,
+    AskScore,
+    AskStats,
+    Committed,
+    Drifted,
+    DriftFound,
+    Failed,
+    FromWorker,
+    Progress,
+    Query,
+    Question,
+    Ready,
+    Reload,
+    SnapshotFailed,
+    Snapshotted,
+    Stop,
+    Stopped,
+    agents_of,
+)
+from swarmlearn.prompts import PromptLearner
 from swarmlearn.store import event_at, last_sequence, open_reader, read_events
 
 _READ_CHUNK = 2048
@@ -53,12 +71,10 @@ _IDLE_POLL_S = 0.5
 _PROGRESS_EVERY_S = 0.1
 
 
-class _Query(NamedTuple):
-    qid: int
-    kind: str
-    args: tuple[Any, ...]
-    min_seq: int
+class _Pending(NamedTuple):
+    query: Query
     deadline: float
+    """When it is answered whether or not the learner has met its agents."""
 
 
 class Worker:
@@ -71,19 +87,16 @@ class Worker:
         self.state: OnlineState | PromptLearner | ChampionState
         if settings.role == "prompts":
             self.state = PromptLearner()
-            self._handlers: dict[str, Callable[..., Any]] = {"score": self._score}
         elif settings.role == "forecaster":
             self.state = ChampionState(Path(settings.registry_root))
-            self._handlers = {"forecast": self._forecast}
         else:
             self.state = OnlineState(settings.config)
-            self._handlers = {"predict": self._predict, "stats": self._stats}
         self.known_seq = 0
         self.start_seq = 0
         self.buffer: deque[tuple[int, Event]] = deque()
         self.scanned = 0
         """The log was read up to here; once the buffer is learned, the state has applied up to it."""
-        self.deferred: list[_Query] = []
+        self.deferred: list[_Pending] = []
         self.stopping = False
         self.orphaned = False
         self.snapshot_seq = 0
@@ -123,13 +136,13 @@ class Worker:
             state = {self.settings.role: self.state}
             size = _snapshot.save(self.snapshot_path, state, anchor=anchor, fingerprint=self.fingerprint)
         except OSError as exc:
-            self._tell(("snapshot_failed", f"{self.snapshot_path}: {exc.strerror or exc}"))
+            self._tell(SnapshotFailed(f"{self.snapshot_path}: {exc.strerror or exc}"))
         else:
-            self._tell(("snapshot", seq, size, time.perf_counter() - started))
+            self._tell(Snapshotted(seq, size, time.perf_counter() - started))
         self.snapshot_seq = seq
         self.snapshot_at = time.monotonic()
 
-    def _tell(self, message: tuple[Any, ...]) -> None:
+    def _tell(self, message: FromWorker) -> None:
         """Send to the daemon; if it is gone, stop (after the final snapshot) instead of failing."""
         if self.orphaned:
             return
@@ -159,7 +172,7 @@ class Worker:
         if self.state.applied_seq != self.snapshot_seq:
             self.snapshot()
         if not self.orphaned:
-            self._tell(("stopped", self.state.applied_seq))
+            self._tell(Stopped(self.state.applied_seq))
 
     def _idle_timeout(self) -> float:
         now = time.monotonic()
@@ -178,18 +191,18 @@ class Worker:
                 self.stopping = self.orphaned = True
                 return
             timeout = 0.0
-            kind = message[0]
-            if kind == "committed":
-                self.known_seq = max(self.known_seq, message[1])
-            elif kind == "query":
-                _, qid, query_kind, args, min_seq = message
-                self.known_seq = max(self.known_seq, min_seq)
-                self._query(_Query(qid, query_kind, tuple(args), min_seq, time.monotonic() + self.settings.max_wait_s))
-            elif kind == "reload" and isinstance(self.state, ChampionState):
-                self.state.reload()
-            elif kind == "stop":
-                self.stopping = True
-                return
+            match message:
+                case Committed(seq):
+                    self.known_seq = max(self.known_seq, seq)
+                case Query() as query:
+                    self.known_seq = max(self.known_seq, query.min_seq)
+                    self._query(_Pending(query, time.monotonic() + self.settings.max_wait_s))
+                case Reload():
+                    if isinstance(self.state, ChampionState):
+                        self.state.reload()
+                case Stop():
+                    self.stopping = True
+                    return
 
     def _read(self) -> None:
         upto = last_sequence(self.db)
@@ -218,33 +231,33 @@ class Worker:
             for target in state.learn(event, seq):
                 assert isinstance(state, OnlineState)  # only the baselines find drifts
                 learner = state.agents[event.agent_id].targets[target]
-                drifts.append((seq, event.agent_id, target, event.timestamp, learner.drift_count))
+                drifts.append(DriftFound(seq, event.agent_id, target, event.timestamp, learner.drift_count))
         if not buffer:
             state.advance(self.scanned)
         if drifts:
-            self._tell(("drift", drifts))
+            self._tell(Drifted(tuple(drifts)))
 
     def _report_progress(self) -> None:
         now = time.monotonic()
         if self.state.applied_seq != self.progress_seq and now - self.progress_at >= _PROGRESS_EVERY_S:
             self.progress_seq = self.state.applied_seq
             self.progress_at = now
-            self._tell(("progress", self.state.applied_seq, len(self.state.agents)))
+            self._tell(Progress(self.state.applied_seq, len(self.state.agents)))
 
     # -- queries --------------------------------------------------------------------------------
 
-    def _query(self, query: _Query) -> None:
+    def _query(self, query: _Pending) -> None:
         if self._waits(query):
             self.deferred.append(query)
         else:
             self._answer(query)
 
-    def _waits(self, query: _Query) -> bool:
+    def _waits(self, pending: _Pending) -> bool:
         """A query about agents not met yet waits while the log has events the learner has not applied."""
-        if self.state.applied_seq >= query.min_seq or time.monotonic() >= query.deadline:
+        if self.state.applied_seq >= pending.query.min_seq or time.monotonic() >= pending.deadline:
             return False
         agents = self.state.agents
-        return any(agent_id not in agents for agent_id in _agents_of(query))
+        return any(agent_id not in agents for agent_id in agents_of(pending.query.question))
 
     def _answer_deferred(self) -> None:
         if self.deferred:
@@ -253,46 +266,37 @@ class Worker:
             for query in waiting:
                 self._query(query)
 
-    def _answer(self, query: _Query) -> None:
-        applied = self.state.applied_seq
+    def _answer(self, pending: _Pending) -> None:
+        query, applied = pending.query, self.state.applied_seq
+        reply: FromWorker
         try:
-            value = self._handlers[query.kind](*query.args)
+            value = self._ask(query.question)
         except UnknownAgent as exc:
             if applied < query.min_seq:
-                reply: tuple[Any, ...] = ("error", query.qid, "behind", (applied, query.min_seq))
+                reply = Failed(query.qid, "behind", (applied, query.min_seq))
             else:
-                reply = ("error", query.qid, "unknown", exc.agent_id)
+                reply = Failed(query.qid, "unknown", exc.agent_id)
         except InvalidArgument as exc:
-            reply = ("error", query.qid, "invalid", (exc.field, exc.reason))
+            reply = Failed(query.qid, "invalid", (exc.field, exc.reason))
         except Exception:  # a bug must not take the learner down with it; the daemon logs the traceback
-            reply = ("error", query.qid, "internal", traceback.format_exc())
+            reply = Failed(query.qid, "internal", traceback.format_exc())
         else:
-            reply = ("answer", query.qid, applied, value)
+            reply = Answered(query.qid, applied, value)
         self._tell(reply)
 
-    def _predict(self, agent_id: str, horizon: int, coverage: float) -> Any:
-        assert isinstance(self.state, OnlineState)
-        return self.state.predict(agent_id, horizon, coverage)
-
-    def _stats(self, agent_ids: tuple[str, ...]) -> Any:
-        assert isinstance(self.state, OnlineState)
-        agents = self.state.agents
-        return {agent_id: agents[agent_id].stats() for agent_id in agent_ids if agent_id in agents}
-
-    def _forecast(self, agent_id: str, horizon: int, coverage: float) -> Any:
-        assert isinstance(self.state, ChampionState)
-        return self.state.forecast(agent_id, horizon, coverage)
-
-    def _score(self, agent_id: str, candidates: tuple[Candidate, ...], weights: Weights, select: bool) -> Any:
-        assert isinstance(self.state, PromptLearner)
-        return self.state.score(agent_id, candidates, weights, select)
-
-
-def _agents_of(query: _Query) -> tuple[str, ...]:
-    if query.kind == "stats":
-        ids: tuple[str, ...] = query.args[0]
-        return ids
-    return (query.args[0],)
+    def _ask(self, question: Question) -> Any:
+        """The answer of this process's role; a question for another role is a bug (``internal``)."""
+        state = self.state
+        match question:
+            case AskPredict(agent_id, horizon, coverage) if isinstance(state, OnlineState):
+                return state.predict(agent_id, horizon, coverage)
+            case AskStats(agent_ids) if isinstance(state, OnlineState):
+                return {agent_id: state.agents[agent_id].stats() for agent_id in agent_ids if agent_id in state.agents}
+            case AskForecast(agent_id, horizon, coverage) if isinstance(state, ChampionState):
+                return state.forecast(agent_id, horizon, coverage)
+            case AskScore(agent_id, candidates, weights, select) if isinstance(state, PromptLearner):
+                return state.score(agent_id, candidates, weights, select)
+        raise TypeError(f"a {self.settings.role} learner cannot answer {question!r}")
 
 
 def main() -> None:
@@ -308,8 +312,8 @@ def main() -> None:
         how, refused = worker.restore()
     except Exception:
         with contextlib.suppress(OSError):
-            channel.send(("error", None, "start", traceback.format_exc()))
+            channel.send(Failed(None, "start", traceback.format_exc()))
         return
     with contextlib.suppress(EOFError, OSError):  # the daemon is gone (even before we were ready)
-        channel.send(("ready", worker.state.applied_seq, len(worker.state.agents), how, refused, worker.start_seq))
+        channel.send(Ready(worker.state.applied_seq, len(worker.state.agents), how, refused, worker.start_seq))
         worker.run()

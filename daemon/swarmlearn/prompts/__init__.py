@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from swarmlearn._lazy import lazy_attributes
+from swarmlearn.prompts._config import PromptConfig
+from swarmlearn.prompts._score import check_request, resolve_weights
 from swarmlearn.prompts._types import Candidate, ScoredPrompt, ScoreResult, Weights
 
 if TYPE_CHECKING:
-    from swarmlearn.prompts._config import PromptConfig
     from swarmlearn.prompts._learner import PromptLearner
     from swarmlearn.prompts._models import TARGETS
     from swarmlearn.prompts._state import AgentPrompts, PromptState
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 _LAZY = {
     "TARGETS": "swarmlearn.prompts._models",
     "AgentPrompts": "swarmlearn.prompts._state",
-    "PromptConfig": "swarmlearn.prompts._config",
     "PromptLearner": "swarmlearn.prompts._learner",
     "PromptState": "swarmlearn.prompts._state",
 }
@@ -38,4 +38,6 @@ __all__ = [
     "ScoreResult",
     "ScoredPrompt",
     "Weights",
+    "check_request",
+    "resolve_weights",
 ]

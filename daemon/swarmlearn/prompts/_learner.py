@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from river import stats
 
 from swarmlearn.events import Event
+from swarmlearn.names import TARGETS
 from swarmlearn.prompts._config import PromptConfig
 from swarmlearn.prompts._state import PromptState
 from swarmlearn.prompts._types import Candidate, ScoreResult, Weights
 
-CONTEXT_TARGETS = ("latency_ms", "tokens_per_second", "success_rate")
+CONTEXT_TARGETS = TARGETS
 _CONTEXT_ALPHA = 0.1
 
 

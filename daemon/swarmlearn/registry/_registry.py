@@ -16,23 +16,24 @@ It also holds the best configuration each tuning job found per (scope, kind) (``
 next training of that kind for that scope, scheduled or asked for without a config, uses it
 (``tuned``), and the version it makes records it in its ``config``.
 
-The registry lives in ``<data_dir>/models/registry.json`` beside the checkpoints, written atomically
-(a temporary file, fsync, rename); a backup copies the whole directory. It is JSON: nothing in it is
-executable, and checkpoints are loaded with ``torch.load(weights_only=True)``.
+The registry lives in ``<data_dir>/models/registry.json`` beside the checkpoints, written by
+``swarmlearn._durable.write_durably`` (a temporary file, fsync, rename, fsync of the directory); a
+backup copies the whole directory. It is JSON: nothing in it is executable, and checkpoints are
+loaded with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from swarmlearn._durable import write_durably
 from swarmlearn.errors import InvalidArgument, NotFound
 
 FORMAT_VERSION = 1
@@ -113,10 +114,13 @@ def decide(comparisons: Mapping[str, Mapping[str, Any]], *, margin: float = 0.02
 
 
 class ModelRegistry:
-    """Thread-safe; every change is on disk before the call returns."""
+    """Thread-safe; every change is on disk before the call returns. ``listeners`` are called (on the
+    caller's thread, after the change is on disk) whenever a scope's champion changes: a promotion
+    or a rollback, whoever made it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.listeners: list[Callable[[], object]] = []
         self._lock = threading.Lock()
         self._versions: dict[tuple[str, str, int], ModelVersion] = {}
         self._champions: dict[str, list[tuple[str, int]]] = {}
@@ -144,20 +148,13 @@ class ModelRegistry:
             raise RuntimeError(f"cannot read the model registry {path}: {exc}") from None
 
     def _save(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         document = {
             "format": FORMAT_VERSION,
             "versions": [asdict(v) for v in sorted(self._versions.values(), key=_order)],
             "champions": {scope: [list(entry) for entry in history] for scope, history in self._champions.items()},
             "tuned": [asdict(t) for _, t in sorted(self._tuned.items())],
         }
-        path = self.root / REGISTRY_FILE
-        temporary = path.with_name(f"{REGISTRY_FILE}.{os.getpid()}.tmp")
-        with open(temporary, "w") as out:
-            json.dump(document, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
+        write_durably(self.root / REGISTRY_FILE, json.dumps(document, indent=1))
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -232,9 +229,12 @@ class ModelRegistry:
         entry = self.get(scope, kind, version)
         with self._lock:
             history = self._champions.setdefault(scope, [])
-            if not history or history[-1] != (kind, version):
+            changed = not history or history[-1] != (kind, version)
+            if changed:
                 history.append((kind, version))
                 self._save()
+        if changed:
+            self._announce()
         return entry
 
     def rollback(self, scope: str) -> ModelVersion:
@@ -245,7 +245,13 @@ class ModelRegistry:
                 raise NotFound(f"scope {scope!r} has no earlier champion to roll back to")
             history.pop()
             self._save()
-            return self._versions[(scope, *history[-1])]
+            entry = self._versions[(scope, *history[-1])]
+        self._announce()
+        return entry
+
+    def _announce(self) -> None:
+        for listener in list(self.listeners):
+            listener()
 
 
 def _order(v: ModelVersion) -> tuple[str, str, int]:

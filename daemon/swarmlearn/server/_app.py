@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -127,6 +129,7 @@ class DaemonServer:
     async def _start(self) -> str:
         settings = self.settings
         check_exposure(settings)
+        _check_bindable(settings.listen)  # before anything is started that would have to be stopped again
         credentials = server_credentials(settings)
         tokens = TokenChecker(load_tokens(settings.auth_token_file)) if settings.auth_token_file else None
         self._lock = _lock_data_dir(settings.data_dir)
@@ -138,6 +141,7 @@ class DaemonServer:
             on_writer_exit=lambda reason: loop.call_soon_threadsafe(self._fail, reason),
         )
         self.metrics.track_store(lambda: self.store.durable_sequence, lambda: self.store.size_bytes())
+        self.registry = ModelRegistry(settings.data_dir / "models")
         self._online = OnlineLearner(
             settings.db_path,
             settings.data_dir,
@@ -149,10 +153,10 @@ class DaemonServer:
             ),
             log_sequence=self._store.durable_sequence,
             on_drift=self._drift,
+            registry=self.registry,
         )
         self._online.start()
         self.metrics.track_online(self._online)
-        self.registry = ModelRegistry(settings.data_dir / "models")
         ingestor = Ingestor(self._store, on_commit=self._committed)
         self._jobs = JobManager(
             settings.data_dir,
@@ -163,7 +167,7 @@ class DaemonServer:
             threads=settings.training_threads,
             promotion_margin=settings.promotion_margin,
             promotion_alpha=settings.promotion_alpha,
-            on_promotion=self._online.champions_changed,
+            replay={"recent": settings.replay_recent_events, "older": settings.replay_older_events},
             tuning={
                 "concurrency": settings.tuning_concurrency,
                 "max_epochs": settings.tuning_max_epochs,
@@ -310,6 +314,25 @@ def _protection(settings: Settings) -> str:
     if settings.auth_token_file:
         parts.append("bearer tokens")
     return ", ".join(parts)
+
+
+def _check_bindable(listen: str) -> None:
+    """Refuse a TCP address something else listens on before a gRPC server is made for it: a server
+    whose port could not be added and that never started crashes the process when it is freed later
+    (a SIGSEGV in gRPC's core, seen in the test suite), so the common case must not make one."""
+    if listen.startswith("unix:"):
+        return
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or int(port) == 0:
+        return  # gRPC says what is wrong with it; port 0 always binds
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: TIME_WAIT is no conflict
+            probe.bind((host, int(port)))
+    except OSError as exc:  # anything but "in use" (a name, a family this host lacks) is gRPC's to report
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressUnavailable(f"setting listen: cannot bind {listen}: {exc.strerror}") from exc
 
 
 def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None) -> str:

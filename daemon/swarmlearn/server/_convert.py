@@ -155,17 +155,12 @@ def agent_stats(summary: AgentSummary, online: OnlineAgentStats | None = None, a
     return message
 
 
-def served_response(agent_id: str, answer: Answer, targets: Sequence[str]) -> agents_pb2.PredictResponse:
-    """A torch champion's answer: ``(model version, forecasts by target)``."""
-    version, forecasts = answer.value
-    response = predict_response(agent_id, Answer(answer.applied_seq, forecasts), targets)
-    for forecast in response.forecasts:
-        forecast.model_version = version
-    return response
-
-
 def predict_response(agent_id: str, answer: Answer, targets: Sequence[str]) -> agents_pb2.PredictResponse:
-    forecasts: dict[str, Forecast] = answer.value
+    """``OnlineLearner.predict``'s answer, ``(model version, forecasts by target)``: the version is a
+    champion's ``<kind>-v<n>``, empty for the online aggregate."""
+    version: str
+    forecasts: dict[str, Forecast]
+    version, forecasts = answer.value
     return agents_pb2.PredictResponse(
         agent_id=agent_id,
         as_of_sequence=answer.applied_seq,
@@ -173,6 +168,7 @@ def predict_response(agent_id: str, answer: Answer, targets: Sequence[str]) -> a
             agents_pb2.TargetForecast(
                 target=target,
                 model_kind=forecasts[target].kind,
+                model_version=version,
                 running_mae=forecasts[target].mae,
                 points=[
                     agents_pb2.ForecastPoint(step=step, value=p.value, lower=p.lower, upper=p.upper)

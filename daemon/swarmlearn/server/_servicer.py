@@ -15,10 +15,10 @@ from swarmlearn.errors import InvalidArgument, NotReady, UnknownAgent
 from swarmlearn.events import LIMITS
 from swarmlearn.ingest import Ingestor, PendingIngest
 from swarmlearn.jobs import JobManager
-from swarmlearn.online import TARGETS, Answer, OnlineConfig, OnlineLearner
+from swarmlearn.names import MAX_HORIZON, TARGETS
 from swarmlearn.online import AgentStats as OnlineAgentStats
-from swarmlearn.prompts._config import PromptConfig
-from swarmlearn.prompts._score import check_request, resolve_weights
+from swarmlearn.online import OnlineLearner
+from swarmlearn.prompts import PromptConfig, check_request, resolve_weights
 from swarmlearn.registry import ModelRegistry
 from swarmlearn.server._convert import (
     JOB_STATE_OF,
@@ -31,7 +31,6 @@ from swarmlearn.server._convert import (
     predict_response,
     score_request,
     score_response,
-    served_response,
 )
 from swarmlearn.server._errors import abort_for, mapped
 from swarmlearn.server._metrics import Metrics
@@ -40,7 +39,6 @@ from swarmlearn.store import EventStore
 from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, jobs_pb2, prompts_pb2, service_pb2_grpc
 
 _RETRY_AFTER_MS = 1000
-_MAX_HORIZON = OnlineConfig().max_horizon
 _PROMPTS = PromptConfig()  # its limits; the prompt learner runs with the same defaults
 _MAX_PAGE = 1000
 _MAX_SPACE_JSON = 65_536
@@ -158,30 +156,16 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
                 raise InvalidArgument(f"targets[{i}]", f"unknown target {target!r}; one of {', '.join(TARGETS)}")
         targets = tuple(dict.fromkeys(request.targets)) or TARGETS  # in the order asked, once each
         horizon = request.horizon or 1
-        if horizon > _MAX_HORIZON:
-            raise InvalidArgument("horizon", f"must be between 1 and {_MAX_HORIZON}, got {horizon}")
+        if horizon > MAX_HORIZON:
+            raise InvalidArgument("horizon", f"must be between 1 and {MAX_HORIZON}, got {horizon}")
         coverage = request.coverage or self._settings.predict_coverage
         if not 0.0 < coverage < 1.0:
             raise InvalidArgument("coverage", f"must be in (0, 1), got {coverage}")
         if not self._ingestor.knows(agent_id):
             raise UnknownAgent(agent_id)
         # Reading durable_sequence here makes an agent answer from its first acknowledged event.
-        min_seq = self._store.durable_sequence
-        if self._registry.champion(agent_id) is not None or self._registry.champion("") is not None:
-            served = await self._champion_forecast(agent_id, horizon, coverage, min_seq)
-            if served is not None:
-                return served_response(agent_id, served, targets)
-        answer = await self._online.predict(agent_id, horizon, coverage, min_seq=min_seq)
+        answer = await self._online.predict(agent_id, horizon, coverage, min_seq=self._store.durable_sequence)
         return predict_response(agent_id, answer, targets)
-
-    async def _champion_forecast(self, agent_id: str, horizon: int, coverage: float, min_seq: int) -> Answer | None:
-        """The torch champion's answer, or None to fall back to the online baseline (no champion for
-        the agent's scope, a shorter horizon, too few events yet, or the forecaster unavailable)."""
-        try:
-            answer = await self._online.forecast(agent_id, horizon, coverage, min_seq=min_seq)
-        except NotReady:
-            return None
-        return answer if answer.value is not None else None
 
     @mapped
     async def ScorePrompts(
@@ -298,13 +282,11 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         if not request.model_kind:
             raise InvalidArgument("model_kind", "must not be empty")
         version = self._registry.promote(request.scope, request.model_kind, request.version)
-        self._online.champions_changed()
         return model_message(version, True)
 
     @mapped
     async def RollbackModel(self, request: jobs_pb2.RollbackModelRequest, context: Context) -> jobs_pb2.ModelVersion:
         version = self._registry.rollback(request.scope)
-        self._online.champions_changed()
         return model_message(version, True)
 
     @mapped

@@ -7,9 +7,12 @@ from swarmlearn.store._sqlite import (
     EventStore,
     StoreClosed,
     agent_shard,
+    count_before,
     event_at,
     open_reader,
     read_events,
+    read_latest,
+    read_range,
 )
 from swarmlearn.store._writer import last_sequence
 
@@ -23,10 +26,13 @@ __all__ = [
     "StoreClosed",
     "agent_shard",
     "backup",
+    "count_before",
     "event_at",
     "last_sequence",
     "open_reader",
     "read_events",
+    "read_latest",
+    "read_range",
     "restore",
     "verify_backup",
 ]

@@ -57,6 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from swarmlearn._durable import is_temporary, write_durably
 from swarmlearn._version import __version__
 from swarmlearn.store._schema import SCHEMA_VERSION
 
@@ -209,7 +210,7 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
             directories=tuple(directories),
             files=tuple(files),
         )
-        _write_atomically(dest / MANIFEST_NAME, manifest.to_json().encode())
+        write_durably(dest / MANIFEST_NAME, manifest.to_json())
     except BaseException:
         _discard(dest, created)
         raise
@@ -290,7 +291,9 @@ class _RestartGuard:
 
 
 def _copy_tree(source: Path, target: Path, root: Path) -> list[BackupFile]:
-    """Copy the regular files under ``source`` (symlinks followed) into ``target``."""
+    """Copy the regular files under ``source`` (symlinks followed) into ``target``, except a durable
+    write's temporary files (``write_durably``): one may be renamed away while the copy runs, and
+    what it holds is not a state the daemon ever had."""
     files = []
     for directory, subdirs, names in os.walk(source):
         subdirs.sort()
@@ -298,7 +301,7 @@ def _copy_tree(source: Path, target: Path, root: Path) -> list[BackupFile]:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in sorted(names):
             path = Path(directory) / name
-            if not path.is_file():
+            if is_temporary(path) or not path.is_file():
                 continue
             out = out_dir / name
             size, digest = _copy_file(path, out)
@@ -517,16 +520,6 @@ def _copy_file(source: Path, target: Path) -> tuple[int, str]:
         out.flush()
         os.fsync(out.fileno())
     return size, digest.hexdigest()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
 
 
 def _fsync(path: Path) -> None:

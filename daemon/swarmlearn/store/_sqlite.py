@@ -333,11 +333,60 @@ def read_events(
     if shard is not None:
         where.append("swarmlearn_shard(agent_id, ?) = ?")
         params += (shard[1], shard[0])
-    columns = EVENT_COLUMNS if text else EVENT_COLUMNS.replace("prompt_text", "NULL").replace("attributes", "NULL")
     rows = conn.execute(
-        f"SELECT seq, {columns} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit)
+        f"SELECT seq, {_columns(text)} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit)
     )
     return [(row[0], _from_row(row[1:])) for row in rows]
+
+
+def _columns(text: bool) -> str:
+    return EVENT_COLUMNS if text else EVENT_COLUMNS.replace("prompt_text", "NULL").replace("attributes", "NULL")
+
+
+def read_latest(
+    conn: sqlite3.Connection, *, upto: int, limit: int, agent_id: str | None = None, text: bool = True
+) -> list[tuple[int, Event]]:
+    """The last ``limit`` committed events with ``seq <= upto`` (one agent's, or all), in log order.
+
+    A walk down the sequence numbers from ``upto`` that stops after ``limit`` (``NOT INDEXED``: for
+    one agent the planner would otherwise read all its events through the (agent_id, event_id) index
+    and sort them), so the cost follows what is read, not the log's length."""
+    where, params = _range(None, upto + 1, agent_id)
+    rows = conn.execute(
+        f"SELECT seq, {_columns(text)} FROM events NOT INDEXED WHERE {where} ORDER BY seq DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    rows.reverse()
+    return [(row[0], _from_row(row[1:])) for row in rows]
+
+
+def read_range(
+    conn: sqlite3.Connection, *, first: int, end: int, agent_id: str | None = None, text: bool = True
+) -> list[tuple[int, Event]]:
+    """The committed events with ``first <= seq < end`` (one agent's, or all), in log order: a walk
+    over that range of sequence numbers only."""
+    where, params = _range(first, end, agent_id)
+    rows = conn.execute(f"SELECT seq, {_columns(text)} FROM events NOT INDEXED WHERE {where} ORDER BY seq", params)
+    return [(row[0], _from_row(row[1:])) for row in rows]
+
+
+def count_before(conn: sqlite3.Connection, end: int, agent_id: str | None = None) -> tuple[int, int]:
+    """``(count, first seq)`` of the events with ``seq < end`` (one agent's, or all); ``(0, end)`` if none."""
+    where, params = _range(None, end, agent_id)
+    count, first = conn.execute(f"SELECT count(*), min(seq) FROM events WHERE {where}", params).fetchone()
+    return int(count), int(first) if first is not None else end
+
+
+def _range(first: int | None, end: int, agent_id: str | None) -> tuple[str, tuple[object, ...]]:
+    where = ["seq < ?"]
+    params: list[object] = [end]
+    if first is not None:
+        where.append("seq >= ?")
+        params.append(first)
+    if agent_id is not None:
+        where.append("agent_id = ?")
+        params.append(agent_id)
+    return " AND ".join(where), tuple(params)
 
 
 def event_at(conn: sqlite3.Connection, seq: int) -> tuple[str, str] | None:

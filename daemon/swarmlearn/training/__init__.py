@@ -1,6 +1,6 @@
 """Training: windows from event streams, one loop for every model, per-target evaluation, the pipeline."""
 
-from swarmlearn.training._config import Loss, Scaling, TrainingConfig
+from swarmlearn.training._config import JOB_SETTINGS, Loss, Scaling, TrainingConfig
 from swarmlearn.training._data import NotEnoughData, ScaledBatch, Split, StreamDataLoader
 from swarmlearn.training._loop import Progress, TrainingCancelled, TrainResult, fit, forecast, resolve_device, seeded
 from swarmlearn.training._metrics import (
@@ -16,10 +16,12 @@ from swarmlearn.training._metrics import (
     interval_quantiles,
 )
 from swarmlearn.training._pipeline import ModelReport, PipelineResult, TrainingPipeline
+from swarmlearn.training._replay import Replay, ReplayLimits, read_job_replay, read_replay
 from swarmlearn.training._scaling import GlobalScaler, Scaler, WindowScaler, scaler_from_state
 from swarmlearn.training._trained import TrainedModel
 
 __all__ = [
+    "JOB_SETTINGS",
     "QUANTILE_LEVELS",
     "Comparison",
     "Evaluation",
@@ -29,6 +31,8 @@ __all__ = [
     "NotEnoughData",
     "PipelineResult",
     "Progress",
+    "Replay",
+    "ReplayLimits",
     "ScaledBatch",
     "Scaler",
     "Scaling",
@@ -49,6 +53,8 @@ __all__ = [
     "interval_coverage",
     "interval_offsets",
     "interval_quantiles",
+    "read_job_replay",
+    "read_replay",
     "resolve_device",
     "scaler_from_state",
     "seeded",

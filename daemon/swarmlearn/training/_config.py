@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from swarmlearn.models import LSTMConfig, ModelConfig, NBEATSConfig, TCNConfig, searched
+from swarmlearn.models import LSTMConfig, ModelConfig, NBEATSConfig, TCNConfig, config_from_dict, searched
+
+JOB_SETTINGS = frozenset(
+    {"window", "grid_s", "batch_size", "max_steps", "patience", "learning_rate", "weight_decay", "seed"}
+)
+"""The ``TrainingConfig`` fields a training job's ``config_json.training`` (and a tuning trial) may set."""
 
 
 class Scaling(enum.StrEnum):
@@ -106,6 +113,25 @@ class TrainingConfig:
     thresholds: dict[str, float] = field(default_factory=_default_thresholds)
     """Per target, the absolute error under which a forecast counts as accurate (the accuracy metric);
     targets without one have no accuracy."""
+
+    @classmethod
+    def for_job(
+        cls, kind: str, horizon: int, config: Mapping[str, Any] | None = None, max_epochs: int | None = None
+    ) -> TrainingConfig:
+        """A training job's or tuning trial's config: the model ``kind`` with ``config``'s fields over
+        its defaults, and its ``training`` mapping's ``JOB_SETTINGS`` over ours (a ValueError names a bad
+        one); ``max_epochs`` when given (not 0)."""
+        overrides = dict(config or {})
+        training = overrides.pop("training", {}) or {}
+        unknown = set(training) - JOB_SETTINGS
+        if unknown:
+            raise ValueError(
+                f"config_json.training: unknown setting(s) {sorted(unknown)}; known: {sorted(JOB_SETTINGS)}"
+            )
+        values: dict[str, Any] = {"models": (config_from_dict(kind, overrides),), "horizon": horizon, **training}
+        if max_epochs:
+            values["max_epochs"] = max_epochs
+        return cls(**values)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scaling", Scaling(self.scaling))

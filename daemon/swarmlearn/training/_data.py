@@ -5,8 +5,9 @@ what an outcome did not observe carried forward by ``fill_forward``), grouped by
 order within each agent: events without an outcome (a task started, a prompt generated) are not
 rows. ``windows`` is one ``sliding_window_view`` over them, ``[N-L-H+1, L+H, F]``, which shares the
 rows' memory: the history costs its rows once, whatever L and H. Only a batch's windows are copied,
-when it is gathered and scaled. A window is usable when its L+H rows belong to one agent; its first L
-rows are the input and the targets are the target channels of its last H rows.
+when it is gathered and scaled. A window is usable when its L+H rows belong to one agent and one run
+of the log (a bounded job reads runs with gaps between them: ``_replay``); its first L rows are the
+input and the targets are the target channels of its last H rows.
 
 The split is by time, the same for every agent: the ``validation_fraction`` and ``test_fraction``
 latest shares of all events' timestamps. A window belongs to the split of its targets and is
@@ -26,7 +27,8 @@ event (the agent's latest).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -35,7 +37,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from swarmlearn.events import Event
 from swarmlearn.features import FEATURE_NAMES, fill_forward, observed_features
-from swarmlearn.online import TARGETS
+from swarmlearn.names import TARGETS
 from swarmlearn.training._config import Scaling, TrainingConfig
 from swarmlearn.training._grid import resample
 from swarmlearn.training._scaling import Array, GlobalScaler, Scaler, WindowScaler
@@ -69,9 +71,17 @@ class ScaledBatch(NamedTuple):
 class StreamDataLoader:
     """The windows of an event stream, split in time and served as scaled batches."""
 
-    def __init__(self, events: Iterable[Event], config: TrainingConfig, *, scaler: Scaler | None = None) -> None:
+    def __init__(
+        self,
+        events: Iterable[Event],
+        config: TrainingConfig,
+        *,
+        scaler: Scaler | None = None,
+        runs: Sequence[int] = (),
+    ) -> None:
         """``scaler``: scale with this one instead of fitting one by ``config.scaling`` (a fine-tune
-        must scale as the model it starts from did)."""
+        must scale as the model it starts from did). ``runs``: per event, the number of the run of
+        the log it was read from (a ``Replay``'s); no window spans two runs. Empty: one run."""
         self.config = config
         self.window = config.window
         self.horizon = config.horizon
@@ -79,29 +89,35 @@ class StreamDataLoader:
         """The target channels among the features, in ``TARGETS`` order."""
         rows: dict[str, list[tuple[float, ...]]] = {}
         times: dict[str, list[float]] = {}
-        for event in events:
+        run_of: dict[str, list[int]] = {}
+        for event, number in zip(events, runs, strict=True) if runs else zip(events, itertools.repeat(0)):
             row = observed_features(event)
             if row is None:  # no outcome to learn (a task started, a prompt generated)
                 continue
             rows.setdefault(event.agent_id, []).append(row)
             times.setdefault(event.agent_id, []).append(event.timestamp)
+            run_of.setdefault(event.agent_id, []).append(number)
         self.agents: tuple[str, ...] = tuple(sorted(rows))
         """Agent ids in row order; ``row_agent`` and ``window_agents`` index into it."""
         grid_s = config.grid_s
         blocks, stamps, owners, counts, event_times = [], [], [], [], []
+        segments: list[npt.NDArray[np.int32]] = []
         for index, agent in enumerate(self.agents):
-            stamp = np.asarray(times[agent], dtype=np.float64)
-            order = np.argsort(stamp, kind="stable")  # ties keep arrival order
-            block, stamp = fill_forward(np.asarray(rows[agent], dtype=np.float32)[order]), stamp[order]
-            if grid_s is None:
-                events_in = np.ones(len(stamp), dtype=np.int32)
-            else:
-                event_times.append(stamp)
-                stamp, block, events_in = resample(stamp, block, grid_s)
-            blocks.append(block)
-            stamps.append(stamp)
-            counts.append(events_in)
-            owners.append(np.full(len(stamp), index, dtype=np.int32))
+            stamp, run = np.asarray(times[agent], dtype=np.float64), np.asarray(run_of[agent])
+            order = np.lexsort((stamp, run))  # by run, then time; stable: ties keep arrival order
+            block, stamp, run = fill_forward(np.asarray(rows[agent], dtype=np.float32)[order]), stamp[order], run[order]
+            for part in np.split(np.arange(len(stamp)), np.flatnonzero(np.diff(run)) + 1):  # one per run
+                part_block, part_stamp = block[part], stamp[part]
+                if grid_s is None:
+                    events_in = np.ones(len(part_stamp), dtype=np.int32)
+                else:
+                    event_times.append(part_stamp)
+                    part_stamp, part_block, events_in = resample(part_stamp, part_block, grid_s)
+                blocks.append(part_block)
+                stamps.append(part_stamp)
+                counts.append(events_in)
+                owners.append(np.full(len(part_stamp), index, dtype=np.int32))
+                segments.append(np.full(len(part_stamp), len(segments), dtype=np.int32))
         features = len(FEATURE_NAMES)
         self.features: Array = np.concatenate(blocks) if blocks else np.zeros((0, features), np.float32)
         """``[N, F]``: every row's features (an event's, or a bucket's with ``grid_s``), by agent, in time order."""
@@ -110,6 +126,9 @@ class StreamDataLoader:
         self.row_events: npt.NDArray[np.int32] = np.concatenate(counts) if counts else np.zeros(0, np.int32)
         """``[N]``: events in each row: 1 without a grid; 0 marks a carried-forward bucket."""
         self.row_agent: npt.NDArray[np.int32] = np.concatenate(owners) if owners else np.zeros(0, np.int32)
+        self.row_segment: npt.NDArray[np.int32] = np.concatenate(segments) if segments else np.zeros(0, np.int32)
+        """``[N]``: each row's stretch of one agent's history without a gap (an agent's rows of one run);
+        a window's rows are all of one segment."""
 
         n = len(self.features)
         span = self.window + self.horizon
@@ -132,13 +151,13 @@ class StreamDataLoader:
             self.windows = np.zeros((0, span, features), dtype=np.float32)
         """``[W, L+H, F]``, a view of ``features``: ``windows[s]`` is rows s..s+L+H-1."""
         count = len(self.windows)
-        one_agent = self.row_agent[:count] == self.row_agent[span - 1 : span - 1 + count]
+        one_segment = self.row_segment[:count] == self.row_segment[span - 1 : span - 1 + count]
         target_split = row_split[self.window : self.window + count]
         one_split = target_split == row_split[span - 1 : span - 1 + count]
         # Targets and the last input are rows with events (always so without a grid).
         empty_before = np.r_[0, np.cumsum(self.row_events == 0)]  # [N+1]: empty rows before each row
         observed = (empty_before[span : span + count] - empty_before[self.window - 1 : self.window - 1 + count]) == 0
-        usable = one_agent & one_split & observed
+        usable = one_segment & one_split & observed
         self.starts: dict[Split, npt.NDArray[np.int64]] = {
             split: np.flatnonzero(usable & (target_split == code)) for code, split in enumerate(Split)
         }
@@ -162,12 +181,12 @@ class StreamDataLoader:
         self.naive_scale, self.naive_scale_by_agent = self._naive_scales(row_split == 0)
 
     def _naive_scales(self, training: npt.NDArray[np.bool_]) -> tuple[Array, dict[str, Array]]:
-        """Per target, the mean |y[t] - y[t-1]| over consecutive training rows of one agent where
+        """Per target, the mean |y[t] - y[t-1]| over consecutive training rows of one segment where
         row t has events (row t-1 may be carried forward: then it is what the naive forecast said):
         MASE's denominator, pooled over agents and per agent (NaN for an agent with no such pair)."""
         y = self.features[:, TARGET_CHANNELS]  # [N, T]
-        same_agent = self.row_agent[1:] == self.row_agent[:-1]
-        pair = training[1:] & training[:-1] & same_agent & (self.row_events[1:] > 0)  # [N-1]
+        same_segment = self.row_segment[1:] == self.row_segment[:-1]
+        pair = training[1:] & training[:-1] & same_segment & (self.row_events[1:] > 0)  # [N-1]
         steps = np.abs(np.diff(y, axis=0))[pair]  # [pairs, T]
         owners = self.row_agent[1:][pair]
         pooled = steps.mean(axis=0) if len(steps) else np.full(len(TARGET_CHANNELS), np.nan)

@@ -24,7 +24,7 @@ import torch
 
 from swarmlearn.events import Event
 from swarmlearn.models import ForecastShape, ModelConfig, build_model, config_to_dict
-from swarmlearn.online import TARGETS
+from swarmlearn.names import TARGETS
 from swarmlearn.training._config import TrainingConfig
 from swarmlearn.training._data import Split, StreamDataLoader
 from swarmlearn.training._loop import Progress, TrainResult, fit, forecast, resolve_device, seeded

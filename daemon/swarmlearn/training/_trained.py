@@ -23,7 +23,7 @@ import torch
 from swarmlearn.events import Event
 from swarmlearn.features import FEATURE_NAMES, fill_forward, observed_features
 from swarmlearn.models import Forecaster, load_checkpoint, save_checkpoint
-from swarmlearn.online import TARGETS
+from swarmlearn.names import TARGETS
 from swarmlearn.training._grid import history_start, last_window
 from swarmlearn.training._scaling import Array, Scaler, scaler_from_state
 

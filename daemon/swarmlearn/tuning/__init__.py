@@ -5,7 +5,9 @@ which checks a request's search space in a short child process (``check_space``)
 """
 
 from swarmlearn.tuning._hyperband import Rung, plan, total_epochs
-from swarmlearn.tuning._space import Parameter, SearchSpace, default_space, parse_space
+from swarmlearn.tuning._ray import ClusterUnavailable, connect_ray
+from swarmlearn.tuning._space import Parameter, SearchSpace, config_for, default_space, parse_space
+from swarmlearn.tuning._trial import make_executor, make_ray_executor, train_trial
 from swarmlearn.tuning._tuner import (
     Method,
     Objective,
@@ -21,6 +23,7 @@ from swarmlearn.tuning._tuner import (
 )
 
 __all__ = [
+    "ClusterUnavailable",
     "Method",
     "Objective",
     "Parameter",
@@ -34,9 +37,14 @@ __all__ = [
     "TuningCancelled",
     "TuningProgress",
     "TuningResult",
+    "config_for",
+    "connect_ray",
     "default_space",
     "main_check",
+    "make_executor",
+    "make_ray_executor",
     "parse_space",
     "plan",
     "total_epochs",
+    "train_trial",
 ]

@@ -30,6 +30,7 @@ Ray is imported here only (``pip install 'swarmlearn[ray]'``); nothing imports t
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import socket
 import threading
@@ -48,7 +49,7 @@ class ClusterUnavailable(RuntimeError):
     """The Ray cluster cannot be reached, or was lost; the message names the address."""
 
 
-def connect(address: str) -> bool:
+def connect_ray(address: str) -> bool:
     """Join the cluster at ``address`` (``auto``, ``host:port`` or ``ray://host:port``) unless this
     process already is in one. True when this call connected (so the caller disconnects)."""
     import ray
@@ -118,7 +119,7 @@ class RayExecutor(Executor):
         import ray
 
         self.address = address
-        self._owns_connection = connect(address)
+        self._owns_connection = connect_ray(address)
         try:
             refs = [ray.put(value) for value in shipped]
         except Exception as exc:
@@ -200,6 +201,7 @@ class RayExecutor(Executor):
             from concurrent.futures import wait as wait_for
 
             wait_for(running)
+        self._setup = None  # the shipped data's references: released while the cluster is still there
         self._disconnect()
 
     def _disconnect(self) -> None:
@@ -207,4 +209,7 @@ class RayExecutor(Executor):
             import ray
 
             self._owns_connection = False
+            # An ObjectRef freed after ray.shutdown() calls into a core worker that is gone (a crash of
+            # the process, not an exception): free the unreachable ones now, while it is alive.
+            gc.collect()
             ray.shutdown()

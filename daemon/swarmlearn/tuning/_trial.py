@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from swarmlearn._durable import write_durably
 from swarmlearn.tuning._ray import RayExecutor
-from swarmlearn.tuning._tuner import TrialRequest, TrialResult, _atomic
-
-OBJECTIVES = ("val_mase", "val_mse")
+from swarmlearn.tuning._tuner import TrialRequest, TrialResult
 
 _worker: dict[str, Any] = {}
 """This worker process's spec, events, loaders by window, and the cancel event."""
@@ -47,9 +46,9 @@ def make_ray_executor(spec: Mapping[str, Any], ray: Mapping[str, Any]) -> RayExe
     """Trials as Ray tasks at ``ray["address"]``, each asking for ``num_cpus`` and ``num_gpus``; the
     events are read here, once, and shipped to the cluster (``ClusterUnavailable`` if it cannot be
     reached)."""
-    from swarmlearn.jobs._train import scope_events
+    from swarmlearn.training import read_job_replay
 
-    events = scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
+    replay = read_job_replay(spec)
     threads = max(1, int(ray["num_cpus"]))  # torch's threads: the CPUs the task declared
     return RayTrials(
         ray["address"],
@@ -57,7 +56,7 @@ def make_ray_executor(spec: Mapping[str, Any], ray: Mapping[str, Any]) -> RayExe
         num_gpus=ray["num_gpus"],
         initializer=init_worker,
         initargs=({**spec, "threads": threads}, None),
-        shipped=(events,),
+        shipped=(replay,),
     )
 
 
@@ -88,36 +87,46 @@ def remote_trial(
 def _land(request: TrialRequest, out: tuple[TrialResult, bytes]) -> TrialResult:
     result, weights = out
     if request.save_to and weights:
-        _atomic(Path(request.save_to), lambda temporary: temporary.write_bytes(weights))
+        write_durably(Path(request.save_to), weights)
     return result
 
 
-def init_worker(spec: dict[str, Any], cancel: Any = None, events: list[Any] | None = None) -> None:
-    """``events``: given (a Ray worker), else read from the daemon's SQLite (a local worker)."""
+def init_worker(spec: dict[str, Any], cancel: Any = None, replay: Any = None) -> None:
+    """``replay``: given (a Ray worker), else read from the daemon's SQLite (a local worker), the
+    same replay buffer as a training job of the scope reads."""
     import torch
 
-    from swarmlearn.jobs._train import scope_events
+    from swarmlearn.training import read_job_replay
 
     torch.set_num_threads(max(1, int(spec.get("threads", 1))))
     _worker.update(spec=spec, cancel=cancel, loaders={})
-    _worker["events"] = events if events is not None else scope_events(Path(spec["db"]), spec["scope"], spec["upto"])
+    _worker["replay"] = replay if replay is not None else read_job_replay(spec)
 
 
 def train_trial(request: TrialRequest) -> TrialResult:
     import torch
 
-    from swarmlearn.jobs._train import training_config
     from swarmlearn.models import ForecastShape, build_model
-    from swarmlearn.online import TARGETS
-    from swarmlearn.training import Split, StreamDataLoader, evaluate, fit, forecast, resolve_device, seeded
+    from swarmlearn.names import TARGETS
+    from swarmlearn.training import (
+        Split,
+        StreamDataLoader,
+        TrainingConfig,
+        evaluate,
+        fit,
+        forecast,
+        resolve_device,
+        seeded,
+    )
     from swarmlearn.tuning._space import config_for
 
     spec = _worker["spec"]
     overrides = config_for(spec["kind"], request.params)
-    config = training_config({**spec, "config": overrides, "max_epochs": request.epochs})
+    config = TrainingConfig.for_job(spec["kind"], spec["horizon"], overrides, request.epochs)
     data = _worker["loaders"].get(config.window)
     if data is None:
-        data = _worker["loaders"][config.window] = StreamDataLoader(_worker["events"], config)
+        replay = _worker["replay"]
+        data = _worker["loaders"][config.window] = StreamDataLoader(replay.events, config, runs=replay.runs)
     shape = ForecastShape(window=data.window, horizon=data.horizon, target_channels=data.target_channels)
     with seeded(config.seed, resolve_device(config.device)):
         model = build_model(config.models[0], shape)
@@ -131,7 +140,7 @@ def train_trial(request: TrialRequest) -> TrialResult:
     )
     if request.save_to:
         state = {"model": model.state_dict(), **(result.resume or {})}
-        _atomic(Path(request.save_to), lambda temporary: torch.save(state, temporary))
+        write_durably(Path(request.save_to), lambda temporary: torch.save(state, temporary))
     validation = evaluate(
         data.targets(Split.VALIDATION),
         forecast(model, data, Split.VALIDATION, config.eval_batch_size),

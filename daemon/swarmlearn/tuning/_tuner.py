@@ -32,13 +32,13 @@ import enum
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from swarmlearn._durable import write_durably
 from swarmlearn.errors import InvalidArgument
 from swarmlearn.tuning import _hyperband
 from swarmlearn.tuning._space import SearchSpace, ax_parameters
@@ -226,9 +226,9 @@ class Tuner:
 
     def _save(self, client: Any = None) -> None:
         client = client or self.client
-        _atomic(self.directory / "experiment.json", lambda path: client.save_to_json_file(str(path)))
+        write_durably(self.directory / "experiment.json", lambda path: client.save_to_json_file(str(path)))
         journal = {"format": 1, "trials": [vars(r) for r in self.trials.values()]}
-        _atomic(self.directory / "journal.json", lambda path: path.write_text(json.dumps(journal)))
+        write_durably(self.directory / "journal.json", json.dumps(journal))
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -445,9 +445,3 @@ def main_check() -> None:
 
 def _key(params: Mapping[str, Any]) -> str:
     return json.dumps(sorted(params.items()))
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)

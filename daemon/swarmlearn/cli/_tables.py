@@ -8,9 +8,8 @@ from typing import Any
 
 from rich.table import Table
 
+from swarmlearn.names import TARGETS
 from swarmlearn_client import AgentStats, Forecast, Job, ModelVersion, PromptCandidate, PromptRanking
-
-_TARGETS = ("latency_ms", "tokens_per_second", "success_rate")
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -60,7 +59,7 @@ def baselines_table(agents: Sequence[AgentStats]) -> Table:
         )
     for a in agents:
         drift = {d.target: d for d in a.drift}
-        for target in _TARGETS:
+        for target in TARGETS:
             mine = {b.model_kind: b for b in a.baselines if b.target == target}
             best = next((b for b in mine.values() if b.best), None)
             naive = mine.get("online:naive")

@@ -40,8 +40,9 @@ import numpy.typing as npt
 
 from swarmlearn.events import Event
 from swarmlearn.features import FEATURE_NAMES, fill_forward, observed_features
-from swarmlearn.online import TARGETS, Forecast, Point
-from swarmlearn.registry._registry import ModelRegistry
+from swarmlearn.names import TARGETS
+from swarmlearn.online._results import Forecast, Point
+from swarmlearn.registry import ModelRegistry
 
 if TYPE_CHECKING:
     from swarmlearn.training import TrainedModel
@@ -68,7 +69,7 @@ class History:
     front of arrays that grow by doubling; when they are full, rows no champion needs are dropped
     first. A window is a slice of ``rows``: nothing is copied to forecast."""
 
-    __slots__ = ("dropped", "rows", "size", "times")
+    __slots__ = ("carried", "dropped", "rows", "size", "times")
 
     def __init__(self, capacity: int = 64) -> None:
         self.times = np.zeros(capacity, dtype=np.float64)
@@ -76,6 +77,10 @@ class History:
         self.size = 0
         self.dropped = False
         """Whether older events were dropped: the history no longer starts at the agent's first event."""
+        self.carried: npt.NDArray[np.float32] | None = None
+        """``[F]``: each column's last value in the dropped rows (0 where none was observed), what the
+        first kept rows' missing values are carried forward from, as training carries them over the
+        agent's whole history. None until rows are dropped."""
 
     def view(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
         return self.times[: self.size], self.rows[: self.size]
@@ -100,6 +105,7 @@ class History:
         times = self.times[:size]
         drop = max(0, size - _MAX_ROWS, min(size - _KEEP, needed_from(times)))
         if drop:
+            self.carried = fill_forward(self.rows[:drop].copy(), self.carried)[-1].copy()
             self.times[: size - drop] = self.times[drop:size]
             self.rows[: size - drop] = self.rows[drop:size]
             self.size = size = size - drop
@@ -110,17 +116,23 @@ class History:
 
     def __getstate__(self) -> dict[str, Any]:
         times, rows = self.view()
-        return {"times": times.copy(), "rows": rows.copy(), "dropped": self.dropped}
+        return {
+            "times": times.copy(), "rows": rows.copy(), "dropped": self.dropped, "carried": self.carried,
+            "capacity": len(self.times),
+        }  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         times, rows = state["times"], state["rows"]
-        capacity = max(64, 1 << max(0, len(times)).bit_length())
+        # The arrays' room decides when rows are dropped: restored, they drop when the saved ones would
+        # (a snapshot written before says nothing of it: the smallest power of two above its rows).
+        capacity = max(len(times), state.get("capacity") or max(64, 1 << len(times).bit_length()))
         self.times = np.zeros(capacity, dtype=np.float64)
         self.rows = np.zeros((capacity, len(FEATURE_NAMES)), dtype=np.float32)
         self.size = len(times)
         self.times[: self.size] = times
         self.rows[: self.size] = rows
         self.dropped = bool(state["dropped"])
+        self.carried = state.get("carried")  # snapshots written before carry none
 
 
 class _Served(NamedTuple):
@@ -285,7 +297,7 @@ def _predict(model: TrainedModel, history: History) -> tuple[npt.NDArray[np.floa
         return None, _NO_SCALES  # its first bucket may have lost events: not the window training would build
     # What an outcome did not observe is carried forward from the rows before, as training does;
     # the history keeps it as NaN, so a late event fills the rows after it as it would have in time.
-    filled = fill_forward(rows.copy())
+    filled = fill_forward(rows.copy(), history.carried)
     window = model.input_window(times[start:], filled[start:])
     if window is None:
         return None, _NO_SCALES
