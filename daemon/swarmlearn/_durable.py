@@ -44,7 +44,7 @@ def write_durably(path: Path, content: bytes | str | Callable[[Path], object], *
                 out.write(content)
         if callable(content):
             content(temporary)
-        _fsync(temporary)  # by path, not through ``out``: the function writes through handles of its own
+        fsync_path(temporary)  # by path, not through ``out``: the function writes through handles of its own
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -90,7 +90,8 @@ def _make_directory(directory: Path) -> None:
     fsync_directory(directory.parent)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync the file (or directory) at ``path``: its data, or its entries, reach the disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from swarmlearn.names import MODEL_KINDS
+from swarmlearn.names import (
+    MODEL_KINDS,
+    REPLAY_OLDER_EVENTS,
+    REPLAY_RECENT_EVENTS,
+    TUNING_GRID_POINTS,
+    TUNING_MAX_EPOCHS,
+    TUNING_MAX_GRID,
+)
 
 ENV_PREFIX = "SWARMLEARN_"
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -90,10 +97,10 @@ class Settings:
     """What scheduled retraining trains: lstm, tcn, nbeats or ensemble (warm-started from a compatible champion)."""
     training_threads: int = 1
     """CPU threads a training job's process may use (torch); the rest stay with ingest and Predict."""
-    replay_recent_events: int = 100_000
+    replay_recent_events: int = REPLAY_RECENT_EVENTS
     """A training job or tuning trial reads at most this many of its scope's latest events (0: all of
     the scope's log, however long)..."""
-    replay_older_events: int = 25_000
+    replay_older_events: int = REPLAY_OLDER_EVENTS
     """... plus about this many older ones (rounded up to whole runs), a uniform sample in runs of
     1,000 consecutive log positions (0: none), so its time and memory stop growing with the log."""
     promotion_margin: float = 0.02
@@ -105,11 +112,11 @@ class Settings:
     tuning_concurrency: int = 1
     """Trials a tuning job runs at once when its request leaves ``concurrency`` at 0; they share
     ``training_threads``."""
-    tuning_max_epochs: int = 27
+    tuning_max_epochs: int = TUNING_MAX_EPOCHS
     """Each tuning trial's budget of epochs (hyperband's largest, R)."""
-    tuning_grid_points: int = 3
+    tuning_grid_points: int = TUNING_GRID_POINTS
     """Values a grid search takes from each continuous range."""
-    tuning_max_grid: int = 256
+    tuning_max_grid: int = TUNING_MAX_GRID
     """The largest grid a tuning job accepts when its request leaves ``max_trials`` at 0."""
     predict_coverage: float = 0.8
     """Nominal coverage of Predict's intervals when the request leaves ``coverage`` at 0."""

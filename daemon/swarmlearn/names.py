@@ -27,3 +27,23 @@ MAX_TRIALS = 1_000
 
 MAX_EPOCHS = 10_000
 """The most epochs a training job may ask for."""
+
+# Defaults that more than one module starts from (``Settings`` and the objects built from it).
+
+TUNING_MAX_EPOCHS = 27
+"""Each tuning trial's budget of epochs (hyperband's R)."""
+
+TUNING_GRID_POINTS = 3
+"""Values a grid search takes from each continuous range."""
+
+TUNING_MAX_GRID = 256
+"""The largest grid a tuning job accepts when its request leaves ``max_trials`` at 0."""
+
+REPLAY_RECENT_EVENTS = 100_000
+"""A job reads at most this many of its scope's latest events ..."""
+
+REPLAY_OLDER_EVENTS = 25_000
+"""... and about this many older ones, sampled ..."""
+
+REPLAY_RUN_EVENTS = 1_000
+"""... in runs of this many consecutive log positions."""

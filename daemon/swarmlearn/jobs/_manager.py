@@ -34,6 +34,7 @@ from typing import Any
 
 from swarmlearn._channel import encode, read_message, spawn
 from swarmlearn._durable import write_durably
+from swarmlearn.config import Settings
 from swarmlearn.errors import InvalidArgument, NotFound
 from swarmlearn.jobs._messages import (
     Cancel,
@@ -109,41 +110,81 @@ class Job:
         return cls(**{**raw, "state": JobState(raw["state"])})
 
 
+@dataclass(frozen=True, slots=True)
+class JobSettings:
+    """What ``Settings`` says about background jobs, typed (``from_settings``); its defaults are
+    ``Settings``' own."""
+
+    threads: int
+    """CPU threads a job's processes may use (``training_threads``)."""
+    promotion_margin: float
+    promotion_alpha: float
+    tuning_concurrency: int
+    """Trials a tuning job runs at once when its request says 0."""
+    tuning_max_epochs: int
+    tuning_grid_points: int
+    tuning_max_grid: int
+    ray_address: str
+    """Empty: jobs and trials run in local processes."""
+    ray_num_cpus: float
+    ray_num_gpus: float
+    replay_recent: int
+    replay_older: int
+    default_epochs: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobSettings:
+        return cls(
+            threads=settings.training_threads,
+            promotion_margin=settings.promotion_margin,
+            promotion_alpha=settings.promotion_alpha,
+            tuning_concurrency=settings.tuning_concurrency,
+            tuning_max_epochs=settings.tuning_max_epochs,
+            tuning_grid_points=settings.tuning_grid_points,
+            tuning_max_grid=settings.tuning_max_grid,
+            ray_address=settings.ray_address,
+            ray_num_cpus=settings.ray_num_cpus_per_trial,
+            ray_num_gpus=settings.ray_num_gpus_per_trial,
+            replay_recent=settings.replay_recent_events,
+            replay_older=settings.replay_older_events,
+        )
+
+    def ray(self) -> dict[str, Any]:
+        """The spec's ``ray`` for a job's process: empty where no cluster is set."""
+        if not self.ray_address:
+            return {}
+        return {"address": self.ray_address, "num_cpus": self.ray_num_cpus, "num_gpus": self.ray_num_gpus}
+
+    def replay(self) -> dict[str, int]:
+        """The spec's ``replay`` (``training.ReplayLimits``' fields)."""
+        return {"recent": self.replay_recent, "older": self.replay_older}
+
+    def tuning(self) -> dict[str, int]:
+        """What a tuning request is checked with (``TunerConfig``'s fields)."""
+        return {
+            "concurrency": self.tuning_concurrency, "max_epochs": self.tuning_max_epochs,
+            "grid_points": self.tuning_grid_points, "max_grid": self.tuning_max_grid,
+        }  # fmt: skip
+
+
 class JobManager:
     def __init__(
         self,
         data_dir: Path,
         db_path: Path,
         registry: ModelRegistry,
+        settings: JobSettings,
         *,
         durable_sequence: Callable[[], int],
         knows_agent: Callable[[str], bool],
-        threads: int = 1,
-        default_epochs: int = 30,
-        tuning: Mapping[str, int] | None = None,
-        ray: Mapping[str, Any] | None = None,
-        promotion_margin: float = 0.02,
-        promotion_alpha: float = 0.05,
-        replay: Mapping[str, int] | None = None,
     ) -> None:
-        """``tuning``: ``concurrency`` (trials at once when a request says 0), ``max_epochs`` (each
-        trial's budget), ``grid_points`` and ``max_grid`` (see ``TunerConfig``). ``ray``: ``address``
-        (empty: trials run in local processes), ``num_cpus`` and ``num_gpus`` per trial. ``replay``:
-        ``recent`` and ``older``, how much of a scope's log a job reads (``training.ReplayLimits``;
-        its defaults when None)."""
         self.path = data_dir / "jobs.json"
         self.tuning_dir = data_dir / "tuning"
-        self.tuning = {"concurrency": 1, "max_epochs": 27, "grid_points": 3, "max_grid": 256, **(tuning or {})}
-        self.ray = dict(ray or {}) if (ray or {}).get("address") else {}
+        self.settings = settings
         self.db_path = db_path
-        self.replay = dict(replay or {})
         self.registry = registry
         self._durable = durable_sequence
         self._knows = knows_agent
-        self.threads = threads
-        self.default_epochs = default_epochs
-        self.promotion_margin = promotion_margin
-        self.promotion_alpha = promotion_alpha
         self.jobs: dict[str, Job] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._changed = asyncio.Condition()
@@ -253,12 +294,12 @@ class JobManager:
         if scope and not self._knows(scope):
             raise NotFound(f"unknown agent {scope[:128]!r}: no event of it is stored")
         checked = await check_space(
-            model_kind, search_space_json, method, max_trials or (0 if method == "grid" else 20), self.tuning
+            model_kind, search_space_json, method, max_trials or (0 if method == "grid" else 20), self.settings.tuning()
         )
         request = {
             "method": method,
             "max_trials": max_trials or (0 if method == "grid" else 20),
-            "concurrency": concurrency or self.tuning["concurrency"],
+            "concurrency": concurrency or self.settings.tuning_concurrency,
             "space": checked["space"],
             "objective": objective,
             "horizon": 1,
@@ -401,15 +442,15 @@ class JobManager:
             "scope": job.scope,
             "kind": job.model_kind,
             "upto": self._durable(),
-            "replay": self.replay,
+            "replay": self.settings.replay(),
             "horizon": job.request["horizon"],
-            "max_epochs": job.request["max_epochs"] or self.default_epochs,
+            "max_epochs": job.request["max_epochs"] or self.settings.default_epochs,
             "config": config,
             "tuned_by": tuned.job_id if tuned is not None else "",
             "champion": str(self.registry.checkpoint_path(champion)) if champion is not None else "",
             "checkpoint": str(checkpoint),
-            "threads": self.threads,
-            "ray": self.ray,
+            "threads": self.settings.threads,
+            "ray": self.settings.ray(),
         }
         await self._update(job, state=JobState.RUNNING, started_at=time.time(), total_epochs=spec["max_epochs"])
 
@@ -431,19 +472,19 @@ class JobManager:
             "scope": job.scope,
             "kind": job.model_kind,
             "upto": request.setdefault("upto", self._durable()),  # a resumed job sees the same events
-            "replay": self.replay,
+            "replay": self.settings.replay(),
             "horizon": request["horizon"],
             "method": request["method"],
             "max_trials": request["max_trials"],
             "concurrency": request["concurrency"],
             "space": request["space"],
             "objective": request["objective"],
-            "max_epochs": self.tuning["max_epochs"],
-            "grid_points": self.tuning["grid_points"],
-            "max_grid": self.tuning["max_grid"],
+            "max_epochs": self.settings.tuning_max_epochs,
+            "grid_points": self.settings.tuning_grid_points,
+            "max_grid": self.settings.tuning_max_grid,
             "directory": str(self.tuning_dir / job.job_id),
-            "threads": self.threads,
-            "ray": self.ray,
+            "threads": self.settings.threads,
+            "ray": self.settings.ray(),
         }
         await self._update(job, state=JobState.RUNNING, started_at=job.started_at or time.time())
 
@@ -528,7 +569,9 @@ class JobManager:
             job.scope, job.model_kind, version, Path(result["checkpoint"]),
             metrics=result["metrics"], config=result["config"], job_id=job.job_id,
         )  # fmt: skip
-        decision = decide(result["comparisons"], margin=self.promotion_margin, alpha=self.promotion_alpha)
+        decision = decide(
+            result["comparisons"], margin=self.settings.promotion_margin, alpha=self.settings.promotion_alpha
+        )
         if decision.promote:
             self.registry.promote(entry.scope, entry.kind, entry.version)  # its listeners reload the champions
         note = f"{'promoted: ' if decision.promote else 'kept as a challenger: '}{decision.reason}"

@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from swarmlearn._version import __version__
 from swarmlearn.config import Settings
 from swarmlearn.ingest import Ingestor
-from swarmlearn.jobs import JobManager
+from swarmlearn.jobs import JobManager, JobSettings
 from swarmlearn.online import Drift, OnlineLearner, WorkerSettings
 from swarmlearn.registry import ModelRegistry
 from swarmlearn.server._interceptor import RequestInterceptor
@@ -162,23 +162,9 @@ class DaemonServer:
             settings.data_dir,
             settings.db_path,
             self.registry,
+            JobSettings.from_settings(settings),
             durable_sequence=lambda: self.store.durable_sequence,
             knows_agent=ingestor.knows,
-            threads=settings.training_threads,
-            promotion_margin=settings.promotion_margin,
-            promotion_alpha=settings.promotion_alpha,
-            replay={"recent": settings.replay_recent_events, "older": settings.replay_older_events},
-            tuning={
-                "concurrency": settings.tuning_concurrency,
-                "max_epochs": settings.tuning_max_epochs,
-                "grid_points": settings.tuning_grid_points,
-                "max_grid": settings.tuning_max_grid,
-            },
-            ray={
-                "address": settings.ray_address,
-                "num_cpus": settings.ray_num_cpus_per_trial,
-                "num_gpus": settings.ray_num_gpus_per_trial,
-            },
         )
         self._jobs.configure_schedule(
             every_events=settings.retrain_every_events,

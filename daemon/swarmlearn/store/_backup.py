@@ -57,7 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from swarmlearn._durable import is_temporary, write_durably
+from swarmlearn._durable import fsync_path, is_temporary, write_durably
 from swarmlearn._version import __version__
 from swarmlearn.store._schema import SCHEMA_VERSION
 
@@ -188,7 +188,7 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
     try:
         target = dest / DB_NAME
         _snapshot(source, target)
-        _fsync(target)
+        fsync_path(target)
         schema_version, event_count, highest_seq, agent_count = _inspect(target)
         directories: list[str] = []
         files: list[BackupFile] = []
@@ -410,7 +410,7 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
             os.replace(staging / DB_NAME, data_dir / DB_NAME)
             for name in manifest.directories:
                 os.replace(staging / name, data_dir / name)
-            _fsync(data_dir)
+            fsync_path(data_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     log.info("restored %s into %s: %d events, %d agents", src, data_dir, manifest.event_count, manifest.agent_count)
@@ -469,8 +469,8 @@ def _move_aside(data_dir: Path, present: list[str]) -> Path:
         # Closing the checkpoint's connection may have removed the -wal and -shm.
         if name != DB_NAME and os.path.lexists(data_dir / name):
             os.replace(data_dir / name, aside / name)
-    _fsync(aside)
-    _fsync(data_dir)
+    fsync_path(aside)
+    fsync_path(data_dir)
     return aside
 
 
@@ -520,11 +520,3 @@ def _copy_file(source: Path, target: Path) -> tuple[int, str]:
         out.flush()
         os.fsync(out.fileno())
     return size, digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

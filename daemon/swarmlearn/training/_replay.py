@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from swarmlearn.events import Event
+from swarmlearn.names import REPLAY_OLDER_EVENTS, REPLAY_RECENT_EVENTS, REPLAY_RUN_EVENTS
 from swarmlearn.store import count_before, open_reader, read_latest, read_range
 
 
@@ -30,11 +31,11 @@ from swarmlearn.store import count_before, open_reader, read_latest, read_range
 class ReplayLimits:
     """How much of a scope's log a job reads (``Settings.replay_recent_events`` and ``replay_older_events``)."""
 
-    recent: int = 100_000
+    recent: int = REPLAY_RECENT_EVENTS
     """The scope's latest events, read whole; 0: every event (no bound)."""
-    older: int = 25_000
+    older: int = REPLAY_OLDER_EVENTS
     """About this many of the events before those, sampled in runs (rounded up to whole runs); 0: none."""
-    run: int = 1_000
+    run: int = REPLAY_RUN_EVENTS
     """Log positions per sampled run (an agent scope's run holds that agent's events in as many
     positions of its own history)."""
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from swarmlearn._durable import write_durably
 from swarmlearn.errors import InvalidArgument
+from swarmlearn.names import TUNING_GRID_POINTS, TUNING_MAX_EPOCHS, TUNING_MAX_GRID
 from swarmlearn.tuning import _hyperband
 from swarmlearn.tuning._space import SearchSpace, ax_parameters
 
@@ -66,13 +67,13 @@ class TunerConfig:
     """Configurations evaluated at most (bayesian, random, hyperband); a grid's limit when it is set."""
     concurrency: int = 1
     """Trials running at once."""
-    max_epochs: int = 27
+    max_epochs: int = TUNING_MAX_EPOCHS
     """Each configuration's full budget of epochs (hyperband's R)."""
     eta: int = 3
     """Hyperband's halving rate: each rung keeps the best 1/eta."""
-    grid_points: int = 3
+    grid_points: int = TUNING_GRID_POINTS
     """Values a grid takes from each continuous range."""
-    max_grid: int = 256
+    max_grid: int = TUNING_MAX_GRID
     """The largest grid accepted when ``max_trials`` is 0."""
     initialization_trials: int = 0
     """Bayesian: quasi-random trials before BoTorch (0: Ax decides)."""
