@@ -34,6 +34,9 @@ def test_a_scope_shorter_than_the_buffer_is_read_whole_as_one_run(log: tuple[Pat
     assert replay.events[0].prompt_text is None  # the text is never read for training
     unbounded = read_replay(path, "", upto, ReplayLimits(recent=0))
     assert len(unbounded.events) == 6_000 and unbounded.runs == []
+    # Latest and older together hold the whole scope: one run, not a gap where there is none.
+    fits = read_replay(path, "", upto, ReplayLimits(recent=4_000, older=2_000))
+    assert [e.event_id for e in fits.events] == [e.event_id for e in events] and fits.runs == []
 
 
 def test_the_latest_events_and_a_seeded_sample_of_older_runs(log: tuple[Path, int, list[Event]]) -> None:

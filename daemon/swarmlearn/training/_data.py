@@ -106,8 +106,9 @@ class StreamDataLoader:
             stamp, run = np.asarray(times[agent], dtype=np.float64), np.asarray(run_of[agent])
             order = np.lexsort((stamp, run))  # by run, then time; stable: ties keep arrival order
             block, stamp, run = fill_forward(np.asarray(rows[agent], dtype=np.float32)[order]), stamp[order], run[order]
-            for part in np.split(np.arange(len(stamp)), np.flatnonzero(np.diff(run)) + 1):  # one per run
-                part_block, part_stamp = block[part], stamp[part]
+            bounds = [0, *(np.flatnonzero(np.diff(run)) + 1).tolist(), len(stamp)]
+            for first, end in itertools.pairwise(bounds):  # one part per run, as views
+                part_block, part_stamp = block[first:end], stamp[first:end]
                 if grid_s is None:
                     events_in = np.ones(len(part_stamp), dtype=np.int32)
                 else:

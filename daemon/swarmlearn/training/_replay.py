@@ -75,10 +75,10 @@ def read_replay(db: Path, scope: str, upto: int, limits: ReplayLimits | None = N
         before, first = count_before(conn, cut, agent)
         older: list[list[Event]] = []
         if before and limits.older:
-            if before <= limits.older:
-                older.append([event for _, event in read_range(conn, first=first, end=cut, agent_id=agent, text=False)])
-            else:
-                older += _sample(conn, first, cut, before, limits, agent, np.random.default_rng(upto))
+            if before <= limits.older:  # the rest of the scope fits: all of it, one run with the latest
+                rest = [event for _, event in read_range(conn, first=first, end=cut, agent_id=agent, text=False)]
+                return Replay(rest + [event for _, event in latest], total=before + len(latest))
+            older += _sample(conn, first, cut, before, limits, agent, np.random.default_rng(upto))
     finally:
         conn.close()
     runs = [number for number, part in enumerate(older) for _ in part]
