@@ -70,9 +70,12 @@ class Settings:
     tls_client_ca: Path | None = None
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
     auth_token_file: Path | None = None
-    """File of bearer tokens, one per line (``#`` comments); when set every RPC but health needs one."""
+    """File of bearer tokens, one per line, ``TOKEN`` or ``ROLE TOKEN`` (``agent`` or ``admin``; a
+    bare token is ``admin``; ``#`` comments); when set every RPC but health needs a token whose
+    role may call it."""
     allow_insecure: bool = False
-    """Allow a non-loopback ``listen`` without TLS or a token (not recommended)."""
+    """Allow a non-loopback ``listen`` without client authentication (a token file or mutual TLS):
+    not recommended, anyone who reaches the port may then train and promote models."""
     socket_group: str = ""
     """For ``unix:`` listen addresses: group that may connect (socket mode 0660 instead of 0600)."""
     online_workers: int = 2

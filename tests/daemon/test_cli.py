@@ -236,7 +236,7 @@ def test_status_backup_and_restore(daemon: Daemon, tmp_path: Path, capsys: pytes
 
 def test_the_cli_uses_the_daemons_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
     tokens = tmp_path / "tokens"
-    tokens.write_text("cli-token-0123456789abcdef\n")
+    tokens.write_text("# agents first, the operator's token after them\nagent agent-token-0123456789abcdef\n")
     tokens.chmod(0o600)
     settings = Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path / "d", auth_token_file=tokens)
     with Daemon(settings) as daemon:
@@ -245,8 +245,15 @@ def test_the_cli_uses_the_daemons_token_file(tmp_path: Path, capsys: pytest.Capt
         assert run_json(capsys, "agents", "--target", daemon.address, "--json", "--token-file", str(tokens)) == {
             "agents": []
         }
+        assert main(["models", "--target", daemon.address, "--token-file", str(tokens)]) == 1
+        assert "PERMISSION_DENIED: ListModels needs the admin role" in capsys.readouterr().err
+    # The CLI sends the file's first admin token (a bare token is one), wherever it is listed.
+    with tokens.open("a") as more:
+        more.write("cli-token-0123456789abcdef\n")
+    with Daemon(settings) as daemon:
         monkeypatch.setenv("SWARMLEARN_AUTH_TOKEN_FILE", str(tokens))
         assert run_json(capsys, "agents", "--target", daemon.address, "--json") == {"agents": []}
+        assert run_json(capsys, "models", "--target", daemon.address, "--json") == {"models": []}
 
 
 def test_train_jobs_and_models_commands(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:

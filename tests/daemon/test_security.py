@@ -1,4 +1,5 @@
-"""Exposure rules, bearer tokens, TLS and mutual TLS, stream limits, metrics and request ids."""
+"""Exposure rules, bearer tokens and their roles, TLS and mutual TLS, stream limits, metrics and
+request ids."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from swarmlearn.config import Settings
 from swarmlearn.server import DaemonServer, SecurityError, configure_logging
-from swarmlearn.server._security import is_loopback
+from swarmlearn.server._security import RPC_ROLES, Role, TokenChecker, is_loopback, load_tokens, parse_tokens
 from swarmlearn_client import AsyncClient, SwarmLearnError
-from swarmlearn_client.v1 import agents_pb2, events_pb2, service_pb2_grpc
+from swarmlearn_client.v1 import agents_pb2, events_pb2, service_pb2, service_pb2_grpc
 from tests.daemon.pbevents import event, events
+from tests.daemon.rpc import caught_up
 
 TOKEN = "s3cret-token-of-32-characters-xx"
 
@@ -59,22 +62,37 @@ def test_loopback_detection(listen: str, loopback: bool) -> None:
     assert is_loopback(listen) is loopback
 
 
-async def test_non_loopback_needs_tls_a_token_or_an_explicit_insecure(tmp_path: Path) -> None:
-    with pytest.raises(SecurityError, match=r"refusing to listen on 0\.0\.0\.0:0"):
+async def test_non_loopback_needs_client_authentication(tmp_path: Path) -> None:
+    pki = PKI(tmp_path)
+    tls = {"tls_cert": pki.files["server.crt"], "tls_key": pki.files["server.key"]}
+    with pytest.raises(SecurityError, match=r"refusing to listen on 0\.0\.0\.0:0 without client authentication"):
         await started(settings(tmp_path, listen="0.0.0.0:0"))
-    token_file = tmp_path / "tokens"
-    token_file.write_text(TOKEN + "\n")
-    token_file.chmod(0o600)
-    for extra in ({"allow_insecure": True}, {"auth_token_file": token_file}):
-        daemon = await started(settings(tmp_path, listen="0.0.0.0:0", **extra))
+    # TLS alone encrypts, but anyone who reaches the port could still train and promote models.
+    with pytest.raises(SecurityError, match=r"auth_token_file .* tls_client_ca .*TLS alone") as tls_only:
+        await started(settings(tmp_path, listen="0.0.0.0:0", **tls))
+    assert "allow_insecure" in str(tls_only.value)
+    tokens = token_file(tmp_path, TOKEN)
+    mutual_tls = {**tls, "tls_client_ca": pki.files["ca"]}
+    for extra in (
+        {"allow_insecure": True},
+        {"auth_token_file": tokens},
+        mutual_tls,
+        {**tls, "auth_token_file": tokens},
+    ):
+        daemon = await started(settings(tmp_path, listen="0.0.0.0:0", online_workers=0, **extra))
         await daemon.stop()
 
 
+def token_file(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "tokens"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
 async def test_bearer_tokens(tmp_path: Path) -> None:
-    token_file = tmp_path / "tokens"
-    token_file.write_text(f"# rotated 2026-11\n\n{TOKEN}\nanother-token-0123456789\n")
-    token_file.chmod(0o600)
-    daemon = await started(settings(tmp_path, auth_token_file=token_file))
+    tokens = token_file(tmp_path, "# rotated 2026-11", "", TOKEN, "another-token-0123456789")
+    daemon = await started(settings(tmp_path, auth_token_file=tokens))
     try:
         async with AsyncClient(daemon.address) as anonymous:
             with pytest.raises(SwarmLearnError) as refused:
@@ -100,10 +118,7 @@ async def test_bearer_tokens(tmp_path: Path) -> None:
 async def test_malformed_requests_are_refused_as_unauthenticated_without_a_token(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token_file = tmp_path / "tokens"
-    token_file.write_text(TOKEN + "\n")
-    token_file.chmod(0o600)
-    daemon = await started(settings(tmp_path, auth_token_file=token_file))
+    daemon = await started(settings(tmp_path, auth_token_file=token_file(tmp_path, TOKEN)))
     corrupt = b"\x0a\x05ab"
     try:
         async with grpc.aio.insecure_channel(daemon.address) as channel:
@@ -124,8 +139,6 @@ async def test_malformed_requests_are_refused_as_unauthenticated_without_a_token
 
 
 def test_unusable_token_files_are_refused(tmp_path: Path) -> None:
-    from swarmlearn.server._security import load_tokens
-
     short = tmp_path / "short"
     short.write_text("abc\n")
     with pytest.raises(SecurityError, match="at least 16"):
@@ -136,6 +149,107 @@ def test_unusable_token_files_are_refused(tmp_path: Path) -> None:
         load_tokens(empty)
     with pytest.raises(SecurityError, match="cannot read"):
         load_tokens(tmp_path / "missing")
+    for text, reason in (
+        (f"owner {TOKEN}", "line 1: unknown role 'owner'; roles are agent, admin"),
+        (f"# agents\nagent {TOKEN} extra", "line 2: expected TOKEN or ROLE TOKEN, found 3 words"),
+        (f"agent {TOKEN}\nadmin {TOKEN}", "line 2: the token is listed twice"),
+        ("agent short", "line 1: tokens must be at least 16 characters"),
+    ):
+        with pytest.raises(SecurityError) as refused:
+            parse_tokens(text, "auth_token_file F")
+        assert str(refused.value) == f"auth_token_file F {reason}"
+
+
+def test_a_token_file_line_is_a_token_or_a_role_and_a_token() -> None:
+    text = f"# rotated 2026-11\n\n{TOKEN}\nagent {AGENT_TOKEN}\n  admin\t{ADMIN_TOKEN}  \n"
+    assert parse_tokens(text, "F") == {TOKEN: Role.ADMIN, AGENT_TOKEN: Role.AGENT, ADMIN_TOKEN: Role.ADMIN}
+
+
+# -- roles ------------------------------------------------------------------------------------------
+
+AGENT_TOKEN = "agent-token-0123456789abcdef"
+ADMIN_TOKEN = "admin-token-0123456789abcdef"
+# What an agent's token must not reach: jobs (training, tuning) and the model registry.
+ADMIN_RPCS = (
+    "StartTraining",
+    "StartTuning",
+    "GetJob",
+    "WatchJob",
+    "CancelJob",
+    "ListJobs",
+    "ListModels",
+    "PromoteModel",
+    "RollbackModel",
+)
+
+
+def test_every_served_method_has_a_role_in_one_table() -> None:
+    services = (
+        service_pb2.DESCRIPTOR.services_by_name["SwarmLearn"],
+        health_pb2.DESCRIPTOR.services_by_name["Health"],
+        reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+    )
+    served = {f"/{service.full_name}/{method.name}" for service in services for method in service.methods}
+    assert set(RPC_ROLES) == served
+    assert {m.rsplit("/", 1)[-1] for m, role in RPC_ROLES.items() if role is Role.ADMIN} == set(ADMIN_RPCS)
+
+
+def test_a_method_missing_from_the_table_is_refused_even_to_admin() -> None:
+    checker = TokenChecker({ADMIN_TOKEN: Role.ADMIN})
+    admin = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
+    assert checker.refusal("/swarmlearn.v1.SwarmLearn/PromoteModel", admin) is None
+    assert checker.refusal("/swarmlearn.v1.SwarmLearn/DropEverything", admin) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "DropEverything has no role in the daemon's RPC table; no token may call it",
+    )
+    assert checker.refusal("/swarmlearn.v1.SwarmLearn/DropEverything", ())[0] == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_an_agent_token_cannot_reach_jobs_or_models(tmp_path: Path) -> None:
+    tokens = token_file(tmp_path, f"agent {AGENT_TOKEN}", f"admin {ADMIN_TOKEN}")
+    daemon = await started(settings(tmp_path, auth_token_file=tokens))
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            agent = (("authorization", f"Bearer {AGENT_TOKEN}"),)
+            for name in ADMIN_RPCS:
+                path = f"/swarmlearn.v1.SwarmLearn/{name}"
+                with pytest.raises(grpc.aio.AioRpcError) as denied:
+                    if name == "WatchJob":
+                        _ = [job async for job in channel.unary_stream(path)(b"", metadata=agent)]
+                    else:
+                        await channel.unary_unary(path)(b"", metadata=agent)
+                assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
+                assert denied.value.details() == f"{name} needs the admin role; this token has the agent role"
+        async with AsyncClient(daemon.address, token=AGENT_TOKEN, timeout=30) as client:
+            assert (await client.ingest(events(20))).accepted == 20
+            await caught_up(daemon)
+            assert (await client.predict("agent-1")).agent_id == "agent-1"
+            assert len((await client.score_prompts("agent-1", ["short", "a longer prompt"])).ranked) == 2
+            assert (await client.get_agent_stats("agent-1")).event_count == 20
+            assert [a.agent_id for a in (await client.list_agents()).agents] == ["agent-1"]
+            assert (await client.status()).token_auth
+    finally:
+        await daemon.stop()
+
+
+async def test_admin_tokens_reach_everything(tmp_path: Path) -> None:
+    # A bare token, as every token was before roles, keeps full rights.
+    tokens = token_file(tmp_path, f"agent {AGENT_TOKEN}", f"admin {ADMIN_TOKEN}", TOKEN)
+    daemon = await started(settings(tmp_path, auth_token_file=tokens, online_workers=0))
+    try:
+        for token in (ADMIN_TOKEN, TOKEN):
+            async with AsyncClient(daemon.address, token=token) as client:
+                assert (await client.ingest(events(2, prefix=token[:5]))).accepted == 2
+                assert await client.list_models() == []
+                assert await client.list_jobs() == []
+                with pytest.raises(SwarmLearnError) as missing:
+                    await client.promote_model(model_kind="tcn", version=7)
+                assert missing.value.code == grpc.StatusCode.NOT_FOUND
+                with pytest.raises(SwarmLearnError) as unknown_job:
+                    await client.get_job("no-such-job")
+                assert unknown_job.value.code == grpc.StatusCode.NOT_FOUND
+    finally:
+        await daemon.stop()
 
 
 # -- TLS ------------------------------------------------------------------------------------------
@@ -229,6 +343,7 @@ async def test_mutual_tls_accepts_the_right_client_only(tmp_path: Path) -> None:
             assert (await client.ingest(events(5))).accepted == 5
             status = await client.status()
             assert status.tls and status.client_certificates_required and not status.token_auth
+            assert await client.list_models() == []  # a certificate without tokens grants every RPC
         for who in (None, "stranger"):
             async with AsyncClient(daemon.address, credentials=pki.channel_credentials(who), timeout=2) as refused:
                 with pytest.raises(SwarmLearnError) as failed:

@@ -57,8 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--tls-cert", type=Path, help="PEM certificate chain (turns on TLS)")
     serve_cmd.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     serve_cmd.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA")
-    serve_cmd.add_argument("--auth-token-file", type=Path, help="bearer tokens, one per line")
-    serve_cmd.add_argument("--insecure", action="store_true", help="allow a non-loopback address without TLS/token")
+    serve_cmd.add_argument(
+        "--auth-token-file", type=Path, help="bearer tokens, one per line: TOKEN or ROLE TOKEN (agent, admin)"
+    )
+    serve_cmd.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback address without client authentication (not recommended)",
+    )
 
     command("health", cmd_health, "exit 0 if the daemon reports SERVING, 1 otherwise")
     command("status", cmd_status, "version, uptime, exposure and event log of the daemon")

@@ -1,4 +1,5 @@
-"""Commands that talk to a running daemon over gRPC, through swarmlearn_client only."""
+"""Commands that talk to a running daemon over gRPC, through swarmlearn_client only (the token file
+is read as the daemon reads it)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from swarmlearn.cli._tables import (
 )
 from swarmlearn.config import SettingsError
 from swarmlearn.importer import LineError, read_jsonl
+from swarmlearn.server import Role, SecurityError, parse_tokens
 from swarmlearn_client import (
     AgentStats,
     BatchAck,
@@ -46,17 +48,21 @@ def _target(args: argparse.Namespace) -> str:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    """--token-file, else the daemon's own token file from the same settings, if readable."""
+    """--token-file, else the daemon's own token file from the same settings, if readable: its
+    first admin token, else its first token (the file's format is the daemon's)."""
     path = args.token_file or _settings(args).auth_token_file
     if path is None:
         return None
+    source = f"--token-file {path}" if args.token_file else f"auth_token_file {path}"
     try:
-        lines = Path(path).read_text().splitlines()
+        tokens = parse_tokens(Path(path).read_text(), source)
     except OSError as exc:
         if args.token_file:
-            raise SettingsError(f"--token-file {path}: {exc.strerror}") from None
+            raise SettingsError(f"{source}: {exc.strerror}") from None
         return None  # the daemon's file may be readable by its user only
-    return next((line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")), None)
+    except SecurityError as exc:
+        raise SettingsError(str(exc)) from None
+    return next((token for token, role in tokens.items() if role is Role.ADMIN), next(iter(tokens)))
 
 
 def _client(args: argparse.Namespace) -> Client:

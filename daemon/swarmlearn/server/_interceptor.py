@@ -1,5 +1,5 @@
-"""One server interceptor for what every RPC shares: request ids, bearer tokens, timing, and
-malformed requests (INVALID_ARGUMENT, not grpc's UNKNOWN with a traceback)."""
+"""One server interceptor for what every RPC shares: request ids, bearer tokens and their roles,
+timing, and malformed requests (INVALID_ARGUMENT, not grpc's UNKNOWN with a traceback)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 from swarmlearn.errors import MalformedRequest
 from swarmlearn.server._logging import request_id
 from swarmlearn.server._metrics import Metrics
-from swarmlearn.server._security import OPEN_METHOD_PREFIXES, TokenChecker, denying_handler
+from swarmlearn.server._security import TokenChecker, denying_handler
 
 # grpc-stubs types handlers for the sync server; the aio ones are the same objects with coroutine
 # behaviours, so they are Any here.
@@ -35,10 +35,10 @@ class _Unparsed:
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
-    """Sets the request id (the ``x-request-id`` metadata, or a new one), refuses calls without a
-    valid token when tokens are configured (UNAUTHENTICATED; health stays open), times unary RPCs
-    into ``swarmlearn_rpc_seconds``, and answers requests that cannot be parsed with
-    INVALID_ARGUMENT."""
+    """Sets the request id (the ``x-request-id`` metadata, or a new one), refuses calls when tokens
+    are configured and the caller's token is missing or invalid (UNAUTHENTICATED; health stays
+    open) or its role may not call the RPC (PERMISSION_DENIED), times unary RPCs into
+    ``swarmlearn_rpc_seconds``, and answers requests that cannot be parsed with INVALID_ARGUMENT."""
 
     def __init__(self, metrics: Metrics, tokens: TokenChecker | None) -> None:
         self._metrics = metrics
@@ -51,12 +51,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-
         method: str = details.method  # type: ignore[attr-defined]
         metadata = details.invocation_metadata  # type: ignore[attr-defined]
         rid = next((str(v) for k, v in metadata or () if k == "x-request-id"), "") or uuid.uuid4().hex[:16]
-        if (
-            self._tokens is not None
-            and not method.startswith(OPEN_METHOD_PREFIXES)
-            and not self._tokens.allows(metadata)
-        ):
-            return denying_handler(handler, grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+        refusal = None if self._tokens is None else self._tokens.refusal(method, metadata)
+        if refusal is not None:
+            return denying_handler(handler, *refusal)
         return _wrap(handler, method.rsplit("/", 1)[-1], rid, self._metrics)
 
 
