@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import grpc
 
 from swarmlearn_client import _convert
-from swarmlearn_client._errors import from_rpc_error
+from swarmlearn_client._errors import SwarmLearnError, from_rpc_error
 from swarmlearn_client._ingest import (
     BATCH_SIZE,
     FLUSH_INTERVAL,
@@ -42,6 +44,10 @@ DEFAULT_TIMEOUT = 10.0
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+# Calls that only read (and CancelJob, which ends in the same state however often it is sent) are
+# retried on UNAVAILABLE: after the daemon's retry-after-ms when it sent one, else with backoff.
+_RETRY_BACKOFF_INITIAL = 0.1
+_RETRY_BACKOFF_MAX = 2.0
 
 ChannelOptions = Sequence[tuple[str, Any]]
 
@@ -114,13 +120,30 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
-    async def _unary(self, method: Any, request: Any) -> Any:
+    async def _unary(self, method: Any, request: Any, *, retry: bool = False) -> Any:
+        """One call; with ``retry``, repeated on UNAVAILABLE while its ``timeout`` lasts."""
         if self._closed:
             raise RuntimeError("the client is closed")
-        try:
-            return await method(request, timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        backoff = _RETRY_BACKOFF_INITIAL
+        unavailable: tuple[SwarmLearnError, grpc.RpcError] | None = None
+        while True:
+            try:
+                return await method(request, timeout=deadline - loop.time(), metadata=self._metadata)
+            except grpc.RpcError as exc:
+                error, cause = from_rpc_error(exc), exc
+            if retry and error.code is grpc.StatusCode.UNAVAILABLE:
+                hint = _retry_after(cause)
+                delay = hint if hint is not None else backoff * (0.5 + random.random() / 2)
+                backoff = min(backoff * 2, _RETRY_BACKOFF_MAX)
+                if loop.time() + delay < deadline:
+                    unavailable = error, cause
+                    await asyncio.sleep(delay)
+                    continue
+            elif unavailable is not None and error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+                error, cause = unavailable  # the timeout ran out on a retry: the daemon's answer is the news
+            raise error from cause
 
     # -- health and ingest ------------------------------------------------------------------------
 
@@ -202,7 +225,7 @@ class AsyncClient:
         ``coverage`` is the nominal coverage of the intervals in (0, 1); 0 keeps the daemon's default.
         """
         request = agents_pb2.PredictRequest(agent_id=agent_id, horizon=horizon, targets=targets, coverage=coverage)
-        return _convert.forecast_from_proto(await self._unary(self._stub.Predict, request))
+        return _convert.forecast_from_proto(await self._unary(self._stub.Predict, request, retry=True))
 
     async def score_prompts(
         self,
@@ -219,16 +242,16 @@ class AsyncClient:
             weights=_convert.weights_to_proto(weights),
             select=select,
         )
-        return _convert.ranking_from_proto(await self._unary(self._stub.ScorePrompts, request))
+        return _convert.ranking_from_proto(await self._unary(self._stub.ScorePrompts, request, retry=True))
 
     async def get_agent_stats(self, agent_id: str) -> AgentStats:
         request = agents_pb2.GetAgentStatsRequest(agent_id=agent_id)
-        return _convert.agent_stats_from_proto(await self._unary(self._stub.GetAgentStats, request))
+        return _convert.agent_stats_from_proto(await self._unary(self._stub.GetAgentStats, request, retry=True))
 
     async def list_agents(self, *, page_size: int = 0, page_token: str = "") -> AgentPage:
         """One page of agents; ``page_size`` 0 means the daemon's default (100), at most 1000."""
         request = agents_pb2.ListAgentsRequest(page_size=page_size, page_token=page_token)
-        return _convert.agent_page_from_proto(await self._unary(self._stub.ListAgents, request))
+        return _convert.agent_page_from_proto(await self._unary(self._stub.ListAgents, request, retry=True))
 
     # -- jobs -------------------------------------------------------------------------------------
 
@@ -274,7 +297,9 @@ class AsyncClient:
         return _convert.job_from_proto(await self._unary(self._stub.StartTuning, request))
 
     async def get_job(self, job_id: str) -> Job:
-        return _convert.job_from_proto(await self._unary(self._stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id)))
+        return _convert.job_from_proto(
+            await self._unary(self._stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id), retry=True)
+        )
 
     async def watch_job(self, job_id: str) -> AsyncGenerator[Job, None]:
         """Yield the job each time it changes, until it reaches a terminal state."""
@@ -291,7 +316,7 @@ class AsyncClient:
 
     async def cancel_job(self, job_id: str) -> Job:
         request = jobs_pb2.CancelJobRequest(job_id=job_id)
-        return _convert.job_from_proto(await self._unary(self._stub.CancelJob, request))
+        return _convert.job_from_proto(await self._unary(self._stub.CancelJob, request, retry=True))
 
     async def list_jobs(
         self, *, state: JobState | None = None, kind: JobKind | None = None, limit: int = 0
@@ -300,14 +325,14 @@ class AsyncClient:
         request = jobs_pb2.ListJobsRequest(
             state=_convert.job_state_to_proto(state), kind=_convert.job_kind_to_proto(kind), limit=limit
         )
-        response = await self._unary(self._stub.ListJobs, request)
+        response = await self._unary(self._stub.ListJobs, request, retry=True)
         return [_convert.job_from_proto(j) for j in response.jobs]
 
     # -- model registry ---------------------------------------------------------------------------
 
     async def list_models(self, *, scope: str = "", model_kind: str = "") -> list[ModelVersion]:
         request = jobs_pb2.ListModelsRequest(scope=scope, model_kind=model_kind)
-        response = await self._unary(self._stub.ListModels, request)
+        response = await self._unary(self._stub.ListModels, request, retry=True)
         return [_convert.model_from_proto(m) for m in response.models]
 
     async def promote_model(self, *, scope: str = "", model_kind: str, version: int) -> ModelVersion:
@@ -322,4 +347,15 @@ class AsyncClient:
 
     async def status(self) -> DaemonStatus:
         """Version, uptime, exposure and event-log figures of the daemon."""
-        return _convert.status_from_proto(await self._unary(self._stub.GetStatus, daemon_pb2.GetStatusRequest()))
+        return _convert.status_from_proto(
+            await self._unary(self._stub.GetStatus, daemon_pb2.GetStatusRequest(), retry=True)
+        )
+
+
+def _retry_after(exc: grpc.RpcError) -> float | None:
+    """The daemon's ``retry-after-ms`` hint in seconds, if it sent one."""
+    trailing_metadata = getattr(exc, "trailing_metadata", None)
+    for key, value in (trailing_metadata() if callable(trailing_metadata) else None) or ():
+        if key == "retry-after-ms" and isinstance(value, str) and value.isdigit():
+            return int(value) / 1000
+    return None

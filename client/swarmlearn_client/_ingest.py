@@ -2,9 +2,11 @@
 
 The contract with the daemon: it acks batches in the order it received them, each once the batch is
 durable, echoing the sender's ``batch_id``; it deduplicates events on (agent_id, event_id); and it ends
-streams with UNAVAILABLE when it goes away, after acking what it took. So a batch is kept here until
-its ack arrives, and after a reconnect every unacknowledged batch is resent in order, unchanged: the
-daemon stores each event at most once and acks every batch, duplicates included.
+streams with UNAVAILABLE when it goes away, when it cannot write its log, or when a stream has been
+idle, after acking what it took. So a batch is kept here until its ack arrives, and after a reconnect
+every unacknowledged batch is resent in order, unchanged: the daemon stores each event at most once
+and acks every batch, duplicates included. A stream that ends with nothing unacknowledged is not a
+failure: the next batch opens a new call.
 
 One task (the runner) owns the connection. Per gRPC call it runs a writer task, which writes the
 unacknowledged batches that this call has not written yet, and reads acks itself. ``send()`` only
@@ -297,11 +299,12 @@ class AsyncIngestStream:
                 # A batch over the message limit fails the same way on every retry.
                 raise SwarmLearnError(code, f"{details}; lower batch_size (events with long prompts are large)")
             # Retryable, or the daemon ended the stream while we still need it.
-            self._reconnecting = True
             if not self._unacked:
+                # Nothing was lost (the daemon closed an idle stream, say): the next batch opens a new call.
                 self._outage_since = None
                 self._backoff = _BACKOFF_INITIAL
                 continue
+            self._reconnecting = True
             now = loop.time()
             if self._outage_since is None:
                 self._outage_since = now

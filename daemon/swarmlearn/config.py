@@ -59,6 +59,12 @@ class Settings:
     """Most events written in one transaction when several streams commit together."""
     max_concurrent_streams: int = 64
     """Ingest streams served at once; one more is refused with RESOURCE_EXHAUSTED and a retry hint."""
+    max_streams_per_connection: int = 16
+    """Ingest streams one TCP connection may hold at once (a process's channels to one address share
+    one); one more is refused with RESOURCE_EXHAUSTED. Unix-socket peers are not told apart."""
+    ingest_idle_timeout_s: float = 300.0
+    """An Ingest stream that sends nothing for this long, with every batch acknowledged, is closed
+    with UNAVAILABLE (the client reopens it when it next sends); 0: never."""
     log_format: str = "plain"
     """plain (for people) or json (one object per line, for log shippers)."""
     metrics_listen: str = "127.0.0.1:9464"
@@ -150,6 +156,8 @@ class Settings:
         )
         _check(self.group_commit_max_events >= 1, "group_commit_max_events", "must be >= 1")
         _check(self.max_concurrent_streams >= 1, "max_concurrent_streams", "must be >= 1")
+        _check(self.max_streams_per_connection >= 1, "max_streams_per_connection", "must be >= 1")
+        _check(self.ingest_idle_timeout_s >= 0, "ingest_idle_timeout_s", "must be >= 0 (0: no timeout)")
         _check(self.log_format in _LOG_FORMATS, "log_format", f"must be one of {', '.join(_LOG_FORMATS)}")
         _check(
             self.metrics_listen == "" or _is_host_port(self.metrics_listen),

@@ -37,6 +37,12 @@ class PendingIngest:
         commit = await self._commit
         return IngestResult(commit.accepted, commit.duplicates, self._rejected, commit.durable_sequence)
 
+    def abandon(self) -> None:
+        """Nobody will wait for the result (the stream ended first): the commit goes on unobserved,
+        and its failure, if any, is not reported as never retrieved."""
+        if self._commit is not None:
+            self._commit.cancel()
+
 
 class Ingestor:
     """Owns the path from decoded events to the durable log."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -152,6 +153,7 @@ class FakeDaemon(service_pb2_grpc.SwarmLearnServicer):
     def __init__(self) -> None:
         self.metadata: list[dict[str, str]] = []
         self.requests: list[object] = []
+        self.unavailable = 0  # ListModels answers UNAVAILABLE this many times first
 
     def _seen(self, request: object, context: grpc.aio.ServicerContext) -> None:
         self.requests.append(request)
@@ -214,6 +216,22 @@ class FakeDaemon(service_pb2_grpc.SwarmLearnServicer):
         if request.job_id == "broken":
             await context.abort(grpc.StatusCode.INTERNAL, "trainer crashed")
         yield jobs_pb2.Job(job_id=request.job_id, state=jobs_pb2.JOB_STATE_SUCCEEDED, metrics={"val_mase": 0.8})
+
+    async def ListModels(
+        self, request: jobs_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ListModelsResponse:
+        self._seen(request, context)
+        if self.unavailable:
+            self.unavailable -= 1
+            context.set_trailing_metadata((("retry-after-ms", "200"),))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the event log cannot be written; retry in 200 ms")
+        return jobs_pb2.ListModelsResponse(models=[jobs_pb2.ModelVersion(model_kind="lstm", version=1)])
+
+    async def StartTraining(
+        self, request: jobs_pb2.StartTrainingRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.Job:
+        self._seen(request, context)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the event log cannot be written")
 
 
 async def start_daemon(fake: FakeDaemon) -> tuple[grpc.aio.Server, str]:
@@ -312,6 +330,30 @@ async def test_health_and_watch_job(daemon: tuple[FakeDaemon, str]) -> None:
             async for job in client.watch_job("broken"):
                 seen.append(job.progress.epoch)
         assert info.value.code == grpc.StatusCode.INTERNAL and seen == [0, 1]
+
+
+async def test_reads_are_retried_on_unavailable_after_the_hint_and_other_calls_are_not(
+    daemon: tuple[FakeDaemon, str],
+) -> None:
+    fake, target = daemon
+    fake.unavailable = 2
+    async with AsyncClient(target, timeout=5) as client:
+        started = time.monotonic()
+        assert [m.version for m in await client.list_models()] == [1]
+        assert len(fake.requests) == 3
+        assert time.monotonic() - started >= 0.4  # the daemon's retry-after-ms, twice
+        # Starting a job twice would start two: not retried.
+        with pytest.raises(SwarmLearnError) as info:
+            await client.start_training(model_kind="lstm")
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE and len(fake.requests) == 4
+    fake.unavailable = 1000
+    async with AsyncClient(target, timeout=1) as client:
+        started = time.monotonic()
+        with pytest.raises(SwarmLearnError) as info:
+            await client.list_models()
+        # Given up within the call's timeout, with the daemon's status, not DEADLINE_EXCEEDED.
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE and "retry in" in info.value.details
+        assert 0.6 < time.monotonic() - started < 2.0
 
 
 async def test_closed_client_refuses_calls(daemon: tuple[FakeDaemon, str]) -> None:

@@ -1,19 +1,25 @@
-"""What was acknowledged survives: graceful restarts, SIGTERM mid-stream, SIGKILL mid-stream."""
+"""What was acknowledged survives: graceful restarts, SIGTERM mid-stream, SIGKILL mid-stream, a failing disk."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from swarmlearn.server import SERVICE_NAME, DaemonServer
 from swarmlearn.store import EventStore
-from swarmlearn_client import Client
+from swarmlearn_client import AsyncClient, Client
 from swarmlearn_client.v1 import events_pb2, service_pb2_grpc
 from tests.daemon.conftest import DaemonProcess
 from tests.daemon.pbevents import events
+from tests.daemon.rpc import ingest
 
 
 def stored_ids(process: DaemonProcess) -> list[tuple[str, str]]:
@@ -163,3 +169,53 @@ def test_a_dead_writer_process_stops_the_daemon_with_a_failure_code(daemon_proce
     assert "event log writer exited" in daemon_process.proc.stderr.read().decode()
     # Nothing acknowledged was lost, and the next daemon starts on the same data.
     assert len(stored_ids(daemon_process)) == 100
+
+
+def writer_of(db_path: Path) -> int:
+    """The pid of the event log's writer process for ``db_path`` (from /proc: no psutil)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            arguments = cmdline.read_bytes().split(b"\0")
+            if b"swarmlearn.store._writer" in b" ".join(arguments) and str(db_path).encode() in arguments:
+                return int(cmdline.parent.name)
+    raise LookupError(f"no writer process for {db_path}")
+
+
+async def health_of(channel: grpc.aio.Channel, service: str) -> str:
+    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service))
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+async def test_a_failing_disk_is_unavailable_and_not_serving_until_writes_work_again(server: DaemonServer) -> None:
+    # A real write failure: the writer process may not grow a file past 4 KiB (the write-ahead log
+    # is larger already, and one page is 4 KiB), so SQLite's writes fail as on a full disk.
+    writer = writer_of(server.settings.db_path)
+    async with grpc.aio.insecure_channel(server.address) as channel, AsyncClient(server.address) as client:
+        stub = service_pb2_grpc.SwarmLearnStub(channel)
+        assert (await client.ingest(events(100, agent="before"))).accepted == 100
+        limits = resource.prlimit(writer, resource.RLIMIT_FSIZE)
+        resource.prlimit(writer, resource.RLIMIT_FSIZE, (4096, limits[1]))
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await ingest(stub, events(100, agent="during"))
+            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, failed.value.details()
+            assert "event log" in (failed.value.details() or "") and "retry in" in (failed.value.details() or "")
+            assert ("retry-after-ms", "1000") in tuple(failed.value.trailing_metadata() or ())
+            for service in ("", SERVICE_NAME):
+                assert await health_of(channel, service) == "NOT_SERVING"
+            # The client keeps resending what was not acknowledged until the disk takes it.
+            sending = asyncio.create_task(client.ingest(events(300, agent="during"), batch_size=50))
+            await asyncio.sleep(1.5)
+            assert not sending.done()
+            assert await health_of(channel, "") == "NOT_SERVING"  # the probes fail too
+        finally:
+            resource.prlimit(writer, resource.RLIMIT_FSIZE, limits)
+        summary = await asyncio.wait_for(sending, timeout=30)
+        assert summary.accepted + summary.duplicates == 300 and summary.reconnects >= 1
+        for _ in range(50):  # the probe that follows the commits sees it within a second
+            if [await health_of(channel, service) for service in ("", SERVICE_NAME)] == ["SERVING"] * 2:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("health did not return to SERVING")
+    assert server.store.count() == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
@@ -26,13 +27,14 @@ from swarmlearn.ingest import Ingestor
 from swarmlearn.jobs import JobManager, JobSettings
 from swarmlearn.online import Drift, OnlineLearner, WorkerSettings
 from swarmlearn.registry import ModelRegistry
+from swarmlearn.server._errors import RETRY_AFTER_MS
 from swarmlearn.server._interceptor import RequestInterceptor
 from swarmlearn.server._metrics import Metrics
 from swarmlearn.server._sdnotify import notify
 from swarmlearn.server._security import TokenChecker, check_exposure, load_tokens, server_credentials
 from swarmlearn.server._servicer import SwarmLearnServicer
 from swarmlearn.server._status import StatusReport
-from swarmlearn.store import EventStore
+from swarmlearn.store import EventStore, StoreClosed, WriteFailed
 from swarmlearn_client.v1 import service_pb2, service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ class DaemonServer:
         self._grpc: grpc.aio.Server | None = None  # created
         self._server: grpc.aio.Server | None = None  # serving
         self._health = health_aio.HealthServicer()
+        self._prober: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self._stopped = asyncio.Event()
         self.failure: str | None = None
@@ -139,6 +142,7 @@ class DaemonServer:
             synchronous=settings.sqlite_synchronous,
             group_commit_max_events=settings.group_commit_max_events,
             on_writer_exit=lambda reason: loop.call_soon_threadsafe(self._fail, reason),
+            on_write_failure=lambda _: loop.call_soon_threadsafe(self._writes_changed),
         )
         self.metrics.track_store(lambda: self.store.durable_sequence, lambda: self.store.size_bytes())
         self.registry = ModelRegistry(settings.data_dir / "models")
@@ -265,6 +269,26 @@ class DaemonServer:
         for listener in self.drift_listeners:
             listener(drift)
 
+    def _writes_changed(self) -> None:
+        if self.store.write_failure is not None and (self._prober is None or self._prober.done()):
+            self._prober = asyncio.ensure_future(self._follow_writes())
+
+    async def _follow_writes(self) -> None:
+        """Health NOT_SERVING while commits fail, SERVING again once one succeeds. A probe every
+        RETRY_AFTER_MS finds out when the disk takes writes again even if no client sends (as none
+        should, told NOT_SERVING)."""
+        while self.store.write_failure is not None:
+            await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+            while self.store.write_failure is not None:
+                await asyncio.sleep(RETRY_AFTER_MS / 1000)
+                with contextlib.suppress(WriteFailed, StoreClosed):
+                    await asyncio.wrap_future(self.store.probe())
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, status)
+
     def _fail(self, reason: str) -> None:
         """The daemon can no longer store events: stop admitting them and say so."""
         self.failure = reason
@@ -278,6 +302,8 @@ class DaemonServer:
         log.info("stopping: finishing in-flight batches (grace %.1f s)", self.settings.grace_period_s)
         await self._health.enter_graceful_shutdown()
         self._closing.set()
+        if self._prober is not None:
+            self._prober.cancel()
         await self._server.stop(self.settings.grace_period_s)
         if self._jobs is not None:
             await self._jobs.stop()

@@ -1,4 +1,4 @@
-"""The one table from domain errors to gRPC status codes, and the wrapper that applies it."""
+"""The one table from domain errors to gRPC status codes (and retry hints), and the wrapper that applies it."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from swarmlearn.errors import (
     ShuttingDown,
     SwarmLearnDaemonError,
 )
-from swarmlearn.store import StoreClosed
+from swarmlearn.store import StoreClosed, WriteFailed
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,13 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     Disabled: grpc.StatusCode.FAILED_PRECONDITION,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     StoreClosed: grpc.StatusCode.UNAVAILABLE,
+    WriteFailed: grpc.StatusCode.UNAVAILABLE,
 }
+
+RETRY_AFTER_MS = 1000
+"""The hint sent with a refused stream and a failed write (as trailing metadata ``retry-after-ms``
+and in the message); while writes fail, the daemon probes the disk this often."""
+_HINTED = (Overloaded, WriteFailed)
 
 
 def status_of(exc: BaseException) -> grpc.StatusCode | None:
@@ -44,13 +50,17 @@ def status_of(exc: BaseException) -> grpc.StatusCode | None:
 async def abort_for(exc: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
     """End the RPC with the status ``exc`` maps to; unknown errors are logged and become INTERNAL."""
     code = status_of(exc)
-    if code is None or not isinstance(exc, (SwarmLearnDaemonError, StoreClosed)):
+    if code is None or not isinstance(exc, (SwarmLearnDaemonError, StoreClosed, WriteFailed)):
         log.error("%s failed", method, exc_info=exc)
         await context.abort(
             grpc.StatusCode.INTERNAL, f"{method}: internal error ({type(exc).__name__}); see the daemon log"
         )
     log.debug("%s answered %s: %s", method, code.name, exc)
-    await context.abort(code, str(exc))
+    message = str(exc)
+    if isinstance(exc, _HINTED):
+        context.set_trailing_metadata((("retry-after-ms", str(RETRY_AFTER_MS)),))
+        message += f"; retry in {RETRY_AFTER_MS} ms"
+    await context.abort(code, message)
 
 
 R = TypeVar("R")

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from swarmlearn.config import Settings
-from swarmlearn.errors import InvalidArgument, NotReady, UnknownAgent
+from swarmlearn.errors import InvalidArgument, NotReady, Overloaded, UnknownAgent
 from swarmlearn.events import LIMITS
 from swarmlearn.ingest import Ingestor, PendingIngest
 from swarmlearn.jobs import JobManager
@@ -35,10 +35,10 @@ from swarmlearn.server._convert import (
 from swarmlearn.server._errors import abort_for, mapped
 from swarmlearn.server._metrics import Metrics
 from swarmlearn.server._status import StatusReport
+from swarmlearn.server._streams import StreamSlots
 from swarmlearn.store import EventStore
 from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, jobs_pb2, prompts_pb2, service_pb2_grpc
 
-_RETRY_AFTER_MS = 1000
 _PROMPTS = PromptConfig()  # its limits; the prompt learner runs with the same defaults
 _MAX_PAGE = 1000
 _MAX_SPACE_JSON = 65_536
@@ -72,25 +72,22 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         self._closing = closing
         self._metrics = metrics
         self._status = status
-        self._streams = 0
+        self._streams = StreamSlots(settings.max_concurrent_streams, settings.max_streams_per_connection)
 
     async def Ingest(
         self, request_iterator: AsyncIterator[events_pb2.EventBatch], context: Context
     ) -> AsyncIterator[events_pb2.IngestAck]:
-        limit = self._settings.max_concurrent_streams
-        if self._streams >= limit:
-            context.set_trailing_metadata((("retry-after-ms", str(_RETRY_AFTER_MS)),))
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"{self._streams} ingest streams open, the limit is {limit}; retry in {_RETRY_AFTER_MS} ms",
-            )
-        self._streams += 1
+        peer = context.peer()
+        try:
+            self._streams.take(peer)
+        except Overloaded as exc:
+            await abort_for(exc, context, "Ingest")
         self._metrics.streams.inc()
         try:
             async for ack in self._ingest(request_iterator, context):
                 yield ack
         finally:
-            self._streams -= 1
+            self._streams.give_back(peer)
             self._metrics.streams.dec()
 
     async def _ingest(
@@ -104,11 +101,14 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         max_events = self._settings.max_batch_events
         room = asyncio.Event()
         pending_events = 0
+        loop = asyncio.get_running_loop()
+        active_at = loop.time()  # the last batch read or acked
 
         async def read() -> None:
-            nonlocal pending_events
+            nonlocal pending_events, active_at
             try:
                 async for batch in request_iterator:
+                    active_at = loop.time()
                     size = len(batch.events)
                     while pending_events and pending_events + size > limit:
                         room.clear()
@@ -120,10 +120,23 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
             finally:
                 inflight.put_nowait(None)
 
+        idle_timeout = self._settings.ingest_idle_timeout_s
+
+        async def watch_idle() -> None:
+            # Idle: nothing read for idle_timeout and nothing left to ack. Stopping the reader then
+            # is safe: a batch it had not taken is unacknowledged, so the client resends it.
+            while True:
+                wait = active_at + idle_timeout - loop.time()
+                if wait <= 0 and not pending_events:
+                    reader.cancel()
+                    return
+                await asyncio.sleep(wait if wait > 0 else idle_timeout)
+
         reader = asyncio.create_task(read())
         # On shutdown stop reading; what was read is still committed and acknowledged below.
         watcher = asyncio.create_task(self._closing.wait())
         watcher.add_done_callback(lambda _: reader.cancel())
+        idle = asyncio.create_task(watch_idle()) if idle_timeout else None
         try:
             while (item := await inflight.get()) is not None:
                 batch_id, size, received, pending = item
@@ -135,15 +148,27 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
                 yield ingest_ack(batch_id, result)
                 self._metrics.record_ack(result, time.perf_counter() - received)
                 pending_events -= size
+                active_at = loop.time()
                 room.set()
         finally:
             watcher.cancel()
             reader.cancel()
+            if idle is not None:
+                idle.cancel()
+            while not inflight.empty():
+                if (left := inflight.get_nowait()) is not None:
+                    left[3].abandon()
         if not reader.cancelled() and (failure := reader.exception()) is not None:
             await abort_for(failure, context, "Ingest")
         if self._closing.is_set():
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, "daemon shutting down; reconnect and resend unacknowledged batches"
+            )
+        if idle is not None and idle.done() and not idle.cancelled():
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"no batch for {idle_timeout:g} s (setting ingest_idle_timeout_s): the stream is closed; "
+                "open another to send more",
             )
 
     @mapped
@@ -291,7 +316,7 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
 
     @mapped
     async def GetStatus(self, request: daemon_pb2.GetStatusRequest, context: Context) -> daemon_pb2.DaemonStatus:
-        return daemon_status(await asyncio.to_thread(self._status, self._streams))
+        return daemon_status(await asyncio.to_thread(self._status, self._streams.open))
 
 
 def _agent_id(agent_id: str) -> str:

@@ -43,6 +43,11 @@ class StoreClosed(RuntimeError):
     """The store no longer accepts writes (the daemon is stopping)."""
 
 
+class WriteFailed(OSError):
+    """A commit failed (disk full, I/O error, ...): nothing of the submission was stored, and the same
+    submission may succeed later."""
+
+
 @dataclass(frozen=True, slots=True)
 class CommitResult:
     """What one submission became once its transaction committed."""
@@ -104,12 +109,17 @@ class EventStore:
         synchronous: str = "FULL",
         group_commit_max_events: int = 50_000,
         on_writer_exit: Callable[[str], object] | None = None,
+        on_write_failure: Callable[[str | None], object] | None = None,
     ) -> None:
         """``on_writer_exit(reason)`` is called (on a store thread) if the writer process ends
-        before ``close()``: from then on nothing can be stored."""
+        before ``close()``: from then on nothing can be stored. ``on_write_failure(reason)`` is called
+        (on a store thread) when a commit fails after the last one succeeded, and
+        ``on_write_failure(None)`` when one succeeds again."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._on_writer_exit = on_writer_exit
+        self._on_write_failure = on_write_failure
+        self._write_failure: str | None = None
         ours, theirs = socket.socketpair()
         with ours, theirs:
             self._process = subprocess.Popen(
@@ -136,7 +146,7 @@ class EventStore:
         self._closed = False
         # Sending happens on a thread of its own: a send blocks while the writer is busy
         # committing, and submit() is called on the event loop, which must not block.
-        self._outgoing: queue.SimpleQueue[tuple[int, list[_Row]] | None] = queue.SimpleQueue()
+        self._outgoing: queue.SimpleQueue[tuple[int, list[_Row] | None] | None] = queue.SimpleQueue()
         self._sender = threading.Thread(target=self._send, name="swarmlearn-store-send", daemon=True)
         self._receiver = threading.Thread(target=self._receive, name="swarmlearn-store-acks", daemon=True)
         self._sender.start()
@@ -149,11 +159,24 @@ class EventStore:
         """Sequence number of the last committed event."""
         return self._sequence
 
+    @property
+    def write_failure(self) -> str | None:
+        """Why the last commit failed; None once one succeeded (or none failed)."""
+        return self._write_failure
+
     # -- writes -------------------------------------------------------------------------------
 
     def submit(self, events: Sequence[Event]) -> concurrent.futures.Future[CommitResult]:
-        """Queue validated events; the future resolves once they are committed."""
-        rows = [_to_row(e) for e in events]
+        """Queue validated events; the future resolves once they are committed, or fails with
+        ``WriteFailed`` (nothing stored) or ``StoreClosed``."""
+        return self._enqueue([_to_row(e) for e in events])
+
+    def probe(self) -> concurrent.futures.Future[CommitResult]:
+        """Commit a write that stores nothing, to learn whether the disk takes writes again; its
+        outcome counts for ``write_failure`` like any commit's."""
+        return self._enqueue(None)
+
+    def _enqueue(self, rows: list[_Row] | None) -> concurrent.futures.Future[CommitResult]:
         future: concurrent.futures.Future[CommitResult] = concurrent.futures.Future()
         # Running futures cannot be cancelled: a stream whose client vanished cancels only its own
         # asyncio wrapper, and the receiver thread can always resolve this one.
@@ -171,7 +194,7 @@ class EventStore:
         # and one pipe round trip each. None (stop) is sent alone, after what precedes it.
         while True:
             first = self._outgoing.get()
-            message: list[tuple[int, list[_Row]]] | None = None
+            message: list[tuple[int, list[_Row] | None]] | None = None
             if first is not None:
                 message = [first]
                 while True:
@@ -200,13 +223,17 @@ class EventStore:
             if kind == "done":
                 _, results, sequence = message
                 self._sequence = sequence
+                self._writes_fail(None)
                 for submission_id, inserted, duplicates in results:
                     self._pending.pop(submission_id).set_result(CommitResult(inserted, duplicates, sequence))
             else:
                 _, submission_ids, reason = message
                 log.error("event log commit failed; %d submissions not stored: %s", len(submission_ids), reason)
+                self._writes_fail(reason)
                 for submission_id in submission_ids:
-                    self._pending.pop(submission_id).set_exception(OSError(f"event log commit failed: {reason}"))
+                    self._pending.pop(submission_id).set_exception(
+                        WriteFailed(f"the event log cannot be written ({reason}); nothing of this batch was stored")
+                    )
         with self._lock:
             unexpected = not self._closed
             self._closed = True
@@ -219,6 +246,15 @@ class EventStore:
             log.critical(reason)
             if self._on_writer_exit is not None:
                 self._on_writer_exit(reason)
+
+    def _writes_fail(self, reason: str | None) -> None:
+        changed = (reason is None) != (self._write_failure is None)
+        self._write_failure = reason
+        if changed:
+            if reason is None:
+                log.warning("the event log takes writes again")
+            if self._on_write_failure is not None:
+                self._on_write_failure(reason)
 
     def close(self) -> None:
         """Commit everything already submitted, then stop the writer. Idempotent."""

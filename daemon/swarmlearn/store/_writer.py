@@ -8,7 +8,8 @@ hosts need no ``if __name__ == "__main__"`` guard.
 Ingest is bound by the GIL: decoding and validating hold it in the daemon, and so does binding
 rows to SQLite statements. Writing in a child process lets the two run on two cores. The parent
 sends lists of ``(submission_id, rows)``; the child takes whatever has queued (up to the group limit), writes
-it in one transaction, commits, and only then reports each submission's counts. ``None`` or the
+it in one transaction, commits, and only then reports each submission's counts. Rows ``None`` are a
+probe: a write that changes nothing, to learn whether the disk takes writes again. ``None`` or the
 end of the pipe (the parent died) makes it commit what it has and exit.
 
 Messages from the child: ``("ready", sequence)`` once, then ``("done", [(id, inserted,
@@ -79,7 +80,7 @@ def insert(conn: sqlite3.Connection, rows: list[Row]) -> int:
 
 
 def commit_group(
-    conn: sqlite3.Connection, group: list[tuple[int, list[Row]]]
+    conn: sqlite3.Connection, group: list[tuple[int, list[Row] | None]]
 ) -> tuple[list[tuple[int, int, int]], int]:
     """Write ``group`` in one transaction; return per-submission counts and the new sequence."""
     results = []
@@ -89,6 +90,10 @@ def commit_group(
         # last group) may have committed since this one last looked.
         before = last_sequence(conn)
         for submission_id, rows in group:
+            if rows is None:  # a probe: rewriting the header page goes through the log like any commit
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                results.append((submission_id, 0, 0))
+                continue
             inserted = insert(conn, rows)
             results.append((submission_id, inserted, len(rows) - inserted))
         sequence = last_sequence(conn)
@@ -119,7 +124,7 @@ def writer_main(path: str, synchronous: str, group_max: int, channel: Connection
     daemon_gone = False
     stopping = False
     while not stopping:
-        group: list[tuple[int, list[Row]]] = []
+        group: list[tuple[int, list[Row] | None]] = []
         size = 0
         while not group or (size < group_max and not daemon_gone and channel.poll(0)):
             try:
@@ -131,7 +136,7 @@ def writer_main(path: str, synchronous: str, group_max: int, channel: Connection
                 stopping = True
                 break
             group.extend(message)
-            size += sum(len(rows) for _, rows in message)
+            size += sum(len(rows or ()) for _, rows in message)
         if not group:
             break
         try:
