@@ -17,9 +17,11 @@ never a dotted name), plus ``getattr`` limited to methods of such objects. A tam
 name ``os.system`` or reach ``subprocess.Popen`` through a learner module (tested). The data
 directory's permissions remain the first guard.
 
-What "checks out" means: the same format version; the same *fingerprint* (swarmlearn, River,
-numpy and Python versions and the learners' configuration: a state built by other code or other
-settings would answer differently from one rebuilt now); a payload of the recorded size and
+What "checks out" means: the same format version; the same *fingerprint* (``STATE_VERSION``, the
+state's own format, River's major and minor version and the learners' configuration: a state of
+another layout, or built with other settings, would answer differently from one rebuilt now; a
+patch release of swarmlearn, River, numpy or Python changes none of these, so an upgrade keeps the
+state instead of replaying the whole log); a payload of the recorded size and
 SHA-256; and an *anchor* that matches the log: the event the snapshot says it applied last is
 the event at that sequence in this log (a restored backup or a replaced log fails this). Any
 failure is reported as ``SnapshotRejected`` with the reason, and the caller rebuilds from the log.
@@ -32,7 +34,6 @@ import inspect
 import io
 import json
 import pickle
-import platform
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,9 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from swarmlearn._durable import remove_temporaries, write_durably
-from swarmlearn._version import __version__
 
 FORMAT_VERSION = 1
+"""The file's layout (magic, header, payload)."""
+STATE_VERSION = 1
+"""The learners' state: bump it when a class a snapshot holds changes its fields or what they mean
+(``tests/daemon/test_snapshot_layout.py`` fails until it is bumped on a change of fields)."""
 MAGIC = b"swarmlearn-online-snapshot\n"
 _HEADER_LIMIT = 1 << 20
 
@@ -74,16 +78,14 @@ class Anchor:
 
 
 def fingerprint(config: Any) -> str:
-    """What a state's behaviour depends on besides the events: code versions and configuration."""
-    import numpy  # here, not at the top: the daemon process imports this module and never River
-    import river
+    """What a state's meaning depends on besides the events: its format, River's minor release (whose
+    estimators it pickles) and the configuration."""
+    import river  # here, not at the top: the daemon process imports this module and never River
 
     document = {
         "format": FORMAT_VERSION,
-        "swarmlearn": __version__,
-        "river": river.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
+        "state": STATE_VERSION,
+        "river": ".".join(river.__version__.split(".")[:2]),
         "config": config,
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=repr).encode()).hexdigest()
