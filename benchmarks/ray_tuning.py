@@ -51,18 +51,20 @@ def nothing() -> None:
 
 def search(args: argparse.Namespace) -> None:
     """One search in this process, as a tuning job's process runs it; prints its timings as JSON."""
+    from swarmlearn.training import ReplaySource
+    from swarmlearn.tuning import TrialSetup
     from swarmlearn.tuning._trial import make_executor, make_ray_executor, train_trial
 
     quiet()
     spec = json.loads(args.one)
+    setup = TrialSetup(ReplaySource(Path(spec["db"]), spec["scope"], spec["upto"]), spec["kind"], spec["horizon"])
     config = TunerConfig(method="random", max_trials=args.trials, concurrency=args.concurrency, max_epochs=args.epochs)
     started = time.perf_counter()
     executor: Executor
     if spec["address"]:
-        resources = {"address": spec["address"], "num_cpus": 1, "num_gpus": 0}
-        executor = make_ray_executor({**spec, "threads": 1}, resources)
+        executor = make_ray_executor(setup, address=spec["address"], num_cpus=1, num_gpus=0)
     else:
-        executor = make_executor({**spec, "threads": 1}, args.concurrency, multiprocessing.get_context("spawn").Event())
+        executor = make_executor(setup, args.concurrency, multiprocessing.get_context("spawn").Event())
     ready = time.perf_counter() - started
     with executor:
         result = Tuner(parse_space("lstm", SPACE), config, train_trial, executor, Path(spec["directory"])).run()

@@ -27,6 +27,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,25 @@ def build_log(path: Path, events: int, agents: int) -> int:
         store.close()
 
 
+def typed(raw: dict[str, Any]) -> Any:
+    """The job's ``TrainingSpec`` from the fields below; an older checkout takes the dict itself."""
+    try:
+        from swarmlearn.config import Settings
+        from swarmlearn.jobs import JobSettings, TrainingSpec
+    except ImportError:
+        return raw
+    settings = Settings(
+        training_threads=raw["threads"],
+        replay_recent_events=raw["replay"]["recent"],
+        replay_older_events=raw["replay"]["older"],
+    )
+    return TrainingSpec(
+        db=Path(raw["db"]), scope=raw["scope"], kind=raw["kind"], upto=raw["upto"],
+        settings=JobSettings.from_settings(settings), horizon=raw["horizon"], max_epochs=raw["max_epochs"],
+        config=raw["config"], checkpoint=Path(raw["checkpoint"]),
+    )  # fmt: skip
+
+
 def child(spec_json: str) -> None:
     """In the job's own process: ``run`` as the daemon starts it, then one JSON line of figures."""
     from swarmlearn.jobs._train import run
@@ -80,7 +100,7 @@ def child(spec_json: str) -> None:
 
     threading.Thread(target=drain, daemon=True).start()
     started = time.perf_counter()
-    outcome = run(channel, json.loads(spec_json))
+    outcome = run(channel, typed(json.loads(spec_json)))
     seconds = time.perf_counter() - started
     channel.close()
     result = getattr(outcome, "result", None)  # a Done (an older checkout: ("done", result))

@@ -37,7 +37,8 @@ from typing import NamedTuple
 
 from swarmlearn.events import Event, EventType
 from swarmlearn.store import EventStore
-from swarmlearn.tuning import TrialRequest, TrialResult, Tuner, TunerConfig, TuningProgress, parse_space
+from swarmlearn.training import ReplaySource
+from swarmlearn.tuning import TrialRequest, TrialResult, TrialSetup, Tuner, TunerConfig, TuningProgress, parse_space
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab_aws_cloudwatch"
 SERIES = ("rds_cpu_utilization_cc0c53.csv", "elb_request_count_8c0756.csv", "ec2_cpu_utilization_5f5533.csv")
@@ -100,7 +101,7 @@ class Point(NamedTuple):
     seconds: float
 
 
-def real_search(method: str, seed: int, spec: dict[str, object], args: argparse.Namespace, tmp: Path) -> list[Point]:
+def real_search(method: str, seed: int, setup: TrialSetup, args: argparse.Namespace, tmp: Path) -> list[Point]:
     """The best validation MASE at the full budget after each finished trial of one method."""
     from swarmlearn.tuning._trial import make_executor, train_trial
 
@@ -111,7 +112,7 @@ def real_search(method: str, seed: int, spec: dict[str, object], args: argparse.
     curve: list[Point] = []
     started = time.perf_counter()
     cancel = multiprocessing.get_context("spawn").Event()
-    with make_executor(spec, args.concurrency, cancel) as executor:
+    with make_executor(setup, args.concurrency, cancel) as executor:
         tuner: Tuner | None = None
 
         def progress(p: TuningProgress) -> None:
@@ -158,7 +159,7 @@ def main() -> None:
             upto = store.submit(nab_events()).result(120).durable_sequence
         finally:
             store.close()
-        spec = {"db": str(db), "scope": "", "kind": "lstm", "upto": upto, "horizon": 1, "threads": 1}
+        setup = TrialSetup(ReplaySource(db, "", upto), "lstm")
         print(f"\n## Real problem: {upto} events, LSTM, {args.trials} configurations, R = {args.max_epochs}\n")
         marks = sorted({5, 10, args.trials} - {m for m in (5, 10) if m >= args.trials})
         header = " | ".join(f"best after {m}" for m in marks)
@@ -166,7 +167,7 @@ def main() -> None:
         print("|---|---:|" + "---:|" * len(marks) + "---:|---:|---:|")
         for method in args.methods.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                curve = real_search(method, seed, spec, args, tmp)
+                curve = real_search(method, seed, setup, args, tmp)
                 bests = " | ".join(best_after(curve, m) for m in marks)
                 last = curve[-1]
                 print(

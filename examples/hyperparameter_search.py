@@ -21,7 +21,8 @@ from pathlib import Path
 
 from swarmlearn.store import EventStore
 from swarmlearn.synthetic import generate_swarm
-from swarmlearn.tuning import Tuner, TunerConfig, config_for, make_executor, parse_space, train_trial
+from swarmlearn.training import ReplaySource
+from swarmlearn.tuning import TrialSetup, Tuner, TunerConfig, config_for, make_executor, parse_space, train_trial
 
 SPACE = json.dumps(
     [
@@ -42,12 +43,11 @@ def main() -> None:
             upto = store.submit(list(generate_swarm(agents=3, events_per_agent=400, seed=3))).result(60)
         finally:
             store.close()
-        spec = {"db": str(tmp / "events.sqlite3"), "scope": "", "kind": "lstm", "upto": upto.durable_sequence,
-                "horizon": 1, "threads": 1}  # fmt: skip
+        setup = TrialSetup(ReplaySource(tmp / "events.sqlite3", "", upto.durable_sequence), "lstm")
         space = parse_space("lstm", SPACE)
         print(f"{upto.durable_sequence} events of 3 agents; search space: {space.to_json()}\n")
         cancel = multiprocessing.get_context("spawn").Event()
-        with make_executor(spec, 2, cancel) as executor:
+        with make_executor(setup, 2, cancel) as executor:
             for method, trials in (("random", 6), ("bayesian", 6), ("grid", 0), ("hyperband", 6)):
                 config = TunerConfig(method=method, max_trials=trials, concurrency=2, max_epochs=4, grid_points=2)
                 started = time.perf_counter()

@@ -4,8 +4,8 @@
 and fsyncs the directory. The rename is atomic, so readers and a crash see the old content or the
 new, never part of either; the first fsync makes sure the rename never lands before the data, the
 second that the rename itself survives a power loss. Every file the daemon rewrites goes through it:
-the learner snapshots, checkpoints, the model registry, ``jobs.json``, a tuning job's experiment and
-journal, a backup's manifest. (The event log is SQLite's, which has its own journal.)
+the learner snapshots, checkpoints, the model registry, a tuning job's experiment and journal, a
+backup's manifest. (The event log and the job records are SQLite's, which has its own journal.)
 
 Each write has a temporary file of its own (``.<name>.<pid>-<random>.tmp``), so two writers of one
 path never write into the same file: the last rename wins, and the target is always one whole version.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -15,8 +16,9 @@ import pytest
 
 from swarmlearn.config import Settings
 from swarmlearn.importer import event_to_proto
+from swarmlearn.jobs import Job, JobRecords, JobState, TrainingRequest
 from swarmlearn.server import Daemon, DataDirLocked
-from swarmlearn.store import BackupError, BackupManifest, backup, restore, verify_backup
+from swarmlearn.store import BackupError, BackupManifest, EventStore, backup, restore, verify_backup
 from swarmlearn.store import _backup as backup_module
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn_client import BatchAck, Client
@@ -129,7 +131,7 @@ def test_restore_into_an_empty_directory_serves_the_backup(
     src, manifest, events = backed_up
     assert (manifest.event_count, manifest.highest_seq, manifest.agent_count) == (2_000, 2_000, 4)
     assert manifest.directories == ("models",)
-    assert [f.path for f in manifest.files] == ["models/forecaster/weights.pt"]
+    assert [f.path for f in manifest.files] == ["jobs.sqlite3", "models/forecaster/weights.pt"]
 
     target = tmp_path / "restored"
     assert restore(src, target) == manifest
@@ -205,6 +207,48 @@ def test_a_durable_writes_temporary_file_is_not_backed_up(tmp_path: Path) -> Non
     assert [f.path for f in manifest.files if f.path.startswith("models/")] == ["models/registry.json"]
 
 
+def add_job(data_dir: Path, job_id: str) -> JobRecords:
+    """A finished job's record in ``data_dir``'s job records, left open (in their WAL) as a daemon would."""
+    records = JobRecords(data_dir / "jobs.sqlite3")
+    records.insert(Job(job_id, "", "lstm", TrainingRequest(), state=JobState.SUCCEEDED, model_version="lstm-v1"))
+    return records
+
+
+def test_the_job_records_are_backed_up_and_restored_with_the_log(tmp_path: Path) -> None:
+    data, target = tmp_path / "data", tmp_path / "target"
+    store = EventStore(data / "events.sqlite3")
+    store.submit(list(generate_swarm(agents=1, events_per_agent=10))).result(30)
+    store.close()
+    records = add_job(data, "train-backed-up")
+    try:
+        manifest = backup(data, tmp_path / "backup")
+    finally:
+        records.close()
+    assert [f.path for f in manifest.files] == ["jobs.sqlite3"]
+    write_crashed_log(target, 5)
+    add_job(target, "train-replaced").close()
+
+    with pytest.raises(BackupError, match=r"already holds events\.sqlite3.*jobs\.sqlite3"):
+        restore(tmp_path / "backup", target)
+    restore(tmp_path / "backup", target, force=True)
+    (aside,) = target.glob("pre-restore-*")
+    old = JobRecords(aside / "jobs.sqlite3")
+    assert [job.job_id for job in old.load()] == ["train-replaced"]
+    old.close()
+    with start_daemon(target) as daemon, Client(daemon.address) as client:
+        (job,) = client.list_jobs()
+    assert (job.job_id, job.model_version) == ("train-backed-up", "lstm-v1")
+
+    # A backup of the earlier format has no job records: the restored directory then has none either.
+    edited = tmp_path / "format-1"
+    shutil.copytree(tmp_path / "backup", edited)
+    (edited / "jobs.sqlite3").unlink()
+    edited_manifest = dataclasses.replace(manifest, format_version=1, files=())
+    (edited / "manifest.json").write_text(edited_manifest.to_json())
+    assert restore(edited, target, force=True) == edited_manifest
+    assert not (target / "jobs.sqlite3").exists()
+
+
 def test_restore_over_an_existing_log_needs_force_and_keeps_the_old_files(
     tmp_path: Path, backed_up: tuple[Path, BackupManifest, list[events_pb2.StreamEvent]]
 ) -> None:
@@ -268,8 +312,9 @@ def test_a_damaged_log_with_a_matching_manifest_fails_the_integrity_check(
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda text: text.replace('"format_version": 1', '"format_version": 2'), r"backup format 2"),
-        (lambda text: text.replace('"models/forecaster', '"../forecaster'), r"not inside one of"),
+        (lambda text: text.replace('"format_version": 2', '"format_version": 3'), r"backup format 3"),
+        (lambda text: text.replace('"models/forecaster', '"../forecaster'), r"nor inside a backed-up directory"),
+        (lambda text: text.replace('"path": "jobs.sqlite3"', '"path": "events.sqlite3"'), r"nor inside"),
         (lambda text: "", r"not valid JSON"),
     ],
 )

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -268,6 +269,7 @@ def test_the_online_rival_is_what_predict_would_have_answered_at_each_test_windo
 def test_a_grid_model_is_judged_against_the_buckets_naive_forecast_not_event_rivals(tmp_path: Path) -> None:
     from multiprocessing import Pipe
 
+    from swarmlearn.jobs import JobSettings, TrainingSpec
     from swarmlearn.jobs._messages import Done
     from swarmlearn.jobs._train import run
     from swarmlearn.registry import decide
@@ -278,18 +280,18 @@ def test_a_grid_model_is_judged_against_the_buckets_naive_forecast_not_event_riv
         upto = store.submit(list(generate_swarm(agents=2, events_per_agent=400, seed=3))).result(30).durable_sequence
     finally:
         store.close()
-    spec = {
-        "db": str(tmp_path / "events.sqlite3"), "scope": "", "kind": "lstm", "upto": upto, "horizon": 1,
-        "max_epochs": 1, "threads": 1, "champion": "",
-        "config": {"hidden_size": 8, "num_layers": 1, "training": {"window": 10, "grid_s": 120}},
-    }  # fmt: skip
+    spec = TrainingSpec(
+        db=tmp_path / "events.sqlite3", scope="", kind="lstm", upto=upto, horizon=1, max_epochs=1,
+        settings=JobSettings.from_settings(Settings()), checkpoint=tmp_path / "grid.pt",
+        config={"hidden_size": 8, "num_layers": 1, "training": {"window": 10, "grid_s": 120}},
+    )  # fmt: skip
     ours, _ = Pipe()
-    on_grid = run(ours, {**spec, "checkpoint": str(tmp_path / "grid.pt")})
+    on_grid = run(ours, spec)
     # The online aggregate forecasts events, not buckets: the bar is the naive forecast of the buckets.
     assert isinstance(on_grid, Done) and set(on_grid.result["comparisons"]) == {"naive"}
     # A champion on another grid (here: none) cannot be compared, so nothing is promoted automatically.
-    per_event = {**spec, "config": {"hidden_size": 8, "num_layers": 1, "training": {"window": 10}}}
-    challenger = run(ours, {**per_event, "champion": str(tmp_path / "grid.pt"), "checkpoint": str(tmp_path / "e.pt")})
+    per_event = replace(spec, config={"hidden_size": 8, "num_layers": 1, "training": {"window": 10}})
+    challenger = run(ours, replace(per_event, champion=tmp_path / "grid.pt", checkpoint=tmp_path / "e.pt"))
     assert isinstance(challenger, Done)
     comparisons = challenger.result["comparisons"]
     assert set(comparisons) == {"naive", "online", "champion"} and comparisons["champion"]["comparable"] is False
@@ -297,9 +299,7 @@ def test_a_grid_model_is_judged_against_the_buckets_naive_forecast_not_event_riv
     decision = decide(comparisons)
     assert not decision.promote and "not comparable with the champion" in decision.reason
     # Nor is a champion at another horizon, even of the same kind and grid.
-    longer = run(
-        ours, {**per_event, "horizon": 3, "champion": str(tmp_path / "e.pt"), "checkpoint": str(tmp_path / "h.pt")}
-    )
+    longer = run(ours, replace(per_event, horizon=3, champion=tmp_path / "e.pt", checkpoint=tmp_path / "h.pt"))
     assert isinstance(longer, Done) and longer.result["comparisons"]["champion"] == {
         "comparable": False, "reason": "it forecasts 1 steps of one event, this model 3",
     }  # fmt: skip

@@ -92,15 +92,17 @@ def test_a_training_job_reads_its_replay_buffer_not_the_whole_log(
 ) -> None:
     from multiprocessing import Pipe
 
+    from swarmlearn.config import Settings
+    from swarmlearn.jobs import JobSettings, TrainingSpec
     from swarmlearn.jobs._messages import Done
     from swarmlearn.jobs._train import run
 
     path, upto, _ = log
-    spec = {
-        "db": str(path), "scope": "", "kind": "lstm", "upto": upto, "horizon": 1, "max_epochs": 1, "threads": 1,
-        "champion": "", "checkpoint": str(tmp_path / "m.pt"), "replay": {"recent": 2_400, "older": 2_000},
-        "config": {"hidden_size": 8, "num_layers": 1, "training": {"window": 10, "max_steps": 5}},
-    }  # fmt: skip
+    spec = TrainingSpec(
+        db=path, scope="", kind="lstm", upto=upto, horizon=1, max_epochs=1, checkpoint=tmp_path / "m.pt",
+        settings=JobSettings.from_settings(Settings(replay_recent_events=2_400, replay_older_events=2_000)),
+        config={"hidden_size": 8, "num_layers": 1, "training": {"window": 10, "max_steps": 5}},
+    )  # fmt: skip
     ours, _ = Pipe()
     outcome = run(ours, spec)
     assert isinstance(outcome, Done), outcome

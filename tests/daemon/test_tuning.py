@@ -200,6 +200,8 @@ def test_a_stopped_run_resumes_the_same_experiment(tmp_path: Path, method: str) 
 
 def test_a_real_training_search_in_worker_processes(tmp_path: Path) -> None:
     from swarmlearn.store import EventStore
+    from swarmlearn.training import ReplaySource
+    from swarmlearn.tuning import TrialSetup
     from swarmlearn.tuning._trial import make_executor, train_trial
 
     db = tmp_path / "events.sqlite3"
@@ -218,10 +220,10 @@ def test_a_real_training_search_in_worker_processes(tmp_path: Path) -> None:
             ]
         ),
     )
-    spec = {"db": str(db), "scope": "", "kind": "lstm", "upto": upto, "horizon": 1, "threads": 1}
+    setup = TrialSetup(ReplaySource(db, "", upto), "lstm")
     cancel = multiprocessing.get_context("spawn").Event()
     config = TunerConfig(method="hyperband", max_trials=4, concurrency=2, max_epochs=3, seed=1)
-    with make_executor(spec, 2, cancel) as executor:
+    with make_executor(setup, 2, cancel) as executor:
         result = Tuner(space, config, train_trial, executor, tmp_path / "tuning").run()
     assert 0 < result.best_value < 10 and math.isfinite(result.best_value)
     assert {"val.latency_ms.mase", "val_loss"} <= set(result.trials[result.best_trial].metrics)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -102,8 +104,10 @@ async def test_a_tuning_job_resumes_after_a_restart_and_its_best_config_feeds_th
             await asyncio.sleep(0.2)
         before = {t.index: t.params_json for t in current.trials if t.status == "completed"}
     await server.stop()
-    stopped = json.loads((data_dir / "jobs.json").read_text())["jobs"][0]
-    assert stopped["state"] == "pending"
+    with contextlib.closing(sqlite3.connect(data_dir / "jobs.sqlite3")) as records:
+        (state, record), *_ = records.execute("SELECT state, record FROM jobs").fetchall()
+    # Pending, and it will read the events it read before the stop, not the log as it is then.
+    assert state == "pending" and json.loads(record)["request"]["upto"] == 600
 
     server = DaemonServer(settings(data_dir))
     await server.start()

@@ -3,10 +3,11 @@
 Jobs run in child processes (``_train`` and ``_tune``: torch and Ax never enter the daemon), one at a
 time so training never takes more than ``training_threads`` cores from ingest and Predict; more
 wait as PENDING. A job's record (state, progress, metrics, the model it made, what became of it,
-a tuning job's trials) is kept in ``<data_dir>/jobs.json``, rewritten durably on every change,
-so ``GetJob``/``ListJobs`` answer after a restart. A training job that was pending or running when
-the daemon stopped is recorded as FAILED ("the daemon stopped"), never silently lost; a tuning job
-is queued again and resumes its saved experiment (``<data_dir>/tuning/<job id>``).
+a tuning job's trials, its typed request) is a row of ``<data_dir>/jobs.sqlite3`` (``_records``),
+written on every change of that job, so ``GetJob``/``ListJobs`` answer after a restart. A training
+job that was pending or running when the daemon stopped is recorded as FAILED ("the daemon
+stopped"), never silently lost; a tuning job is queued again and resumes its saved experiment
+(``<data_dir>/tuning/<job id>``). A job's process gets a typed spec (``_spec``), built when it starts.
 
 When a training job's process reports, the daemon registers the checkpoint in the registry (its
 only writer) and promotes it only if ``registry.decide`` says it beats every rival evaluated on the
@@ -19,22 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
-import enum
 import json
 import logging
-import math
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from swarmlearn._channel import encode, read_message, spawn
-from swarmlearn._durable import write_durably
-from swarmlearn.config import Settings
 from swarmlearn.errors import InvalidArgument, NotFound
 from swarmlearn.jobs._messages import (
     Cancel,
@@ -47,124 +44,27 @@ from swarmlearn.jobs._messages import (
     Stop,
     TrialDone,
 )
-from swarmlearn.names import MAX_EPOCHS, MAX_HORIZON, MAX_TRIALS, MODEL_KINDS, OBJECTIVES, TUNING_METHODS
+from swarmlearn.jobs._records import Job, JobRecords, JobState
+from swarmlearn.jobs._spec import (
+    JobSettings,
+    TrainingRequest,
+    TrainingSpec,
+    TuningRequest,
+    TuningSpec,
+    training_request,
+)
+from swarmlearn.names import MAX_TRIALS, MODEL_KINDS, OBJECTIVES, TUNING_METHODS
 from swarmlearn.registry import ModelRegistry, TunedConfig, decide
+from swarmlearn.store import JOBS_DB_NAME
 
 log = logging.getLogger(__name__)
 
 _TRAIN_MAIN = "from swarmlearn.jobs._train import main; main()"
 _TUNE_MAIN = "from swarmlearn.jobs._tune import main; main()"
-_KEEP_FINISHED = 1000  # records of finished jobs kept in jobs.json
+_KEEP_FINISHED = 1000
+"""Records of finished jobs kept: the oldest beyond it are deleted when a job is submitted."""
 _CANCEL_GRACE_S = 10.0
 _STOPPED = "the daemon stopped before it finished; start it again"
-
-
-class JobState(enum.Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
-
-
-@dataclass
-class Job:
-    job_id: str
-    kind: str
-    """``training`` or ``tuning``."""
-    scope: str
-    model_kind: str
-    state: JobState = JobState.PENDING
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-    epoch: int = 0
-    total_epochs: int = 0
-    train_loss: float = 0.0
-    val_loss: float = 0.0
-    metrics: dict[str, float] = field(default_factory=dict)
-    """Test-split metrics of the model it made, ``<target>.<metric>``."""
-    model_version: str = ""
-    """``<kind>-v<version>`` of the model it registered."""
-    error: str = ""
-    note: str = ""
-    """What became of the model: promoted or not, and why; for tuning, the best configuration."""
-    request: dict[str, Any] = field(default_factory=dict)
-    trials_done: int = 0
-    total_trials: int = 0
-    best_objective: float | None = None
-    trials: list[dict[str, Any]] = field(default_factory=list)
-    """A tuning job's trials: index, status, value, epochs, params, error."""
-    config: dict[str, Any] = field(default_factory=dict)
-    """A tuning job's best configuration (a training job's ``config_json``)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "state": self.state.value}
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Job:
-        return cls(**{**raw, "state": JobState(raw["state"])})
-
-
-@dataclass(frozen=True, slots=True)
-class JobSettings:
-    """What ``Settings`` says about background jobs, typed (``from_settings``); its defaults are
-    ``Settings``' own."""
-
-    threads: int
-    """CPU threads a job's processes may use (``training_threads``)."""
-    promotion_margin: float
-    promotion_alpha: float
-    tuning_concurrency: int
-    """Trials a tuning job runs at once when its request says 0."""
-    tuning_max_epochs: int
-    tuning_grid_points: int
-    tuning_max_grid: int
-    ray_address: str
-    """Empty: jobs and trials run in local processes."""
-    ray_num_cpus: float
-    ray_num_gpus: float
-    replay_recent: int
-    replay_older: int
-    default_epochs: int = 30
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> JobSettings:
-        return cls(
-            threads=settings.training_threads,
-            promotion_margin=settings.promotion_margin,
-            promotion_alpha=settings.promotion_alpha,
-            tuning_concurrency=settings.tuning_concurrency,
-            tuning_max_epochs=settings.tuning_max_epochs,
-            tuning_grid_points=settings.tuning_grid_points,
-            tuning_max_grid=settings.tuning_max_grid,
-            ray_address=settings.ray_address,
-            ray_num_cpus=settings.ray_num_cpus_per_trial,
-            ray_num_gpus=settings.ray_num_gpus_per_trial,
-            replay_recent=settings.replay_recent_events,
-            replay_older=settings.replay_older_events,
-        )
-
-    def ray(self) -> dict[str, Any]:
-        """The spec's ``ray`` for a job's process: empty where no cluster is set."""
-        if not self.ray_address:
-            return {}
-        return {"address": self.ray_address, "num_cpus": self.ray_num_cpus, "num_gpus": self.ray_num_gpus}
-
-    def replay(self) -> dict[str, int]:
-        """The spec's ``replay`` (``training.ReplayLimits``' fields)."""
-        return {"recent": self.replay_recent, "older": self.replay_older}
-
-    def tuning(self) -> dict[str, int]:
-        """What a tuning request is checked with (``TunerConfig``'s fields)."""
-        return {
-            "concurrency": self.tuning_concurrency, "max_epochs": self.tuning_max_epochs,
-            "grid_points": self.tuning_grid_points, "max_grid": self.tuning_max_grid,
-        }  # fmt: skip
 
 
 class JobManager:
@@ -178,7 +78,6 @@ class JobManager:
         durable_sequence: Callable[[], int],
         knows_agent: Callable[[str], bool],
     ) -> None:
-        self.path = data_dir / "jobs.json"
         self.tuning_dir = data_dir / "tuning"
         self.settings = settings
         self.db_path = db_path
@@ -194,42 +93,49 @@ class JobManager:
         self._every_events, self._every_s, self._on_drift, self._scheduled_kind = 0, 0.0, False, "lstm"
         self._last_scheduled_seq = 0
         self._timer: asyncio.Task[None] | None = None
-        self._load()
+        self.records = JobRecords(data_dir / JOBS_DB_NAME)
+        try:
+            self.records.import_legacy(data_dir)
+            self._load()
+        except BaseException:
+            self.records.close()
+            raise
 
     # -- records ----------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        if not self.path.exists():
-            return
-        try:
-            raw = json.loads(self.path.read_text())
-            jobs = [Job.from_json(item) for item in raw["jobs"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("job records %s unreadable (%s); starting with none", self.path, exc)
-            return
-        for job in jobs:
+        cut = []
+        for job in self.records.load():
             if job.kind == "tuning" and not job.state.finished:  # resumes its saved experiment
                 job.state, job.note = JobState.PENDING, "resumed after a restart of the daemon"
                 self._queue.put_nowait(job.job_id)
+                cut.append(job)
             elif not job.state.finished:
                 job.state, job.error, job.finished_at = (
                     JobState.FAILED,
                     "the daemon stopped before it finished",
                     time.time(),
                 )
+                cut.append(job)
             self.jobs[job.job_id] = job
-        self._save()
+        self.records.update(cut)
 
-    def _save(self) -> None:
+    def _add(self, job: Job) -> None:
+        """Record a new job (one row) and queue it; forget the oldest finished ones beyond the limit."""
+        self.records.insert(job)
+        self.jobs[job.job_id] = job
+        self._queue.put_nowait(job.job_id)
         finished = sorted((j for j in self.jobs.values() if j.state.finished), key=lambda j: j.created_at)
-        for old in finished[: max(0, len(finished) - _KEEP_FINISHED)]:
-            del self.jobs[old.job_id]
-        write_durably(self.path, json.dumps({"format": 1, "jobs": [j.to_json() for j in self.jobs.values()]}))
+        old = [j.job_id for j in finished[: max(0, len(finished) - _KEEP_FINISHED)]]
+        if old:
+            self.records.delete(old)
+            for job_id in old:
+                del self.jobs[job_id]
 
     async def _update(self, job: Job, **changes: Any) -> None:
         for name, value in changes.items():
             setattr(job, name, value)
-        self._save()
+        self.records.update([job])
         async with self._changed:
             self._changed.notify_all()
 
@@ -245,25 +151,9 @@ class JobManager:
             raise InvalidArgument("model_kind", f"one of {', '.join(MODEL_KINDS)}, got {model_kind!r}")
         if scope and not self._knows(scope):
             raise NotFound(f"unknown agent {scope[:128]!r}: no event of it is stored")
-        if horizon > MAX_HORIZON:
-            raise InvalidArgument("horizon", f"at most {MAX_HORIZON}, got {horizon}")
-        if max_epochs > MAX_EPOCHS:
-            raise InvalidArgument("max_epochs", f"at most {MAX_EPOCHS}, got {max_epochs}")
-        config: dict[str, Any] = {}
-        if config_json:
-            try:
-                config = json.loads(config_json)
-            except ValueError as exc:
-                raise InvalidArgument("config_json", f"not JSON: {exc}") from None
-            if not isinstance(config, dict):
-                raise InvalidArgument("config_json", "must be a JSON object of model settings")
-            if "training" in config:
-                _check_training(config["training"])
-        request = {"max_epochs": max_epochs, "horizon": horizon or 1, "config": config}
-        job = Job(f"train-{uuid.uuid4().hex[:12]}", "training", scope, model_kind, request=request)
-        self.jobs[job.job_id] = job
-        self._save()
-        self._queue.put_nowait(job.job_id)
+        request = training_request(max_epochs, horizon, config_json)
+        job = Job(f"train-{uuid.uuid4().hex[:12]}", scope, model_kind, request)
+        self._add(job)
         return job
 
     async def submit_tuning(
@@ -296,19 +186,15 @@ class JobManager:
         checked = await check_space(
             model_kind, search_space_json, method, max_trials or (0 if method == "grid" else 20), self.settings.tuning()
         )
-        request = {
-            "method": method,
-            "max_trials": max_trials or (0 if method == "grid" else 20),
-            "concurrency": concurrency or self.settings.tuning_concurrency,
-            "space": checked["space"],
-            "objective": objective,
-            "horizon": 1,
-        }
-        job = Job(f"tune-{uuid.uuid4().hex[:12]}", "tuning", scope, model_kind, request=request)
-        job.total_trials = checked["total_trials"]
-        self.jobs[job.job_id] = job
-        self._save()
-        self._queue.put_nowait(job.job_id)
+        request = TuningRequest(
+            method=method,
+            max_trials=max_trials or (0 if method == "grid" else 20),
+            concurrency=concurrency or self.settings.tuning_concurrency,
+            space=checked["space"],
+            objective=objective,
+        )
+        job = Job(f"tune-{uuid.uuid4().hex[:12]}", scope, model_kind, request, total_trials=checked["total_trials"])
+        self._add(job)
         return job
 
     # -- the scheduler ------------------------------------------------------------------------------
@@ -339,14 +225,12 @@ class JobManager:
                 self._schedule(f"{seconds:.0f} s passed")
 
     def _schedule(self, reason: str) -> None:
-        if any(j.request.get("scheduled") and not j.state.finished for j in self.jobs.values()):
+        scheduled = (j for j in self.jobs.values() if isinstance(j.request, TrainingRequest) and j.request.scheduled)
+        if any(not j.state.finished for j in scheduled):
             return
         self._last_scheduled_seq = self._durable()
-        job = Job(f"train-{uuid.uuid4().hex[:12]}", "training", "", self._scheduled_kind)
-        job.request = {"max_epochs": 0, "horizon": 1, "config": {}, "scheduled": reason}
-        self.jobs[job.job_id] = job
-        self._save()
-        self._queue.put_nowait(job.job_id)
+        job = Job(f"train-{uuid.uuid4().hex[:12]}", "", self._scheduled_kind, TrainingRequest(scheduled=reason))
+        self._add(job)
         log.info("scheduled training job %s (%s): %s", job.job_id, self._scheduled_kind, reason)
 
     def get(self, job_id: str) -> Job:
@@ -363,12 +247,11 @@ class JobManager:
     async def watch(self, job_id: str) -> AsyncIterator[Job]:
         """The job now, then after every change, until it has finished."""
         job = self.get(job_id)
-        seen: dict[str, Any] | None = None
+        seen: Job | None = None
         while True:
-            current = job.to_json()
-            if current != seen:
-                seen = current
-                yield Job.from_json(current)
+            if job != seen:
+                seen = copy.deepcopy(job)
+                yield copy.deepcopy(job)
             if job.state.finished:
                 return
             async with self._changed:
@@ -400,16 +283,18 @@ class JobManager:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        for job in self.jobs.values():
-            if job.kind == "tuning" and not job.state.finished:
+        cut = [job for job in self.jobs.values() if not job.state.finished]
+        for job in cut:
+            if job.kind == "tuning":
                 job.state, job.note = JobState.PENDING, "the daemon stopped; it resumes when the daemon starts"
-            elif not job.state.finished:
+            else:
                 job.state, job.error, job.finished_at = (
                     JobState.FAILED,
                     "the daemon stopped before it finished",
                     time.time(),
                 )
-        self._save()
+        self.records.update(cut)
+        self.records.close()
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -433,26 +318,26 @@ class JobManager:
         champion = self.registry.champion(job.scope) or (self.registry.champion("") if job.scope else None)
         scope_dir = job.scope or "_swarm"
         checkpoint = self.registry.root / _safe(scope_dir) / f"{job.model_kind}-v{version}.pt"
-        config, tuned = job.request["config"], None
+        request = job.request
+        assert isinstance(request, TrainingRequest)
+        config, tuned = request.config, None
         if not config:
             tuned = self.registry.tuned(job.scope, job.model_kind)
             config = tuned.config if tuned is not None else {}
-        spec = {
-            "db": str(self.db_path),
-            "scope": job.scope,
-            "kind": job.model_kind,
-            "upto": self._durable(),
-            "replay": self.settings.replay(),
-            "horizon": job.request["horizon"],
-            "max_epochs": job.request["max_epochs"] or self.settings.default_epochs,
-            "config": config,
-            "tuned_by": tuned.job_id if tuned is not None else "",
-            "champion": str(self.registry.checkpoint_path(champion)) if champion is not None else "",
-            "checkpoint": str(checkpoint),
-            "threads": self.settings.threads,
-            "ray": self.settings.ray(),
-        }
-        await self._update(job, state=JobState.RUNNING, started_at=time.time(), total_epochs=spec["max_epochs"])
+        spec = TrainingSpec(
+            db=self.db_path,
+            scope=job.scope,
+            kind=job.model_kind,
+            upto=self._durable(),
+            settings=self.settings,
+            horizon=request.horizon,
+            max_epochs=request.max_epochs or self.settings.default_epochs,
+            config=config,
+            checkpoint=checkpoint,
+            champion=self.registry.checkpoint_path(champion) if champion is not None else None,
+            tuned_by=tuned.job_id if tuned is not None else "",
+        )
+        await self._update(job, state=JobState.RUNNING, started_at=time.time(), total_epochs=spec.max_epochs)
 
         async def progress(message: EpochDone | TrialDone) -> None:
             assert isinstance(message, EpochDone)
@@ -467,26 +352,20 @@ class JobManager:
 
     async def _run_tuning(self, job: Job) -> None:
         request = job.request
-        spec = {
-            "db": str(self.db_path),
-            "scope": job.scope,
-            "kind": job.model_kind,
-            "upto": request.setdefault("upto", self._durable()),  # a resumed job sees the same events
-            "replay": self.settings.replay(),
-            "horizon": request["horizon"],
-            "method": request["method"],
-            "max_trials": request["max_trials"],
-            "concurrency": request["concurrency"],
-            "space": request["space"],
-            "objective": request["objective"],
-            "max_epochs": self.settings.tuning_max_epochs,
-            "grid_points": self.settings.tuning_grid_points,
-            "max_grid": self.settings.tuning_max_grid,
-            "directory": str(self.tuning_dir / job.job_id),
-            "threads": self.settings.threads,
-            "ray": self.settings.ray(),
-        }
-        await self._update(job, state=JobState.RUNNING, started_at=job.started_at or time.time())
+        assert isinstance(request, TuningRequest)
+        if request.upto is None:  # its first start: a resumed job reads the same events
+            request = dataclasses.replace(request, upto=self._durable())
+        assert request.upto is not None
+        spec = TuningSpec(
+            db=self.db_path,
+            scope=job.scope,
+            kind=job.model_kind,
+            upto=request.upto,
+            settings=self.settings,
+            request=request,
+            directory=self.tuning_dir / job.job_id,
+        )
+        await self._update(job, state=JobState.RUNNING, started_at=job.started_at or time.time(), request=request)
 
         async def progress(message: EpochDone | TrialDone) -> None:
             assert isinstance(message, TrialDone)
@@ -504,11 +383,11 @@ class JobManager:
         elif isinstance(outcome, Done):
             result = outcome.result
             self.registry.record_tuned(
-                TunedConfig(job.scope, job.model_kind, result["config"], request["objective"], result["best_value"],
+                TunedConfig(job.scope, job.model_kind, result["config"], request.objective, result["best_value"],
                             job.job_id, time.time())
             )  # fmt: skip
             note = (
-                f"best {request['objective']} {result['best_value']:.4g} (trial {result['best_trial']}, "
+                f"best {request.objective} {result['best_value']:.4g} (trial {result['best_trial']}, "
                 f"{result['total_epochs']} epochs in all); the next training of {job.model_kind} for "
                 f"{'the swarm' if not job.scope else repr(job.scope)} uses it"
             )
@@ -520,7 +399,7 @@ class JobManager:
                 trials=result["trials"],
                 best_objective=result["best_value"],
                 config=result["config"],
-                metrics={f"best.{request['objective']}": result["best_value"], "epochs": result["total_epochs"]},
+                metrics={f"best.{request.objective}": result["best_value"], "epochs": result["total_epochs"]},
                 note=note,
             )
 
@@ -528,12 +407,13 @@ class JobManager:
         self,
         job: Job,
         main: str,
-        spec: dict[str, Any],
+        spec: TrainingSpec | TuningSpec,
         on_progress: Callable[[EpochDone | TrialDone], Awaitable[None]],
     ) -> Outcome:
-        """Run the job's process, passing its progress messages on until its outcome, and end the job
-        when that is a failure or a cancel. Returns the outcome."""
-        process, reader, writer = await spawn(main, json.dumps(spec))
+        """Run the job's process, give it its spec, pass its progress messages on until its outcome,
+        and end the job when that is a failure or a cancel. Returns the outcome."""
+        process, reader, writer = await spawn(main)
+        writer.write(encode(spec))
         self._current = (job.job_id, writer, process)
         outcome: Outcome = JobFailed("")
         try:
@@ -556,8 +436,8 @@ class JobManager:
             await self._update(job, state=JobState.CANCELLED, finished_at=time.time())
         elif isinstance(outcome, JobFailed):
             reason = outcome.reason or f"the job process exited with {code} without a result"
-            if not outcome.reason and spec.get("ray"):
-                reason += f" (was the Ray cluster at {spec['ray']['address']!r} lost?)"
+            if not outcome.reason and spec.settings.ray_address:
+                reason += f" (was the Ray cluster at {spec.settings.ray_address!r} lost?)"
             log.error("%s job %s failed: %s", job.kind, job.job_id, reason)
             await self._update(
                 job, state=JobState.FAILED, error=reason.strip().splitlines()[-1], finished_at=time.time()
@@ -606,40 +486,6 @@ async def check_space(
     if "field" in answer:
         raise InvalidArgument(answer["field"], answer["reason"])
     return answer
-
-
-# The training settings a config_json may give: (integer only, what a value must satisfy, what that is).
-_TRAINING_BOUNDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
-    "window": (True, lambda v: 2 <= v <= 10_000, "an integer from 2 to 10000"),
-    "batch_size": (True, lambda v: 1 <= v <= 65_536, "an integer from 1 to 65536"),
-    "max_steps": (True, lambda v: v >= 1, "an integer of at least 1, or null for no limit"),
-    "patience": (True, lambda v: v >= 1, "an integer of at least 1"),
-    "learning_rate": (False, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "weight_decay": (False, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "grid_s": (False, lambda v: 0 < v < math.inf, "a finite number above 0, or null for no grid"),
-}
-_NULLABLE_TRAINING = frozenset({"max_steps", "grid_s"})
-
-
-def _check_training(training: Any) -> None:
-    """Bound the ``training`` settings of a StartTraining config_json here, where a bad one is an
-    ``InvalidArgument`` naming it, rather than in the job process, where it fails the job after
-    torch has loaded, or runs one for ever (a window of a million, a batch no memory holds).
-    Settings not named here are checked by the job (``training.TrainingConfig.for_job``)."""
-    if not isinstance(training, dict):
-        raise InvalidArgument("config_json.training", "must be a JSON object of training settings")
-    for name, (integer, allowed, what) in _TRAINING_BOUNDS.items():
-        if name in training and not _within(training[name], integer, allowed, name in _NULLABLE_TRAINING):
-            raise InvalidArgument(f"config_json.training.{name}", f"must be {what}, got {training[name]!r:.64}")
-
-
-def _within(value: Any, integer: bool, allowed: Callable[[Any], bool], nullable: bool) -> bool:
-    if value is None:
-        return nullable
-    # bool is an int to Python, never to a reader of the JSON; NaN fails every comparison.
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        return False
-    return allowed(value)
 
 
 def _safe(scope: str) -> str:

@@ -1,5 +1,6 @@
 """The messages between the daemon (``JobManager``) and a job's process (``_train``, ``_tune``), one
-frozen dataclass each, so mypy checks both ends and each end ``match``-es on the type.
+frozen dataclass each, so mypy checks both ends and each end ``match``-es on the type. The first
+message to a job's process is its spec (``_spec.TrainingSpec`` or ``TuningSpec``).
 
 They travel pickled in ``multiprocessing.connection`` framing (``_channel``), and a Ray training task
 yields the same ``EpochDone`` to the job's process, which passes it on.

@@ -1,13 +1,14 @@
 """A training job's process: read the scope's events from the log, train one model, judge it.
 
-Started by ``JobManager`` as ``python -c`` calling ``main`` with FD SPEC_JSON (FD: one end of a
-socket pair, ``multiprocessing.connection`` framing). Torch lives here only: the daemon never
-imports it, and ``torch.set_num_threads`` keeps the job to ``threads`` cores so ingest keeps one.
+Started by ``JobManager`` as ``python -c`` calling ``main`` with FD (one end of a socket pair,
+``multiprocessing.connection`` framing), over which its ``TrainingSpec`` comes first. Torch lives
+here only: the daemon never imports it, and ``torch.set_num_threads`` keeps the job to ``threads``
+cores so ingest keeps one.
 
 What it does, in order: read the scope's replay buffer (one agent's events, or every agent's for
 the global scope ``""``; its latest committed events up to the durable sequence the daemon gave it,
-and a sample of older ones: ``training.read_job_replay``, within the spec's ``replay`` limits); build the windows
-(``StreamDataLoader``); train the kind asked for, warm-started from the champion that serves the
+and a sample of older ones: ``training.ReplaySource``, within the settings' replay buffer); build
+the windows (``StreamDataLoader``); train the kind asked for, warm-started from the champion that serves the
 scope when it is compatible (same kind, model config, window, horizon and grid: ``warm_start``),
 else from scratch; compare on the test split, window by window, the model with the naive forecast,
 the online aggregate (what Predict would have answered at each test window) and that champion
@@ -15,21 +16,20 @@ through its own checkpoint (``judge``: ratios of errors and a paired test); writ
 and report. The daemon registers the version and decides the promotion (``registry.decide``): the
 registry has one writer.
 
-With ``ray_address`` set (the spec's ``ray``), the same ``train`` runs as one Ray task
-(``run_on_ray``): this process reads the events and the champion's checkpoint and ships them, passes
-the task's progress on, and writes the checkpoint it sends back, so the daemon sees no difference.
+With ``ray_address`` set, the same ``train`` runs as one Ray task (``run_on_ray``): this process
+reads the events and the champion's checkpoint and ships them, passes the task's progress on, and
+writes the checkpoint it sends back, so the daemon sees no difference.
 
-Messages (``_messages``): to the daemon an ``EpochDone`` per epoch, then one of ``Done``,
-``Cancelled``, ``JobFailed``; from the daemon ``Cancel`` or ``Stop``, checked before every optimizer
-step.
+Messages (``_messages``): from the daemon the spec, then ``Cancel`` or ``Stop``, checked before every
+optimizer step; to the daemon an ``EpochDone`` per epoch, then one of ``Done``, ``Cancelled``,
+``JobFailed``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import math
-import os
 import queue
 import signal
 import sys
@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from swarmlearn.jobs._messages import Cancel, Cancelled, Done, EpochDone, JobFailed, Outcome, Stop
+from swarmlearn.jobs._spec import TrainingSpec, replay_source
 from swarmlearn.models import config_to_dict, write_checkpoint_bytes
 from swarmlearn.names import TARGETS
 from swarmlearn.training import (
@@ -64,7 +65,6 @@ from swarmlearn.training import (
     forecast,
     interval_coverage,
     interval_quantiles,
-    read_job_replay,
 )
 from swarmlearn.tuning import ClusterUnavailable
 
@@ -73,10 +73,10 @@ INTERVAL_CHECK = 0.8
 _POLL_S = 0.2
 
 
-def run(channel: Connection, spec: Mapping[str, Any]) -> Outcome:
-    if (spec.get("ray") or {}).get("address"):
+def run(channel: Connection, spec: TrainingSpec) -> Outcome:
+    if spec.settings.ray_address:
         return run_on_ray(channel, spec)
-    replay = read_job_replay(spec)
+    replay = replay_source(spec).read()
     return Done(train(spec, replay, channel.send, lambda: _ended(channel)))
 
 
@@ -89,17 +89,17 @@ def _ended(channel: Connection) -> bool:
 
 
 def train(
-    spec: Mapping[str, Any],
+    spec: TrainingSpec,
     replay: Replay,
     send: Callable[[EpochDone], object],
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Train, judge and save the job's model (``spec["checkpoint"]``); ``send`` gets the progress
+    """Train, judge and save the job's model (``spec.checkpoint``); ``send`` gets the progress
     messages. Returns the result the daemon registers."""
-    torch.set_num_threads(max(1, int(spec.get("threads", 1))))
-    config = TrainingConfig.for_job(spec["kind"], spec["horizon"], spec.get("config"), spec.get("max_epochs"))
+    torch.set_num_threads(max(1, spec.settings.threads))
+    config = TrainingConfig.for_job(spec.kind, spec.horizon, spec.config, spec.max_epochs)
     data = StreamDataLoader(replay.events, config, runs=replay.runs)
-    champion = TrainedModel.load(spec["champion"]) if spec.get("champion") else None
+    champion = TrainedModel.load(spec.champion) if spec.champion is not None else None
     warm, start = warm_start(champion, config)
 
     def progress(p: Progress) -> None:
@@ -120,7 +120,7 @@ def train(
     if quantiles:
         covered = interval_coverage(truth, predicted, data.target_scales(Split.TEST), quantiles, INTERVAL_CHECK)
         coverage = {f"{t}.coverage80": float(c) for t, c in zip(TARGETS, covered, strict=True)}
-    path = Path(spec["checkpoint"])
+    path = spec.checkpoint
     path.parent.mkdir(parents=True, exist_ok=True)
     report.model.save(path)
     return {
@@ -131,7 +131,7 @@ def train(
             "config": {"model": {"kind": report.kind, **config_to_dict(config.models[0])}, "window": data.window,
                        "horizon": data.horizon, "warm_start": warm is not None,
                        "training": {key: getattr(config, key) for key in sorted(JOB_SETTINGS)},
-                       "tuned_by": spec.get("tuned_by", "")},
+                       "tuned_by": spec.tuned_by},
             "epochs": report.training.epochs,
             "start": start,
             "windows": {split.name.lower(): len(data.starts[split]) for split in Split},
@@ -166,9 +166,9 @@ def warm_start(champion: TrainedModel | None, config: TrainingConfig) -> tuple[d
     return champion.state_dict(), "warm-started from the champion"
 
 
-def run_on_ray(channel: Connection, spec: Mapping[str, Any]) -> Outcome:
+def run_on_ray(channel: Connection, spec: TrainingSpec) -> Outcome:
     """The training as one Ray task (a streaming generator: its progress, then its result) on the
-    cluster at ``spec["ray"]["address"]``. The events are read here and shipped with the task, the
+    cluster at ``ray_address``. The events are read here and shipped with the task, the
     champion's checkpoint travels as bytes, and the new checkpoint comes back as bytes to be
     written here, where the registry is. A cancel cancels the task; its worker dying runs it once
     more."""
@@ -176,18 +176,20 @@ def run_on_ray(channel: Connection, spec: Mapping[str, Any]) -> Outcome:
 
     from swarmlearn.tuning import connect_ray
 
-    resources = spec["ray"]
-    connect_ray(resources["address"])
-    replay = read_job_replay(spec)
-    champion = Path(spec["champion"]).read_bytes() if spec.get("champion") else b""
+    settings = spec.settings
+    connect_ray(settings.ray_address)
+    replay = replay_source(spec).read()
+    champion = spec.champion.read_bytes() if spec.champion is not None else b""
     task = ray.remote(remote_training).options(
-        num_returns="streaming", num_cpus=resources["num_cpus"], num_gpus=resources["num_gpus"], max_retries=1
+        num_returns="streaming", num_cpus=settings.ray_num_cpus, num_gpus=settings.ray_num_gpus, max_retries=1
     )
-    threads = max(1, int(resources["num_cpus"]))
+    on_task = dataclasses.replace(
+        spec, settings=dataclasses.replace(settings, threads=max(1, int(settings.ray_num_cpus)))
+    )
     try:
-        stream: Any = task.remote({**spec, "threads": threads}, replay, champion)  # an ObjectRefGenerator
+        stream: Any = task.remote(on_task, replay, champion)  # an ObjectRefGenerator
     except Exception as exc:
-        raise ClusterUnavailable(f"lost the Ray cluster at {resources['address']!r}: {exc}") from exc
+        raise ClusterUnavailable(f"lost the Ray cluster at {settings.ray_address!r}: {exc}") from exc
     while True:
         if _ended(channel):
             ray.cancel(stream, force=True)
@@ -202,24 +204,24 @@ def run_on_ray(channel: Connection, spec: Mapping[str, Any]) -> Outcome:
             channel.send(message)
             continue
         result, checkpoint = message
-        path = Path(spec["checkpoint"])
+        path = spec.checkpoint
         path.parent.mkdir(parents=True, exist_ok=True)
         write_checkpoint_bytes(path, checkpoint)
         return Done({**result, "checkpoint": str(path)})
 
 
 def remote_training(
-    spec: dict[str, Any], replay: Replay, champion: bytes
+    spec: TrainingSpec, replay: Replay, champion: bytes
 ) -> Iterator[EpochDone | tuple[dict[str, Any], bytes]]:
     """On a Ray worker: ``train`` in a thread of its own, its progress yielded as it comes, then
     ``(result, checkpoint bytes)``; the files it reads and writes are the worker's own."""
     messages: queue.Queue[EpochDone | None] = queue.Queue()
     outcome: list[Any] = []
     with tempfile.TemporaryDirectory(prefix="swarmlearn-training-") as tmp:
-        local = {**spec, "checkpoint": os.path.join(tmp, "model.pt"), "champion": ""}
+        local = dataclasses.replace(spec, checkpoint=Path(tmp) / "model.pt", champion=None)
         if champion:
-            local["champion"] = os.path.join(tmp, "champion.pt")
-            Path(local["champion"]).write_bytes(champion)
+            local = dataclasses.replace(local, champion=Path(tmp) / "champion.pt")
+            Path(tmp, "champion.pt").write_bytes(champion)
 
         def work() -> None:
             try:
@@ -236,7 +238,7 @@ def remote_training(
         worker.join()
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
-        yield outcome[0], Path(local["checkpoint"]).read_bytes()
+        yield outcome[0], local.checkpoint.read_bytes()
 
 
 def online_forecasts(replay: Replay, data: StreamDataLoader) -> Any:
@@ -345,13 +347,14 @@ def _flat(evaluation: Any) -> dict[str, float]:
 
 
 def main() -> None:
-    """Command-line entry: ``FD SPEC_JSON``."""
-    fd, spec_json = sys.argv[1:3]
+    """Command-line entry: ``FD``; the spec is the first message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon cancels; a Ctrl-C to the group must not
-    channel = Connection(int(fd))
+    channel = Connection(int(sys.argv[1]))
     result: Outcome
     try:
-        result = run(channel, json.loads(spec_json))
+        spec = channel.recv()
+        assert isinstance(spec, TrainingSpec), spec
+        result = run(channel, spec)
     except TrainingCancelled:
         result = Cancelled()
     except (NotEnoughData, ValueError, ClusterUnavailable) as exc:

@@ -1,6 +1,14 @@
 """The durable event log: SQLite in WAL mode, group commit, idempotent on (agent_id, event_id)."""
 
-from swarmlearn.store._backup import BackupError, BackupFile, BackupManifest, backup, restore, verify_backup
+from swarmlearn.store._backup import (
+    JOBS_DB_NAME,
+    BackupError,
+    BackupFile,
+    BackupManifest,
+    backup,
+    restore,
+    verify_backup,
+)
 from swarmlearn.store._sqlite import (
     AgentSummary,
     CommitResult,
@@ -18,6 +26,7 @@ from swarmlearn.store._sqlite import (
 from swarmlearn.store._writer import last_sequence
 
 __all__ = [
+    "JOBS_DB_NAME",
     "AgentSummary",
     "BackupError",
     "BackupFile",

@@ -3,6 +3,7 @@
 A backup is a directory::
 
     events.sqlite3   the event log as one self-contained SQLite file (rollback-journal mode, no WAL)
+    jobs.sqlite3     the job records, copied the same way, when the data directory has them
     models/ ...      copies of the data directory's DATA_SUBDIRS that exist, file by file
     manifest.json    written last, so a directory without it is an incomplete backup
 
@@ -26,6 +27,8 @@ and is checkpointed afterwards. Under the two-client load the copy took 0.15 s f
 ``VACUUM INTO`` is consistent too, but rebuilds every table and index through SQL: 0.81 s for
 153 MB, about 1.6 times slower per MB, and it cannot be stepped. ``backup()`` as a whole, with
 ``PRAGMA integrity_check`` of the copy and its SHA-256, took 0.7 s for 130,000 events under load.
+The job records (``jobs.sqlite3``) are copied the same way, after the log, so a job that changed in
+between is in the backup as it was then.
 
 Restore
 -------
@@ -36,7 +39,9 @@ start midway; stages every file in a temporary directory inside the data directo
 swaps. The event log is swapped with one ``os.replace``, so a crash leaves either the old log or
 the new one. Before that, the old log is checkpointed so it no longer needs its WAL, and its
 ``-wal`` / ``-shm`` files are moved aside with it: a stale WAL beside the new file would be
-replayed into it. The old files are kept under ``pre-restore-<UTC time>``, never deleted.
+replayed into it. The job records and the subdirectories are swapped after it, each with one
+``os.replace`` (the job records' ``-wal`` and ``-shm`` go aside with them). The old files are kept
+under ``pre-restore-<UTC time>``, never deleted.
 """
 
 from __future__ import annotations
@@ -63,10 +68,14 @@ from swarmlearn.store._schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-"""Version of the backup layout and manifest; ``restore`` reads only this one."""
+FORMAT_VERSION = 2
+"""Version of the backup layout and manifest. 2: ``files`` may list ``jobs.sqlite3``, at the top."""
+READABLE_FORMATS = (1, 2)
+"""What ``restore`` reads (a format-1 backup has no job records)."""
 MANIFEST_NAME = "manifest.json"
 DB_NAME = "events.sqlite3"
+JOBS_DB_NAME = "jobs.sqlite3"
+"""The job records (``jobs.JobRecords``): SQLite, backed up beside the log."""
 LOCK_NAME = "daemon.lock"
 DATA_SUBDIRS = ("models", "tuning")
 """Subdirectories of a data directory that belong in a backup (model weights, tuning experiments).
@@ -127,9 +136,10 @@ class BackupManifest:
         if not isinstance(raw, dict):
             raise BackupError(f"{source} is not a backup manifest (not a JSON object)")
         version = raw.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMATS or isinstance(version, bool):
             raise BackupError(
-                f"{source} has backup format {version!r}; this release reads format {FORMAT_VERSION} only"
+                f"{source} has backup format {version!r}; this release reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}"
             )
         directories = _field(raw, "directories", list, source)
         if not all(isinstance(d, str) and d in DATA_SUBDIRS for d in directories):
@@ -163,9 +173,10 @@ def _file_entry(item: Any, source: Path, directories: list[str]) -> BackupFile:
     if not (isinstance(path, str) and isinstance(size, int) and isinstance(digest, str)):
         raise BackupError(f"{source}: files entry {item!r} needs a path, a size and a sha256")
     parts = PurePosixPath(path).parts
-    # The manifest decides where restore writes: keep it inside the listed subdirectories.
-    if len(parts) < 2 or parts[0] not in directories or ".." in parts or PurePosixPath(path).is_absolute():
-        raise BackupError(f"{source}: file path {path!r} is not inside one of the backed-up directories")
+    # The manifest decides where restore writes: the job records, or inside the listed subdirectories.
+    inside = len(parts) >= 2 and parts[0] in directories and ".." not in parts and not PurePosixPath(path).is_absolute()
+    if path != JOBS_DB_NAME and not inside:
+        raise BackupError(f"{source}: file path {path!r} is neither {JOBS_DB_NAME} nor inside a backed-up directory")
     return BackupFile(path, size, digest)
 
 
@@ -192,6 +203,11 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
         schema_version, event_count, highest_seq, agent_count = _inspect(target)
         directories: list[str] = []
         files: list[BackupFile] = []
+        if (data_dir / JOBS_DB_NAME).is_file():
+            _snapshot(data_dir / JOBS_DB_NAME, dest / JOBS_DB_NAME)
+            fsync_path(dest / JOBS_DB_NAME)
+            _check_database(dest / JOBS_DB_NAME)
+            files.append(BackupFile(JOBS_DB_NAME, *_hash_file(dest / JOBS_DB_NAME)))
         for name in DATA_SUBDIRS:
             if (data_dir / name).is_dir():
                 directories.append(name)
@@ -262,7 +278,7 @@ def _snapshot(source: Path, target: Path) -> None:
             dst.close()
         src.execute("COMMIT")
     except sqlite3.Error as exc:
-        raise BackupError(f"cannot copy the event log {source}: {exc}") from None
+        raise BackupError(f"cannot copy {source}: {exc}") from None
     finally:
         src.close()
 
@@ -284,8 +300,7 @@ class _RestartGuard:
             self.restarts += 1
             if self.restarts > _MAX_RESTARTS:
                 raise BackupError(
-                    f"cannot copy the event log {self.source}: the copy restarted {self.restarts} times "
-                    "because the log changed under it"
+                    f"cannot copy {self.source}: the copy restarted {self.restarts} times because it changed under it"
                 )
         self._remaining = remaining
 
@@ -340,6 +355,8 @@ def verify_backup(src: Path) -> BackupManifest:
         raise BackupError(f"{db} holds (schema, events, highest seq, agents) = {found}, its manifest says {recorded}")
     for entry in manifest.files:
         _check_file(src / entry.path, entry.size, entry.sha256)
+        if entry.path == JOBS_DB_NAME:
+            _check_database(src / JOBS_DB_NAME, immutable=True)
     return manifest
 
 
@@ -357,13 +374,10 @@ def _check_file(path: Path, size: int, digest: str) -> None:
 
 def _inspect(db: Path, *, immutable: bool = False) -> tuple[int, int, int, int]:
     """``PRAGMA integrity_check`` on ``db``, then (schema version, events, highest seq, agents)."""
-    options = "mode=ro&immutable=1" if immutable else "mode=ro"
     try:
-        conn = sqlite3.connect(_uri(db, options), uri=True, isolation_level=None)
+        conn = _connect_read_only(db, immutable)
         try:
-            problems = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
-            if problems != ["ok"]:
-                raise BackupError(f"{db} fails PRAGMA integrity_check: {'; '.join(problems[:5])}")
+            _check_integrity(conn, db)
             schema_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             count, highest = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
             agents = conn.execute("SELECT count(*) FROM agents").fetchone()[0]
@@ -374,6 +388,29 @@ def _inspect(db: Path, *, immutable: bool = False) -> tuple[int, int, int, int]:
     return schema_version, int(count), int(highest), int(agents)
 
 
+def _check_database(db: Path, *, immutable: bool = False) -> None:
+    """``PRAGMA integrity_check`` on a database other than the log (the job records)."""
+    try:
+        conn = _connect_read_only(db, immutable)
+        try:
+            _check_integrity(conn, db)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"{db} is not a readable SQLite database: {exc}") from None
+
+
+def _connect_read_only(db: Path, immutable: bool) -> sqlite3.Connection:
+    options = "mode=ro&immutable=1" if immutable else "mode=ro"
+    return sqlite3.connect(_uri(db, options), uri=True, isolation_level=None)
+
+
+def _check_integrity(conn: sqlite3.Connection, db: Path) -> None:
+    problems = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
+    if problems != ["ok"]:
+        raise BackupError(f"{db} fails PRAGMA integrity_check: {'; '.join(problems[:5])}")
+
+
 # -- restore --------------------------------------------------------------------------------------
 
 
@@ -382,8 +419,9 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
 
     The backup is verified (``verify_backup``) before anything is touched. Refused with
     ``BackupError`` while a daemon runs on ``data_dir``, and, unless ``force``, when ``data_dir``
-    already holds an event log or backed-up subdirectories; with ``force`` those are moved to
-    ``data_dir / "pre-restore-<UTC time>"``, not deleted.
+    already holds an event log, job records or backed-up subdirectories; with ``force`` those are
+    moved to ``data_dir / "pre-restore-<UTC time>"``, not deleted (job records too when the backup has
+    none: they belong to the log they were kept beside).
     """
     manifest = verify_backup(src)
     try:
@@ -391,11 +429,8 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
     except OSError as exc:
         raise BackupError(f"cannot create data directory {data_dir}: {exc.strerror}") from None
     with _locked(data_dir):
-        present = [
-            name
-            for name in (DB_NAME, *(DB_NAME + s for s in _SIDE_SUFFIXES), *DATA_SUBDIRS)
-            if os.path.lexists(data_dir / name)
-        ]
+        ours = [db + suffix for db in (DB_NAME, JOBS_DB_NAME) for suffix in ("", *_SIDE_SUFFIXES)] + [*DATA_SUBDIRS]
+        present = [name for name in ours if os.path.lexists(data_dir / name)]
         if present and not force:
             raise BackupError(
                 f"cannot restore into {data_dir}: it already holds {', '.join(present)}; "
@@ -408,6 +443,8 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
                 aside = _move_aside(data_dir, present)
                 log.warning("restore: moved the previous %s of %s to %s", ", ".join(present), data_dir, aside)
             os.replace(staging / DB_NAME, data_dir / DB_NAME)
+            if any(entry.path == JOBS_DB_NAME for entry in manifest.files):
+                os.replace(staging / JOBS_DB_NAME, data_dir / JOBS_DB_NAME)
             for name in manifest.directories:
                 os.replace(staging / name, data_dir / name)
             fsync_path(data_dir)

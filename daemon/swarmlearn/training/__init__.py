@@ -16,7 +16,7 @@ from swarmlearn.training._metrics import (
     interval_quantiles,
 )
 from swarmlearn.training._pipeline import ModelReport, PipelineResult, TrainingPipeline
-from swarmlearn.training._replay import Replay, ReplayLimits, read_job_replay, read_replay
+from swarmlearn.training._replay import Replay, ReplayLimits, ReplaySource, read_replay
 from swarmlearn.training._scaling import GlobalScaler, Scaler, WindowScaler, scaler_from_state
 from swarmlearn.training._trained import TrainedModel
 
@@ -33,6 +33,7 @@ __all__ = [
     "Progress",
     "Replay",
     "ReplayLimits",
+    "ReplaySource",
     "ScaledBatch",
     "Scaler",
     "Scaling",
@@ -53,7 +54,6 @@ __all__ = [
     "interval_coverage",
     "interval_offsets",
     "interval_quantiles",
-    "read_job_replay",
     "read_replay",
     "resolve_device",
     "scaler_from_state",

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -42,6 +40,20 @@ class ReplayLimits:
     def __post_init__(self) -> None:
         if self.recent < 0 or self.older < 0 or self.run < 1:
             raise ValueError(f"invalid {self}: recent and older must be >= 0, run >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySource:
+    """Where a job's replay buffer comes from: the event log at ``db``, the scope (an agent id, or ""
+    for every agent), the sequence number it reads up to, and how much of it (``limits``)."""
+
+    db: Path
+    scope: str
+    upto: int
+    limits: ReplayLimits = ReplayLimits()
+
+    def read(self) -> Replay:
+        return read_replay(self.db, self.scope, self.upto, self.limits)
 
 
 @dataclass(slots=True)
@@ -85,12 +97,6 @@ def read_replay(db: Path, scope: str, upto: int, limits: ReplayLimits | None = N
     runs += [len(older)] * len(latest)
     events = [event for part in older for event in part] + [event for _, event in latest]
     return Replay(events, runs, total=before + len(latest))
-
-
-def read_job_replay(spec: Mapping[str, Any]) -> Replay:
-    """The replay buffer a job's spec names: ``db``, ``scope``, ``upto``, and ``replay`` (``ReplayLimits``'
-    fields; absent or empty: the defaults)."""
-    return read_replay(Path(spec["db"]), spec["scope"], spec["upto"], ReplayLimits(**(spec.get("replay") or {})))
 
 
 def _sample(

@@ -7,7 +7,7 @@ which checks a request's search space in a short child process (``check_space``)
 from swarmlearn.tuning._hyperband import Rung, plan, total_epochs
 from swarmlearn.tuning._ray import ClusterUnavailable, connect_ray
 from swarmlearn.tuning._space import Parameter, SearchSpace, config_for, default_space, parse_space
-from swarmlearn.tuning._trial import make_executor, make_ray_executor, train_trial
+from swarmlearn.tuning._trial import TrialSetup, make_executor, make_ray_executor, train_trial
 from swarmlearn.tuning._tuner import (
     Method,
     Objective,
@@ -32,6 +32,7 @@ __all__ = [
     "TrialRecord",
     "TrialRequest",
     "TrialResult",
+    "TrialSetup",
     "Tuner",
     "TunerConfig",
     "TuningCancelled",

@@ -2,11 +2,11 @@
 
 The tuning job's process runs trials in a pool of worker processes (``make_executor``), or as tasks
 on a Ray cluster (``make_ray_executor``; hyperband's weights between rungs travel with the tasks,
-as a worker may be on another machine). Each worker gets the scope's events once (``init_worker``:
-a local worker reads them from the daemon's SQLite, read-only, up to the sequence the job was
-given; a Ray worker gets the copy the job's process read and put in the cluster's object store)
-and keeps one ``StreamDataLoader`` per window length; ``train_trial``
-builds the configuration's model, trains it with ``fit`` (early stopping on the validation loss,
+as a worker may be on another machine), all sharing one ``TrialSetup``. Each worker gets the
+scope's events once (``init_worker``: a local worker reads them from the daemon's SQLite,
+read-only, up to the sequence the job was given; a Ray worker gets the copy the job's process read
+and put in the cluster's object store) and keeps one ``StreamDataLoader`` per window length;
+``train_trial`` builds the configuration's model, trains it with ``fit`` (early stopping on the validation loss,
 at most ``request.epochs`` epochs), and returns the objective on the validation split: the geometric
 mean over the targets of the validation MASE (``val_mase``) or MSE (``val_mse``). A geometric mean
 ranks configurations the same whatever each target's unit, so no target's scale dominates; the
@@ -21,10 +21,11 @@ import math
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,30 +33,44 @@ from swarmlearn._durable import write_durably
 from swarmlearn.tuning._ray import RayExecutor
 from swarmlearn.tuning._tuner import TrialRequest, TrialResult
 
+if TYPE_CHECKING:
+    from swarmlearn.training import Replay, ReplaySource
+
+
+@dataclass(frozen=True, slots=True)
+class TrialSetup:
+    """What every trial of a search shares: the events it learns from, the model kind, the horizon,
+    the objective, and torch's threads in each worker."""
+
+    source: ReplaySource
+    kind: str
+    horizon: int = 1
+    objective: str = "val_mase"
+    """``val_mase`` or ``val_mse`` (``Objective``)."""
+    threads: int = 1
+
+
 _worker: dict[str, Any] = {}
-"""This worker process's spec, events, loaders by window, and the cancel event."""
+"""This worker process's setup, events, loaders by window, and the cancel event."""
 
 
-def make_executor(spec: Mapping[str, Any], concurrency: int, cancel: Any) -> ProcessPoolExecutor:
+def make_executor(setup: TrialSetup, concurrency: int, cancel: Any) -> ProcessPoolExecutor:
     """``concurrency`` spawned workers, each reading the events once and sharing the cores evenly."""
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(concurrency, mp_context=context, initializer=init_worker, initargs=(dict(spec), cancel))
+    return ProcessPoolExecutor(concurrency, mp_context=context, initializer=init_worker, initargs=(setup, cancel))
 
 
-def make_ray_executor(spec: Mapping[str, Any], ray: Mapping[str, Any]) -> RayExecutor:
-    """Trials as Ray tasks at ``ray["address"]``, each asking for ``num_cpus`` and ``num_gpus``; the
-    events are read here, once, and shipped to the cluster (``ClusterUnavailable`` if it cannot be
-    reached)."""
-    from swarmlearn.training import read_job_replay
-
-    replay = read_job_replay(spec)
-    threads = max(1, int(ray["num_cpus"]))  # torch's threads: the CPUs the task declared
+def make_ray_executor(setup: TrialSetup, *, address: str, num_cpus: float, num_gpus: float) -> RayExecutor:
+    """Trials as Ray tasks at ``address``, each asking for ``num_cpus`` and ``num_gpus``; the events
+    are read here, once, and shipped to the cluster (``ClusterUnavailable`` if it cannot be reached)."""
+    replay = setup.source.read()
+    threads = max(1, int(num_cpus))  # torch's threads: the CPUs the task declared
     return RayTrials(
-        ray["address"],
-        num_cpus=ray["num_cpus"],
-        num_gpus=ray["num_gpus"],
+        address,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
         initializer=init_worker,
-        initargs=({**spec, "threads": threads}, None),
+        initargs=(dataclasses.replace(setup, threads=threads), None),
         shipped=(replay,),
     )
 
@@ -91,16 +106,14 @@ def _land(request: TrialRequest, out: tuple[TrialResult, bytes]) -> TrialResult:
     return result
 
 
-def init_worker(spec: dict[str, Any], cancel: Any = None, replay: Any = None) -> None:
+def init_worker(setup: TrialSetup, cancel: Any = None, replay: Replay | None = None) -> None:
     """``replay``: given (a Ray worker), else read from the daemon's SQLite (a local worker), the
     same replay buffer as a training job of the scope reads."""
     import torch
 
-    from swarmlearn.training import read_job_replay
-
-    torch.set_num_threads(max(1, int(spec.get("threads", 1))))
-    _worker.update(spec=spec, cancel=cancel, loaders={})
-    _worker["replay"] = replay if replay is not None else read_job_replay(spec)
+    torch.set_num_threads(max(1, setup.threads))
+    _worker.update(setup=setup, cancel=cancel, loaders={})
+    _worker["replay"] = replay if replay is not None else setup.source.read()
 
 
 def train_trial(request: TrialRequest) -> TrialResult:
@@ -120,9 +133,9 @@ def train_trial(request: TrialRequest) -> TrialResult:
     )
     from swarmlearn.tuning._space import config_for
 
-    spec = _worker["spec"]
-    overrides = config_for(spec["kind"], request.params)
-    config = TrainingConfig.for_job(spec["kind"], spec["horizon"], overrides, request.epochs)
+    setup: TrialSetup = _worker["setup"]
+    overrides = config_for(setup.kind, request.params)
+    config = TrainingConfig.for_job(setup.kind, setup.horizon, overrides, request.epochs)
     data = _worker["loaders"].get(config.window)
     if data is None:
         replay = _worker["replay"]
@@ -150,8 +163,7 @@ def train_trial(request: TrialRequest) -> TrialResult:
     )
     metrics = {f"val.{key}": float(value) for key, value in validation.flat().items() if math.isfinite(float(value))}
     metrics["val_loss"] = result.best_val_loss
-    objective = spec.get("objective", "val_mase")
-    if objective == "val_mse":
+    if setup.objective == "val_mse":
         value = _geometric_mean([m.mse for m in validation.targets.values()])
     else:
         value = validation.geometric_mase()

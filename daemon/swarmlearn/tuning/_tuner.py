@@ -83,7 +83,7 @@ class TunerConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TunerConfig:
-        """The config from a job's spec or a request to check: the keys that name fields (others ignored)."""
+        """The config from a request to check (``main_check``): the keys that name fields (others ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in names})
 
