@@ -57,6 +57,10 @@ class Settings:
     """SQLite ``synchronous`` pragma: FULL survives power loss; NORMAL only process crashes."""
     group_commit_max_events: int = 50_000
     """Most events written in one transaction when several streams commit together."""
+    max_agents: int = 20_000
+    """Agents the event log may hold; an event of one more is rejected (field ``agent_id``, in the
+    ack) while the agents already held go on. Each agent costs about 140 KiB in the online learners,
+    so the default bounds them near 3 GB. 0: no limit."""
     max_concurrent_streams: int = 64
     """Ingest streams served at once; one more is refused with RESOURCE_EXHAUSTED and a retry hint."""
     max_streams_per_connection: int = 16
@@ -155,6 +159,7 @@ class Settings:
             self.sqlite_synchronous in _SYNCHRONOUS, "sqlite_synchronous", f"must be one of {', '.join(_SYNCHRONOUS)}"
         )
         _check(self.group_commit_max_events >= 1, "group_commit_max_events", "must be >= 1")
+        _check(self.max_agents >= 0, "max_agents", "must be >= 0 (0: no limit)")
         _check(self.max_concurrent_streams >= 1, "max_concurrent_streams", "must be >= 1")
         _check(self.max_streams_per_connection >= 1, "max_streams_per_connection", "must be >= 1")
         _check(self.ingest_idle_timeout_s >= 0, "ingest_idle_timeout_s", "must be >= 0 (0: no timeout)")

@@ -48,14 +48,24 @@ class Ingestor:
     """Owns the path from decoded events to the durable log."""
 
     def __init__(
-        self, store: EventStore, *, limits: Limits = LIMITS, on_commit: Callable[[int], object] | None = None
+        self,
+        store: EventStore,
+        *,
+        limits: Limits = LIMITS,
+        max_agents: int = 0,
+        on_commit: Callable[[int], object] | None = None,
     ) -> None:
         """``on_commit(durable_sequence)`` is called on the event loop after each commit (the online
-        learner's cue to read on)."""
+        learner's cue to read on). ``max_agents`` (0: no limit) caps the agents the log may hold:
+        an event of one more is rejected, so a flood of new agent ids cannot grow every learner's
+        state without bound."""
         self._store = store
         self._limits = limits
+        self._max_agents = max_agents
         self._on_commit = on_commit
         self._known: set[str] = set(store.agent_ids())
+        self._admitted: set[str] = set(self._known)
+        """Known agents and those of batches submitted but not yet committed: what the cap counts."""
 
     def knows(self, agent_id: str) -> bool:
         """Whether the log holds a committed event of this agent (kept in memory: Predict asks
@@ -69,9 +79,18 @@ class Ingestor:
         the event loop; the store's writer process does the I/O.
         """
         good: list[Event] = []
-        limits = self._limits
+        limits, admitted, cap = self._limits, self._admitted, self._max_agents
         for index, event in events:
             problem = validate_event(event, limits)
+            if problem is None and cap and event.agent_id not in admitted:
+                if len(admitted) >= cap:
+                    problem = (
+                        "agent_id",
+                        f"a new agent, and the daemon holds {cap} agents, its limit (setting max_agents); "
+                        "events of the agents it holds are still accepted",
+                    )
+                else:
+                    admitted.add(event.agent_id)
             if problem is None:
                 good.append(event)
             else:

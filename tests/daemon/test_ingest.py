@@ -126,6 +126,37 @@ async def test_a_batch_over_the_limit_is_refused_whole_with_one_rejection(tmp_pa
         await daemon.stop()
 
 
+async def test_new_agents_beyond_max_agents_are_rejected_while_known_ones_go_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A flood of new agent ids cannot grow the learners without bound: the cap counts agents of
+    batches in flight too, and holds across a restart."""
+    from swarmlearn.config import Settings
+
+    settings = Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=tmp_path, max_agents=3, online_workers=0)
+    daemon = DaemonServer(settings)
+    await daemon.start()
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = service_pb2_grpc.SwarmLearnStub(channel)
+            flood = [event(f"agent-{i}", f"e-{i}") for i in range(5)]
+            (ack,) = await ingest(stub, flood)
+            assert ack.accepted == 3
+            assert [(r.index, r.field) for r in ack.rejected] == [(3, "agent_id"), (4, "agent_id")]
+            assert "setting max_agents" in ack.rejected[0].reason
+            (known,) = await ingest(stub, [event("agent-0", "e-later"), event("agent-9", "e-new")])
+            assert known.accepted == 1 and [r.event_id for r in known.rejected] == ["e-new"]
+    finally:
+        await daemon.stop()
+    daemon = DaemonServer(settings)
+    await daemon.start()
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            (after,) = await ingest(service_pb2_grpc.SwarmLearnStub(channel), [event("agent-7", "e-7")])
+        assert after.accepted == 0 and after.rejected[0].field == "agent_id"
+        assert daemon.store.count() == 4
+    finally:
+        await daemon.stop()
+
+
 async def test_a_huge_batch_of_empty_events_gets_a_small_ack_fast(server: DaemonServer) -> None:
     """A million empty events are 2 MB on the wire; a rejection each once made an ack ~40x that,
     over the message limit, after seconds of work on the event loop."""

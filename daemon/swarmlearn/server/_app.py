@@ -161,7 +161,7 @@ class DaemonServer:
         )
         self._online.start()
         self.metrics.track_online(self._online)
-        ingestor = Ingestor(self._store, on_commit=self._committed)
+        ingestor = Ingestor(self._store, max_agents=settings.max_agents, on_commit=self._committed)
         self._jobs = JobManager(
             settings.data_dir,
             settings.db_path,
