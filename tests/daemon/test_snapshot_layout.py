@@ -23,7 +23,7 @@ from swarmlearn.online._config import WorkerSettings
 from swarmlearn.prompts import PromptLearner
 from swarmlearn.synthetic import generate_swarm
 
-RECORDED_FOR = 1
+RECORDED_FOR = 2
 """The ``STATE_VERSION`` that ``LAYOUT`` describes."""
 
 LAYOUT: dict[str, tuple[str, ...]] = {
@@ -88,11 +88,13 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     ),
     "swarmlearn.online._intervals.ConformalIntervals": (
         "_cache_epoch",
+        "_capacity",
         "_ratios",
         "_refresh",
         "_steps",
         "_window",
         "alpha",
+        "fresh",
         "hits",
         "n",
         "quantiles",

@@ -13,9 +13,12 @@ shift the misses push the quantiles out until it does again. A coverage between 
 interpolated; beyond the outermost it is extrapolated with the normal distribution's shape.
 
 Steps 2..H: the step-1 interval widened by the ratio of the step-h to the step-1 interval widths of
-the last ``residual_window`` scores (kept as forecast lines in a numpy ring, recomputed every
-``interval_refresh`` observations), ``√h`` while fewer than ``_MIN_SCORES`` are known. The long-run
-guarantee is for step 1; the steps beyond are as good as that ratio.
+the last ``residual_window`` scores (kept as forecast lines in a ring, recomputed every
+``interval_refresh`` observations), ``√h`` while fewer than ``_MIN_SCORES`` are known. The ring is a
+flat ``array`` of 32-bit floats, four per row, extended 16 rows at a time: at most 7 KiB a target,
+where a deque of tuples of floats took 70 KiB (most of a long-lived agent's memory); single
+precision is plenty for ratios of score quantiles. The long-run guarantee is for step 1; the steps
+beyond are as good as that ratio.
 
 A new agent's sigma and quantiles start from the swarm's (``SwarmPrior``), so its first intervals have the
 swarm's typical width instead of none.
@@ -24,7 +27,7 @@ swarm's typical width instead of none.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from statistics import NormalDist
 
 import numpy as np
@@ -42,6 +45,7 @@ _PRIOR_ERRORS = 4
 _SCALE_FLOOR = 1e-9
 _MIN_SCORES = 10
 _COVERAGE_80 = (LEVELS.index(0.1), LEVELS.index(0.9))
+FRESH_FLOATS = 64  # 16 rows
 
 
 class ConformalIntervals:
@@ -50,11 +54,13 @@ class ConformalIntervals:
 
     __slots__ = (
         "_cache_epoch",
+        "_capacity",
         "_ratios",
         "_refresh",
         "_steps",
         "_window",
         "alpha",
+        "fresh",
         "hits",
         "n",
         "quantiles",
@@ -74,9 +80,14 @@ class ConformalIntervals:
         self._window = config.residual_window
         self._refresh = config.interval_refresh
         # Rows (z, a, b, sigma): each observation, and the aggregate's forecast line (``a + b·g(h)`` for
-        # step h) and scale after it, appended by the target learner. A deque of tuples: appending one
-        # costs a tenth of writing a numpy row; it becomes an array only when the widths are refreshed.
-        self.ring: deque[tuple[float, float, float, float]] = deque(maxlen=config.residual_window + config.max_horizon)
+        # step h) and scale after it, appended by the target learner to ``fresh``. Four floats in a
+        # flat array take 16 bytes, where a tuple of four floats took 170.
+        self.ring = array("f")
+        self.fresh: list[float] = []
+        """Rows appended since the ring was last extended, as plain floats (the target learner
+        appends each row here, and calls ``settle`` once ``FRESH_FLOATS`` are there)."""
+        self._capacity = (config.residual_window + config.max_horizon) * 4
+        """Floats the ring keeps: the rows the widths need."""
         self._cache_epoch = -1
         self._ratios: dict[tuple[int, float], list[float]] = {}
 
@@ -96,6 +107,20 @@ class ConformalIntervals:
         weight = self.alpha if n * self.alpha >= 1.0 else max(self.alpha, 1.0 / (n + _PRIOR_ERRORS))
         self.scale = max(_SCALE_FLOOR, self.scale + weight * (min(error, _CAP * self.scale) - self.scale))
         return u
+
+    def settle(self) -> None:
+        """Move the fresh rows into the ring (converting a block at once is ten times cheaper than
+        a row at a time) and drop the oldest beyond its capacity."""
+        ring = self.ring
+        ring.extend(self.fresh)
+        self.fresh.clear()
+        if len(ring) > self._capacity:
+            del ring[: len(ring) - self._capacity]
+
+    def _table(self) -> np.ndarray:
+        """The ring's rows, oldest first, as a float64 array [rows, 4]."""
+        self.settle()
+        return np.frombuffer(self.ring, dtype=np.float32).reshape(-1, 4).astype(np.float64)
 
     def coverage(self) -> float | None:
         return self.hits / self.n if self.n else None
@@ -134,10 +159,10 @@ class ConformalIntervals:
 
     def _width_ratios(self, horizon: int, coverage: float, steps: list[float], skip_last: int) -> list[float]:
         out = [1.0] + [math.sqrt(h) for h in range(2, horizon + 1)]
-        rows = list(self.ring)[: len(self.ring) - skip_last]
-        if len(rows) < 2:
+        table = self._table()
+        table = table[: len(table) - skip_last]
+        if len(table) < 2:
             return out
-        table = np.asarray(rows)  # [n, 4], oldest first
         z, a, b, sigma = table[:, 0], table[:, 1], table[:, 2], table[:, 3]
         usable = [h for h in range(1, horizon + 1) if len(z) - h >= _MIN_SCORES]
         if len(usable) < 2:

@@ -11,7 +11,7 @@ River's estimators have no other serialisation than pickle, so the payload is on
 guards: the file lives in the daemon's private data directory (written 0600 by the daemon, as
 the event log is); it is loaded only if everything in the header checks out; and it is unpickled
 by an unpickler that resolves only what a state is made of: a few builtins, collections, numpy
-reconstructors and ``random.Random``, and classes *defined* in ``swarmlearn.online``,
+reconstructors, ``random.Random`` and ``array.array``, and classes *defined* in ``swarmlearn.online``,
 ``swarmlearn.prompts`` or River (never functions, never a class those modules merely import,
 never a dotted name), plus ``getattr`` limited to methods of such objects. A tampered file cannot
 name ``os.system`` or reach ``subprocess.Popen`` through a learner module (tested). The data
@@ -44,9 +44,10 @@ from swarmlearn._durable import remove_temporaries, write_durably
 
 FORMAT_VERSION = 1
 """The file's layout (magic, header, payload)."""
-STATE_VERSION = 1
+STATE_VERSION = 2
 """The learners' state: bump it when a class a snapshot holds changes its fields or what they mean
-(``tests/daemon/test_snapshot_layout.py`` fails until it is bumped on a change of fields)."""
+(``tests/daemon/test_snapshot_layout.py`` fails until it is bumped on a change of fields). 2: the
+intervals' ring became a flat array of 32-bit floats."""
 MAGIC = b"swarmlearn-online-snapshot\n"
 _HEADER_LIMIT = 1 << 20
 
@@ -55,7 +56,9 @@ _SAFE_BUILTINS = frozenset(
      "str", "tuple"}
 )  # fmt: skip
 _SAFE_COLLECTIONS = frozenset({"Counter", "OrderedDict", "defaultdict", "deque"})
-_SAFE_OTHERS = frozenset({("random", "Random")})  # the prompt bandit's generator
+_SAFE_OTHERS = frozenset(
+    {("random", "Random"), ("array", "array"), ("array", "_array_reconstructor")}
+)  # the prompt bandit's generator; the intervals' rings (an array from its type code and bytes)
 _NUMPY = frozenset(
     {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
      ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar")}

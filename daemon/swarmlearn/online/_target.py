@@ -30,7 +30,7 @@ from river import drift
 from swarmlearn.online._aggregate import MLPoly
 from swarmlearn.online._baselines import EXPERTS, HOLT, ExpertBank, trend_steps
 from swarmlearn.online._config import OnlineConfig
-from swarmlearn.online._intervals import ConformalIntervals
+from swarmlearn.online._intervals import FRESH_FLOATS, ConformalIntervals
 from swarmlearn.online._results import BaselineError, Forecast, Point, TargetStats
 
 if TYPE_CHECKING:
@@ -218,7 +218,11 @@ class TargetLearner:
         trend = holt_weight * experts.holt_trend
         a = aggregate - trend * self._damping
         self._line = (a, trend)
-        self.intervals.ring.append((z, a, trend, self.intervals.scale))
+        intervals = self.intervals  # a row for the widths of steps 2..H; inline: it runs per observation
+        fresh = intervals.fresh
+        fresh += (z, a, trend, intervals.scale)
+        if len(fresh) >= FRESH_FLOATS:
+            intervals.settle()
 
     # -- answering --------------------------------------------------------------------------------
 
