@@ -146,6 +146,52 @@ def test_restore_into_an_empty_directory_serves_the_backup(
     assert (again.accepted, again.duplicates) == (0, 2_000)
 
 
+def test_the_learners_snapshots_are_backed_up_and_load_against_the_restored_log(tmp_path: Path) -> None:
+    """A restored daemon's learners start from their snapshots, not from a replay of the whole log."""
+    from swarmlearn.online import _snapshot
+    from swarmlearn.online._config import WorkerSettings
+    from swarmlearn.store import event_at, open_reader
+
+    data = tmp_path / "source"
+    events = swarm(300, seed=2)
+    with start_daemon(data) as daemon, Client(daemon.address) as client:
+        client.ingest(events, batch_size=300)
+        for agent in {e.agent_id for e in events}:  # each waits for the learners to reach the log's end
+            client.predict(agent)
+            client.score_prompts(agent, ["summarise the report"])
+    # Stopped gracefully: each learner that applied events wrote its snapshot.
+    roles = {
+        "online-0-of-2.snapshot": WorkerSettings(role="baselines", shard=0, shards=2),
+        "online-1-of-2.snapshot": WorkerSettings(role="baselines", shard=1, shards=2),
+        "prompts.snapshot": WorkerSettings(role="prompts"),
+        "forecaster.snapshot": WorkerSettings(role="forecaster"),
+    }
+    written = sorted(p.name for p in data.glob("*.snapshot"))
+    assert set(written) >= set(list(roles)[:3])
+    manifest = backup(data, tmp_path / "backup")
+    assert sorted(f.path for f in manifest.files if f.path.endswith(".snapshot")) == written
+
+    target = tmp_path / "restored"
+    restore(tmp_path / "backup", target)
+    conn = open_reader(target / "events.sqlite3")
+    try:
+
+        def anchor_at(seq: int) -> _snapshot.Anchor | None:
+            found = event_at(conn, seq)
+            return None if found is None else _snapshot.Anchor(seq, *found)
+
+        for name in written:  # every check a learner makes at start, as it makes it
+            fingerprint = _snapshot.fingerprint(roles[name].identity())
+            _, anchor = _snapshot.load(target / name, fingerprint=fingerprint, anchor_at=anchor_at)
+            assert 0 < anchor.seq <= manifest.highest_seq
+    finally:
+        conn.close()
+    # A restore over them moves them aside with the log they belonged to.
+    restore(tmp_path / "backup", target, force=True)
+    (aside,) = target.glob("pre-restore-*")
+    assert sorted(p.name for p in aside.glob("*.snapshot")) == written
+
+
 def test_restore_is_refused_while_a_daemon_runs_on_the_target(
     tmp_path: Path, backed_up: tuple[Path, BackupManifest, list[events_pb2.StreamEvent]]
 ) -> None:
@@ -312,9 +358,10 @@ def test_a_damaged_log_with_a_matching_manifest_fails_the_integrity_check(
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda text: text.replace('"format_version": 2', '"format_version": 3'), r"backup format 3"),
+        (lambda text: text.replace('"format_version": 3', '"format_version": 4'), r"backup format 4"),
         (lambda text: text.replace('"models/forecaster', '"../forecaster'), r"nor inside a backed-up directory"),
         (lambda text: text.replace('"path": "jobs.sqlite3"', '"path": "events.sqlite3"'), r"nor inside"),
+        (lambda text: text.replace('"path": "jobs.sqlite3"', '"path": "../online-0-of-2.snapshot"'), r"nor inside"),
         (lambda text: "", r"not valid JSON"),
     ],
 )

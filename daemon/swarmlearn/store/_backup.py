@@ -4,6 +4,7 @@ A backup is a directory::
 
     events.sqlite3   the event log as one self-contained SQLite file (rollback-journal mode, no WAL)
     jobs.sqlite3     the job records, copied the same way, when the data directory has them
+    *.snapshot       the online learners' snapshots, copied before the log (see below)
     models/ ...      copies of the data directory's DATA_SUBDIRS that exist, file by file
     manifest.json    written last, so a directory without it is an incomplete backup
 
@@ -28,7 +29,10 @@ and is checkpointed afterwards. Under the two-client load the copy took 0.15 s f
 153 MB, about 1.6 times slower per MB, and it cannot be stepped. ``backup()`` as a whole, with
 ``PRAGMA integrity_check`` of the copy and its SHA-256, took 0.7 s for 130,000 events under load.
 The job records (``jobs.sqlite3``) are copied the same way, after the log, so a job that changed in
-between is in the backup as it was then.
+between is in the backup as it was then. The learners' snapshots are copied *before* the log: each
+was taken at an event the log already held then, so the restored log holds its anchor, and a daemon
+started on the restored directory replays only the log after each snapshot instead of all of it (a
+snapshot that does not fit is refused at load and its learner rebuilt from the log, as ever).
 
 Restore
 -------
@@ -68,16 +72,19 @@ from swarmlearn.store._schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
-"""Version of the backup layout and manifest. 2: ``files`` may list ``jobs.sqlite3``, at the top."""
-READABLE_FORMATS = (1, 2)
-"""What ``restore`` reads (a format-1 backup has no job records)."""
+FORMAT_VERSION = 3
+"""Version of the backup layout and manifest. 2: ``files`` may list ``jobs.sqlite3``, at the top;
+3: and the learners' ``*.snapshot`` files, at the top."""
+READABLE_FORMATS = (1, 2, 3)
+"""What ``restore`` reads (a format-1 backup has no job records, format 1 and 2 no snapshots)."""
 MANIFEST_NAME = "manifest.json"
 DB_NAME = "events.sqlite3"
 JOBS_DB_NAME = "jobs.sqlite3"
 """The job records (``jobs.JobRecords``): SQLite, backed up beside the log."""
 LOCK_NAME = "daemon.lock"
 DATA_SUBDIRS = ("models", "tuning")
+SNAPSHOT_SUFFIX = ".snapshot"
+"""The online learners' snapshots (``online._snapshot``), at the top of the data directory."""
 """Subdirectories of a data directory that belong in a backup (model weights, tuning experiments).
 Their files are copied as they are, so whoever writes them should write a temporary file and
 rename it into place."""
@@ -173,10 +180,14 @@ def _file_entry(item: Any, source: Path, directories: list[str]) -> BackupFile:
     if not (isinstance(path, str) and isinstance(size, int) and isinstance(digest, str)):
         raise BackupError(f"{source}: files entry {item!r} needs a path, a size and a sha256")
     parts = PurePosixPath(path).parts
-    # The manifest decides where restore writes: the job records, or inside the listed subdirectories.
+    # The manifest decides where restore writes: the job records, a snapshot at the top, or inside
+    # the listed subdirectories.
     inside = len(parts) >= 2 and parts[0] in directories and ".." not in parts and not PurePosixPath(path).is_absolute()
-    if path != JOBS_DB_NAME and not inside:
-        raise BackupError(f"{source}: file path {path!r} is neither {JOBS_DB_NAME} nor inside a backed-up directory")
+    if path != JOBS_DB_NAME and not _is_snapshot_name(path) and not inside:
+        raise BackupError(
+            f"{source}: file path {path!r} is neither {JOBS_DB_NAME}, a *{SNAPSHOT_SUFFIX} file nor inside a "
+            "backed-up directory"
+        )
     return BackupFile(path, size, digest)
 
 
@@ -197,12 +208,15 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
         raise BackupError(f"backup destination {dest} is inside the data directory {data_dir} it would copy")
     created = _prepare_dest(dest)
     try:
+        # The learners' snapshots first: each is anchored at an event the log then held.
+        files: list[BackupFile] = [
+            BackupFile(path.name, *_copy_file(path, dest / path.name)) for path in _learner_snapshots(data_dir)
+        ]
         target = dest / DB_NAME
         _snapshot(source, target)
         fsync_path(target)
         schema_version, event_count, highest_seq, agent_count = _inspect(target)
         directories: list[str] = []
-        files: list[BackupFile] = []
         if (data_dir / JOBS_DB_NAME).is_file():
             _snapshot(data_dir / JOBS_DB_NAME, dest / JOBS_DB_NAME)
             fsync_path(dest / JOBS_DB_NAME)
@@ -232,6 +246,17 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
         raise
     log.info("backed up %s to %s: %d events, %d agents", data_dir, dest, event_count, agent_count)
     return manifest
+
+
+def _is_snapshot_name(path: str) -> bool:
+    return path.endswith(SNAPSHOT_SUFFIX) and PurePosixPath(path).name == path and not path.startswith(".")
+
+
+def _learner_snapshots(data_dir: Path) -> list[Path]:
+    """The learners' snapshot files of ``data_dir`` (not a durable write's temporary file)."""
+    return sorted(
+        path for path in data_dir.glob(f"*{SNAPSHOT_SUFFIX}") if _is_snapshot_name(path.name) and path.is_file()
+    )
 
 
 def _prepare_dest(dest: Path) -> bool:
@@ -419,7 +444,7 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
 
     The backup is verified (``verify_backup``) before anything is touched. Refused with
     ``BackupError`` while a daemon runs on ``data_dir``, and, unless ``force``, when ``data_dir``
-    already holds an event log, job records or backed-up subdirectories; with ``force`` those are
+    already holds an event log, job records, learner snapshots or backed-up subdirectories; with ``force`` those are
     moved to ``data_dir / "pre-restore-<UTC time>"``, not deleted (job records too when the backup has
     none: they belong to the log they were kept beside).
     """
@@ -431,6 +456,7 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
     with _locked(data_dir):
         ours = [db + suffix for db in (DB_NAME, JOBS_DB_NAME) for suffix in ("", *_SIDE_SUFFIXES)] + [*DATA_SUBDIRS]
         present = [name for name in ours if os.path.lexists(data_dir / name)]
+        present += [path.name for path in _learner_snapshots(data_dir)]
         if present and not force:
             raise BackupError(
                 f"cannot restore into {data_dir}: it already holds {', '.join(present)}; "
@@ -443,8 +469,9 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
                 aside = _move_aside(data_dir, present)
                 log.warning("restore: moved the previous %s of %s to %s", ", ".join(present), data_dir, aside)
             os.replace(staging / DB_NAME, data_dir / DB_NAME)
-            if any(entry.path == JOBS_DB_NAME for entry in manifest.files):
-                os.replace(staging / JOBS_DB_NAME, data_dir / JOBS_DB_NAME)
+            for entry in manifest.files:
+                if entry.path == JOBS_DB_NAME or _is_snapshot_name(entry.path):
+                    os.replace(staging / entry.path, data_dir / entry.path)
             for name in manifest.directories:
                 os.replace(staging / name, data_dir / name)
             fsync_path(data_dir)
