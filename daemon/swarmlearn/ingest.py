@@ -72,12 +72,10 @@ class Ingestor:
         before every call, and a stranger must get NOT_FOUND without waiting for the learner)."""
         return agent_id in self._known
 
-    def submit(self, events: Sequence[tuple[int, Event]], rejected: list[Rejection]) -> PendingIngest:
-        """Validate ``(index, event)`` pairs and queue the good ones for commit, in call order.
-
-        ``rejected`` holds the rejections found while decoding; validation adds its own. Call on
-        the event loop; the store's writer process does the I/O.
-        """
+    def validate(self, events: Sequence[tuple[int, Event]], rejected: list[Rejection]) -> list[Event]:
+        """The events of ``(index, event)`` pairs that may be stored; the others' rejections are
+        added to ``rejected``. Call on the event loop, a slice of a batch at a time (``submit``
+        takes the slices' events together)."""
         good: list[Event] = []
         limits, admitted, cap = self._limits, self._admitted, self._max_agents
         for index, event in events:
@@ -95,6 +93,11 @@ class Ingestor:
                 good.append(event)
             else:
                 rejected.append(Rejection(index, event.event_id, *problem))
+        return good
+
+    def submit(self, good: list[Event], rejected: list[Rejection]) -> PendingIngest:
+        """Queue a batch's validated events (``validate``) for commit, in call order, with the
+        batch's rejections. Call on the event loop; the store's writer process does the I/O."""
         rejected.sort(key=lambda r: r.index)
         if not good:
             return PendingIngest(None, tuple(rejected), self._store)

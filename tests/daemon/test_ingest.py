@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import grpc
@@ -313,3 +314,39 @@ async def test_a_batch_over_the_message_limit_fails_fast_in_the_client(tmp_path)
             assert (await client.ingest(big, batch_size=5)).accepted == 40
     finally:
         await daemon.stop()
+
+
+async def test_a_large_batch_is_decoded_in_slices_that_let_the_event_loop_turn(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Decoding and validating 10,000 events held the event loop some 60 ms at once; in slices of
+    500 other RPCs are served in between, and the result is the whole batch's."""
+    from swarmlearn.events import validate_event
+    from swarmlearn.ingest import Ingestor
+    from swarmlearn.server._convert import decode_batch
+    from swarmlearn.server._servicer import decode_in_slices
+    from swarmlearn.store import EventStore
+
+    batch = events_pb2.EventBatch(events=events(10_000))
+    batch.events[7].timestamp.nanos = -1  # a decode rejection
+    batch.events[9_999].performance_metrics.latency_ms = math.inf  # a validation rejection
+    store = EventStore(tmp_path / "events.sqlite3")
+    try:
+        turns = 0
+        decoding = True
+
+        async def other_work() -> None:
+            nonlocal turns
+            while decoding:
+                turns += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_work())
+        await asyncio.sleep(0)
+        good, rejected = await decode_in_slices(batch, 10_000, Ingestor(store))
+        decoding = False
+        await other
+        assert turns >= 10_000 // 500 - 1
+        pairs, expected = decode_batch(batch.events, 10_000)
+        assert [(r.index, r.field) for r in rejected] == [(7, "timestamp"), (9_999, "performance_metrics.latency_ms")]
+        assert len(expected) == 1 and good == [e for _, e in pairs if validate_event(e) is None]
+    finally:
+        store.close()

@@ -26,24 +26,36 @@ _ECHOED_ID_CHARS = 128
 def decode_batch(
     events: Sequence[events_pb2.StreamEvent], max_events: int
 ) -> tuple[list[tuple[int, Event]], list[Rejection]]:
-    """Turn a batch into ``(index, Event)`` pairs and the rejections that the wire form shows.
+    """Turn a batch into ``(index, Event)`` pairs and the rejections that the wire form shows
+    (``batch_refusal``, then ``decode_events``)."""
+    refusal = batch_refusal(len(events), max_events)
+    return ([], [refusal]) if refusal is not None else decode_events(events)
+
+
+def batch_refusal(count: int, max_events: int) -> Rejection | None:
+    """A batch over ``max_events`` is refused whole, with one rejection (index 0, field ``events``),
+    counted before anything is built: a rejection per surplus event made the ack some 40 times the
+    request (an 8 MB batch of empty events took gigabytes and seconds, and its ack exceeded the
+    message limit)."""
+    if count <= max_events:
+        return None
+    reason = f"batch holds {count} events, the limit is {max_events}; none was stored: send smaller batches"
+    return Rejection(0, "", "events", reason)
+
+
+def decode_events(
+    events: Sequence[events_pb2.StreamEvent], first: int = 0
+) -> tuple[list[tuple[int, Event]], list[Rejection]]:
+    """``(index, Event)`` pairs and rejections of ``events``, the batch's from index ``first`` on.
 
     Range checks happen later, on the domain event (``validate_event``); here only what a domain
     event cannot represent: a missing timestamp or nanos outside a second, unknown enum numbers.
     Every metric and prompt field is read with ``HasField``: unset is None, never 0.
-
-    A batch over ``max_events`` is refused whole, with one rejection (index 0, field ``events``),
-    counted before anything is built: a rejection per surplus event made the ack some 40 times the
-    request (an 8 MB batch of empty events took gigabytes and seconds, and its ack exceeded the
-    message limit).
     """
-    if len(events) > max_events:
-        reason = f"batch holds {len(events)} events, the limit is {max_events}; none was stored: send smaller batches"
-        return [], [Rejection(0, "", "events", reason)]
     decoded: list[tuple[int, Event]] = []
     rejected: list[Rejection] = []
     append = decoded.append
-    for index, pb in enumerate(events):
+    for index, pb in enumerate(events, first):
         if not pb.HasField("timestamp"):
             rejected.append(Rejection(index, pb.event_id, "timestamp", "is required"))
             continue

@@ -12,7 +12,7 @@ import grpc
 
 from swarmlearn.config import Settings
 from swarmlearn.errors import InvalidArgument, NotReady, Overloaded, UnknownAgent
-from swarmlearn.events import LIMITS
+from swarmlearn.events import LIMITS, Event, Rejection
 from swarmlearn.ingest import Ingestor, PendingIngest
 from swarmlearn.jobs import JobManager
 from swarmlearn.names import MAX_HORIZON, TARGETS
@@ -23,8 +23,9 @@ from swarmlearn.registry import ModelRegistry
 from swarmlearn.server._convert import (
     JOB_STATE_OF,
     agent_stats,
+    batch_refusal,
     daemon_status,
-    decode_batch,
+    decode_events,
     ingest_ack,
     job_message,
     model_message,
@@ -41,6 +42,8 @@ from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, jobs_pb2, p
 
 _PROMPTS = PromptConfig()  # its limits; the prompt learner runs with the same defaults
 _MAX_PAGE = 1000
+_DECODE_SLICE = 500
+"""Events decoded and validated between two turns of the event loop (about 3 ms of work)."""
 _MAX_SPACE_JSON = 65_536
 """Characters in a StartTuning search_space_json."""
 _MAX_CONFIG_JSON = 65_536
@@ -115,8 +118,8 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
                         await room.wait()
                     pending_events += size
                     received = time.perf_counter()
-                    decoded, rejected = decode_batch(batch.events, max_events)
-                    inflight.put_nowait((batch.batch_id, size, received, self._ingestor.submit(decoded, rejected)))
+                    good, rejected = await decode_in_slices(batch, max_events, self._ingestor)
+                    inflight.put_nowait((batch.batch_id, size, received, self._ingestor.submit(good, rejected)))
             finally:
                 inflight.put_nowait(None)
 
@@ -338,3 +341,23 @@ def _decode_token(token: str) -> str:
         return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise InvalidArgument("page_token", "not a token this daemon issued") from None
+
+
+async def decode_in_slices(
+    batch: events_pb2.EventBatch, max_events: int, ingestor: Ingestor
+) -> tuple[list[Event], list[Rejection]]:
+    """Decode and validate a batch ``_DECODE_SLICE`` events at a time, letting the event loop serve
+    other RPCs in between: a whole 10,000-event batch held it some 60 ms."""
+    refusal = batch_refusal(len(batch.events), max_events)
+    if refusal is not None:
+        return [], [refusal]
+    good: list[Event] = []
+    rejected: list[Rejection] = []
+    events = batch.events
+    for first in range(0, len(events), _DECODE_SLICE):
+        if first:
+            await asyncio.sleep(0)
+        pairs, bad = decode_events(events[first : first + _DECODE_SLICE], first)
+        rejected += bad
+        good += ingestor.validate(pairs, rejected)
+    return good, rejected
