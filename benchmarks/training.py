@@ -243,7 +243,7 @@ SCALERS: dict[str, Callable[[np.ndarray], WindowScaler | RobustScaler]] = {  # f
 
 class SeriesWindows:
     """One univariate series as ``fit`` reads its data: ``batches(split, ...)`` of scaled ``[B, L, 1]``
-    inputs and ``[B, H, 1]`` targets, and ``target_channels``.
+    inputs and ``[B, H, 1]`` targets (tensors on the device asked for), and ``target_channels``.
 
     ``StreamDataLoader`` builds windows from ``Event``s only (13 features, three targets), so a plain
     series needs this stand-in; it scales with the library's ``WindowScaler`` as the loader does.
@@ -267,20 +267,26 @@ class SeriesWindows:
         if not all(len(s) for s in self.starts.values()):
             raise ValueError(f"{n_train} training values give no window in some split")
 
-    def scaled(self, starts: np.ndarray) -> ScaledBatch:
+    def scaled(self, starts: np.ndarray, device: torch.device | str) -> ScaledBatch:
         window = self.values[starts[:, None] + np.arange(WINDOW + HORIZON)]  # [B, L+H, 1]
         x, y = window[:, :WINDOW], window[:, WINDOW:]  # [B, L, 1], [B, H, 1]
         center, scale = self.scaler.stats(x)  # [B, 1, 1] each
-        return ScaledBatch((x - center) / scale, (y - center) / scale, center, scale)
+        arrays = ((x - center) / scale, (y - center) / scale, center, scale)
+        return ScaledBatch(*(torch.from_numpy(a).to(device) for a in arrays))
 
     def batches(
-        self, split: Split, *, batch_size: int, rng: np.random.Generator | None = None
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        rng: np.random.Generator | None = None,
+        device: torch.device | str = "cpu",
     ) -> Iterator[ScaledBatch]:
         starts = self.starts[split]
         if rng is not None:
             starts = rng.permutation(starts)
         for begin in range(0, len(starts), batch_size):
-            yield self.scaled(starts[begin : begin + batch_size])
+            yield self.scaled(starts[begin : begin + batch_size], device)
 
 
 class Fitted(NamedTuple):

@@ -3,6 +3,7 @@ deterministic under a seed, respects H > 1, and trains on CUDA where there is on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import subprocess
@@ -42,6 +43,7 @@ from swarmlearn.training import (
     forecast,
     seeded,
 )
+from swarmlearn.training._loop import uses_bfloat16, validation_loss
 
 START = 1_767_225_600.0
 HORIZON = 3
@@ -181,6 +183,53 @@ def test_trains_on_cuda(kind: str, cycle_data: StreamDataLoader) -> None:
     windows = cycle_data.windows[cycle_data.starts[Split.TEST][:8], :24]
     assert forecast(model, cycle_data, Split.TEST, 256).shape[1:] == (HORIZON, 3)
     assert TrainedModel(model, cycle_data.scaler).predict(windows).shape == (8, HORIZON, 3)
+
+
+@pytest.mark.parametrize("kind", list(MODEL_KINDS))
+def test_cuda_fit_in_bfloat16_serves_on_the_cpu(kind: str, cycle_data: StreamDataLoader, tmp_path: Path) -> None:
+    """Mixed precision (the default) on CUDA: finite losses, a model that learns, a validation loss in
+    bfloat16 close to float32's, and a checkpoint that loads on the CPU and forecasts as on the GPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cuda = torch.device("cuda")
+    config = TrainingConfig(models=(SMALL[kind],), window=24, horizon=HORIZON, max_epochs=10, device="cuda")
+    assert not uses_bfloat16(cuda, dataclasses.replace(config, mixed_precision=False))
+    with seeded(0):
+        model = build_model(SMALL[kind], ForecastShape(window=24, horizon=HORIZON))
+    result = fit(model, cycle_data, config)
+    assert result.bfloat16 == torch.cuda.is_bf16_supported(including_emulation=False)
+    assert all(math.isfinite(loss) for _, train_loss, val_loss in result.history for loss in (train_loss, val_loss))
+    assert result.best_val_loss < 0.5 * result.naive_val_loss
+    in_float32 = validation_loss(model, cycle_data, config, cuda)
+    assert validation_loss(model, cycle_data, config, cuda, bfloat16=result.bfloat16) == pytest.approx(
+        in_float32, rel=0.02
+    )
+
+    on_gpu = TrainedModel(model, cycle_data.scaler)
+    on_gpu.save(tmp_path / "model.pt")
+    on_cpu = TrainedModel.load(tmp_path / "model.pt")
+    assert all(p.device.type == "cpu" for p in on_cpu.model.parameters())
+    windows = cycle_data.windows[cycle_data.starts[Split.TEST][:200], :24]
+    expected, scales = on_cpu.predict_scaled(windows)  # [B, H, T], [B, T]
+    # Both in float32 (CUDA's convolutions may use TF32): in each window's scale, far within bfloat16's 2^-8.
+    assert np.abs((on_gpu.predict(windows) - expected) / scales[:, None, :]).max() < 0.01
+
+
+def test_cuda_batches_are_the_cpu_batches(cycle_data: StreamDataLoader) -> None:
+    """Gathered and scaled on the GPU from the rows moved there once: the CPU's batches, bit for bit,
+    in the same shuffled order."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    for seed in (None, 5):
+        on_cpu = cycle_data.batches(
+            Split.TRAIN, batch_size=64, rng=None if seed is None else np.random.default_rng(seed)
+        )
+        on_gpu = cycle_data.batches(
+            Split.TRAIN, batch_size=64, rng=None if seed is None else np.random.default_rng(seed), device="cuda"
+        )
+        for cpu_batch, gpu_batch in zip(on_cpu, on_gpu, strict=True):
+            for mine, theirs in zip(cpu_batch, gpu_batch, strict=True):
+                assert theirs.device.type == "cuda" and torch.equal(mine, theirs.cpu())
 
 
 @pytest.mark.parametrize("kind", list(MODEL_KINDS))

@@ -37,6 +37,7 @@ from swarmlearn.training import (
 )
 from swarmlearn.training._data import TARGET_CHANNELS
 from swarmlearn.training._grid import history_start, last_window, resample, temporal
+from swarmlearn.training._loop import uses_bfloat16
 
 START = 1_767_225_600.0
 TINY = LSTMConfig(hidden_size=16, num_layers=1)
@@ -183,17 +184,47 @@ def test_too_few_events_are_refused() -> None:
 
 
 @pytest.mark.parametrize("scaling", list(Scaling))
-def test_scaling_round_trips(swarm: list[Event], scaling: Scaling) -> None:
-    data = StreamDataLoader(swarm, TrainingConfig(window=20, horizon=2, scaling=scaling))
-    starts = data.starts[Split.TEST][:100]
-    batch = data.scaled(starts)
-    raw = data.windows[starts]
-    center, scale = data.scaler.stats(raw[:, :20])
-    np.testing.assert_allclose(batch.x * scale + center, raw[:, :20], rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(batch.y * batch.scale + batch.center, raw[:, 20:, list(data.target_channels)], rtol=1e-5)
+def test_batches_are_the_windows_scaled_as_numpy_does(swarm: list[Event], scaling: Scaling) -> None:
+    """The batches (tensors gathered from the rows on the device, with centers and scales computed once
+    per split) hold exactly what gathering each batch's windows and scaling them in numpy gives, in the
+    order ``rng.permutation`` of the starts gives: the same steps, bit for bit, as before they were tensors."""
+    window, horizon = 20, 2
+    data = StreamDataLoader(swarm, TrainingConfig(window=window, horizon=horizon, scaling=scaling))
+    targets = list(TARGET_CHANNELS)
+    for split in Split:
+        for shuffle in (None, 7):
+            starts = (
+                data.starts[split]
+                if shuffle is None
+                else np.random.default_rng(shuffle).permutation(data.starts[split])
+            )
+            rng = None if shuffle is None else np.random.default_rng(shuffle)
+            batches = list(data.batches(split, batch_size=64, rng=rng))
+            assert [len(b.x) for b in batches] == [len(starts[i : i + 64]) for i in range(0, len(starts), 64)]
+            for begin, batch in zip(range(0, len(starts), 64), batches, strict=True):
+                chosen = starts[begin : begin + 64]
+                raw = np.stack([data.features[s : s + window + horizon] for s in chosen])  # [B, L+H, F]
+                x, y = raw[:, :window], raw[:, window:, targets]
+                center, scale = data.scaler.stats(x)  # [B|1, 1, F]
+                np.testing.assert_array_equal(batch.x.numpy(), (x - center) / scale)
+                np.testing.assert_array_equal(batch.y.numpy(), (y - center[:, :, targets]) / scale[:, :, targets])
+                np.testing.assert_array_equal(
+                    batch.center.numpy(), np.broadcast_to(center[:, :, targets], (len(x), 1, 3))
+                )
+                np.testing.assert_array_equal(
+                    batch.scale.numpy(), np.broadcast_to(scale[:, :, targets], (len(x), 1, 3))
+                )
+                np.testing.assert_allclose(batch.x.numpy() * scale + center, x, rtol=1e-5, atol=1e-4)
+        reference = data.scaler.stats(data.windows[data.starts[split], :window])[1][:, 0, targets]
+        np.testing.assert_array_equal(
+            data.target_scales(split), np.broadcast_to(reference, (len(data.starts[split]), 3))
+        )
+    # Computed once per split, then kept.
+    assert data.window_stats(Split.TRAIN)[1] is data.window_stats(Split.TRAIN)[1]
     # The scaler's state rebuilds it.
+    raw = data.windows[data.starts[Split.TEST][:100], :window]
     again = scaler_from_state(data.scaler.state())
-    for mine, theirs in zip(again.stats(raw[:, :20]), data.scaler.stats(raw[:, :20]), strict=True):
+    for mine, theirs in zip(again.stats(raw), data.scaler.stats(raw), strict=True):
         np.testing.assert_array_equal(mine, theirs)
 
 
@@ -281,6 +312,12 @@ def test_a_step_budget_ends_training(swarm_data: StreamDataLoader) -> None:
     result = fit(_tiny_model(swarm_data), swarm_data, config)
     assert result.steps == 7 and result.stop_reason == "max_steps"
     assert result.epochs == math.ceil(7 / math.ceil(len(swarm_data.starts[Split.TRAIN]) / 256))
+
+
+def test_the_cpu_trains_in_float32(swarm_data: StreamDataLoader) -> None:
+    config = TrainingConfig(max_steps=3, window=20, horizon=2, device="cpu")
+    assert config.mixed_precision and not uses_bfloat16(torch.device("cpu"), config)  # CUDA only
+    assert not fit(_tiny_model(swarm_data), swarm_data, config).bfloat16
 
 
 def test_cancellation_stops_within_a_step(swarm_data: StreamDataLoader) -> None:

@@ -52,7 +52,10 @@ class LSTMModel(Forecaster):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [B, L, F]
-        outputs, _ = self.lstm(x)  # [B, L, hidden]
+        # Under autocast torch runs cuDNN's LSTM in float16 whatever the dtype asked (its AutocastRNN),
+        # and float16 gradients would need loss scaling: the recurrence stays float32, the head follows autocast.
+        with torch.autocast(x.device.type, enabled=False):
+            outputs, _ = self.lstm(x.float())  # [B, L, hidden]
         last = self.dropout(outputs[:, -1])  # [B, hidden]
         out: torch.Tensor = self.head(last)  # [B, H·T]
         return out.view(-1, self.shape.horizon, self.shape.n_targets)  # [B, H, T]

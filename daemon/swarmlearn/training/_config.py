@@ -106,6 +106,12 @@ class TrainingConfig:
     device: str = "auto"
     """``auto`` (CUDA where present, else CPU), or any ``torch.device`` string."""
 
+    mixed_precision: bool = True
+    """On a CUDA device that computes in bfloat16 natively (compute capability 8.0 on): the training
+    steps' and the validation's forward passes under bfloat16 autocast, with the weights, the optimizer,
+    the losses and the evaluation's forecasts in float32 (bfloat16 has float32's range, so no loss
+    scaling). False: float32 throughout. The CPU and older GPUs train in float32 either way."""
+
     eval_batch_size: int = 1024
     """Windows per forward pass when validating and evaluating."""
 

@@ -4,10 +4,16 @@ Rows are the outcome events' features (``swarmlearn.features.observed_features``
 what an outcome did not observe carried forward by ``fill_forward``), grouped by agent and in time
 order within each agent: events without an outcome (a task started, a prompt generated) are not
 rows. ``windows`` is one ``sliding_window_view`` over them, ``[N-L-H+1, L+H, F]``, which shares the
-rows' memory: the history costs its rows once, whatever L and H. Only a batch's windows are copied,
-when it is gathered and scaled. A window is usable when its L+H rows belong to one agent and one run
-of the log (a bounded job reads runs with gaps between them: ``_replay``); its first L rows are the
-input and the targets are the target channels of its last H rows.
+rows' memory: the history costs its rows once, whatever L and H. A window is usable when its L+H
+rows belong to one agent and one run of the log (a bounded job reads runs with gaps between them:
+``_replay``); its first L rows are the input and the targets are the target channels of its last H rows.
+
+Batches are tensors on the training device. Each usable window's center and scale (the scaler's, from
+its L inputs) are computed once per split, the first time the split is asked for, and kept; the rows,
+each split's window starts and those numbers are copied to a device once and stay there, so a step
+gathers its windows by indexing a view of the rows there (``unfold``) and copies nothing from the host.
+On the CPU the tensors share the arrays' memory. A shuffle's order is one copy per epoch, from pinned
+memory and without waiting on CUDA.
 
 The split is by time, the same for every agent: the ``validation_fraction`` and ``test_fraction``
 latest shares of all events' timestamps. A window belongs to the split of its targets and is
@@ -33,6 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from swarmlearn.events import Event
@@ -47,6 +54,9 @@ UNSCALED_FEATURES = frozenset({"hour_sin", "hour_cos", "weekday_sin", "weekday_c
 
 TARGET_CHANNELS: tuple[int, ...] = tuple(FEATURE_NAMES.index(name) for name in TARGETS)
 
+_STATS_CHUNK = 4096
+"""Windows whose centers and scales are computed at once: bounds the gathered copy to 4096·L·F floats."""
+
 
 class Split(enum.StrEnum):
     TRAIN = "train"
@@ -59,13 +69,34 @@ class NotEnoughData(ValueError):
 
 
 class ScaledBatch(NamedTuple):
-    x: Array
+    """Tensors on the device the batch was asked for."""
+
+    x: torch.Tensor
     """Inputs, scaled: ``[B, L, F]``."""
-    y: Array
+    y: torch.Tensor
     """Targets, scaled with their channels' numbers: ``[B, H, T]``."""
-    center: Array
-    """The targets' centers, ``[B, 1, T]`` (or ``[1, 1, T]``): forecast = scaled forecast · scale + center."""
-    scale: Array
+    center: torch.Tensor
+    """The targets' centers, ``[B, 1, T]``: forecast = scaled forecast · scale + center."""
+    scale: torch.Tensor
+
+
+class _Rows(NamedTuple):
+    """The rows on one device."""
+
+    windows: torch.Tensor
+    """``[W, L+H, F]``, a view of the rows (``StreamDataLoader.windows`` there)."""
+    targets: torch.Tensor
+    """``[T]``: the target channels' indices."""
+
+
+class _SplitWindows(NamedTuple):
+    """One split's windows on one device."""
+
+    starts: torch.Tensor
+    """``[S]``: ``StreamDataLoader.starts[split]``."""
+    center: torch.Tensor
+    """``[S, 1, F]``: ``StreamDataLoader.window_stats(split)``."""
+    scale: torch.Tensor
 
 
 class StreamDataLoader:
@@ -180,6 +211,9 @@ class StreamDataLoader:
             scaled = [i for i, name in enumerate(FEATURE_NAMES) if name not in UNSCALED_FEATURES]
             self.scaler = WindowScaler.fit(self.features[row_split == 0], scaled)
         self.naive_scale, self.naive_scale_by_agent = self._naive_scales(row_split == 0)
+        self._stats: dict[Split, tuple[Array, Array]] = {}
+        self._rows: dict[torch.device, _Rows] = {}
+        self._splits: dict[tuple[Split, torch.device], _SplitWindows] = {}
 
     def _naive_scales(self, training: npt.NDArray[np.bool_]) -> tuple[Array, dict[str, Array]]:
         """Per target, the mean |y[t] - y[t-1]| over consecutive training rows of one segment where
@@ -200,36 +234,65 @@ class StreamDataLoader:
     def __len__(self) -> int:
         return sum(len(s) for s in self.starts.values())
 
-    def scaled(self, starts: npt.NDArray[np.int64]) -> ScaledBatch:
-        """The windows starting at ``starts``, gathered (the one copy) and scaled."""
-        window = self.windows[starts]  # [B, L+H, F]
-        x = window[:, : self.window]  # [B, L, F]
-        y = window[:, self.window :, TARGET_CHANNELS]  # [B, H, T]
-        center, scale = self.scaler.stats(x)  # [B|1, 1, F] each
-        target_center = center[:, :, TARGET_CHANNELS]  # [B|1, 1, T]
-        target_scale = scale[:, :, TARGET_CHANNELS]
-        return ScaledBatch((x - center) / scale, (y - target_center) / target_scale, target_center, target_scale)
+    def window_stats(self, split: Split) -> tuple[Array, Array]:
+        """``[S, 1, F]`` each: the scaler's center and scale of each of the split's windows, from its L
+        inputs. Computed the first time, in chunks (a window's numbers depend on its own values only), then kept."""
+        if split not in self._stats:
+            starts, features = self.starts[split], self.features.shape[1]
+            centers, scales = [], []
+            for begin in range(0, len(starts), _STATS_CHUNK):
+                x = self.windows[starts[begin : begin + _STATS_CHUNK], : self.window]  # [B, L, F]
+                center, scale = self.scaler.stats(x)  # [B|1, 1, F]
+                centers.append(np.broadcast_to(center, (len(x), 1, features)))
+                scales.append(np.broadcast_to(scale, (len(x), 1, features)))
+            self._stats[split] = (np.concatenate(centers), np.concatenate(scales))
+        return self._stats[split]
 
     def batches(
-        self, split: Split, *, batch_size: int, rng: np.random.Generator | None = None
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        rng: np.random.Generator | None = None,
+        device: torch.device | str = "cpu",
     ) -> Iterator[ScaledBatch]:
-        """The split's windows in batches: shuffled by ``rng`` when given, else in row order."""
-        starts = self.starts[split]
-        if rng is not None:
-            starts = rng.permutation(starts)
-        for begin in range(0, len(starts), batch_size):
-            yield self.scaled(starts[begin : begin + batch_size])
+        """The split's windows in scaled batches on ``device``: shuffled by ``rng`` when given, else in row order."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # one copy per GPU, whichever way it is named
+            device = torch.device("cuda", torch.cuda.current_device())
+        rows, mine = self._rows_on(device), self._split_on(split, device)
+        count = len(mine.starts)
+        # The same permutation as of the starts themselves (numpy shuffles positions alike), on the device.
+        order = None if rng is None else _to_device(torch.from_numpy(rng.permutation(count)), device)
+        for begin in range(0, count, batch_size):
+            chosen = slice(begin, begin + batch_size) if order is None else order[begin : begin + batch_size]
+            window = rows.windows[mine.starts[chosen]]  # [B, L+H, F]: the one copy
+            center, scale = mine.center[chosen], mine.scale[chosen]  # [B, 1, F]
+            target_center = center.index_select(2, rows.targets)  # [B, 1, T]
+            target_scale = scale.index_select(2, rows.targets)
+            y = window[:, self.window :].index_select(2, rows.targets)  # [B, H, T]
+            x = (window[:, : self.window] - center) / scale  # [B, L, F]
+            yield ScaledBatch(x, (y - target_center) / target_scale, target_center, target_scale)
 
-    def target_scales(self, split: Split, batch_size: int = 4096) -> Array:
-        """``[W, T]``: per window of the split, the scaler's scale of the targets (what a forecast's
+    def _rows_on(self, device: torch.device) -> _Rows:
+        if device not in self._rows:
+            span = self.window + self.horizon
+            rows = torch.from_numpy(self.features).to(device)  # [N, F]
+            targets = torch.tensor(self.target_channels, dtype=torch.long, device=device)
+            self._rows[device] = _Rows(rows.unfold(0, span, 1).transpose(1, 2), targets)
+        return self._rows[device]
+
+    def _split_on(self, split: Split, device: torch.device) -> _SplitWindows:
+        if (split, device) not in self._splits:
+            arrays = (self.starts[split], *self.window_stats(split))
+            self._splits[split, device] = _SplitWindows(*(torch.from_numpy(a).to(device) for a in arrays))
+        return self._splits[split, device]
+
+    def target_scales(self, split: Split) -> Array:
+        """``[S, T]``: per window of the split, the scaler's scale of the targets (what a forecast's
         errors are measured in for the intervals)."""
-        parts = []
-        starts = self.starts[split]
-        for begin in range(0, len(starts), batch_size):
-            x = self.windows[starts[begin : begin + batch_size]][:, : self.window]  # [B, L, F]
-            _, scale = self.scaler.stats(x)
-            parts.append(np.broadcast_to(scale[:, 0, self.target_channels], (len(x), len(self.target_channels))))
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.target_channels)), np.float32)
+        scales: Array = self.window_stats(split)[1][:, 0, list(self.target_channels)]
+        return scales
 
     def targets(self, split: Split) -> Array:
         """The split's targets in original units, ``[W, H, T]``."""
@@ -246,3 +309,10 @@ class StreamDataLoader:
     def window_agents(self, split: Split) -> npt.NDArray[np.int32]:
         """Per window of the split, its agent's index in ``agents``."""
         return self.row_agent[self.starts[split]]
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` (on the host) on ``device``; to CUDA from pinned memory, without waiting for the copy."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)

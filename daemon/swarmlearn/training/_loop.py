@@ -10,6 +10,11 @@ Determinism: the seed drives weight initialisation (where the caller builds the 
 neither reads nor disturbs the caller's global RNG state. On CPU two runs with the same seed give
 the same weights bit for bit (the contract test checks it); CUDA kernels may not.
 
+Devices: the batches are made on the model's device (``StreamDataLoader.batches``). On CUDA with
+``TrainingConfig.mixed_precision`` the training steps' and the validation's forward passes run under
+bfloat16 autocast (``uses_bfloat16``); losses are always taken in float32, and ``forecast`` (what
+evaluation scores and what serving computes) in float32 throughout.
+
 A background job watches it with ``progress`` (called after every epoch) and stops it with
 ``should_stop``, checked before every optimizer step (microseconds against a step's milliseconds):
 a True raises ``TrainingCancelled`` within one step.
@@ -29,7 +34,7 @@ from torch import nn
 
 from swarmlearn.models import Forecaster
 from swarmlearn.training._config import Loss, TrainingConfig
-from swarmlearn.training._data import ScaledBatch, Split, StreamDataLoader
+from swarmlearn.training._data import Split, StreamDataLoader
 from swarmlearn.training._scaling import Array
 
 
@@ -69,6 +74,8 @@ class TrainResult(NamedTuple):
     """What a later run continues from (``fit(..., resume=)``): the optimizer's state at the last step
     and the random generators' (the shuffles' and torch's), so a Hyperband rung that continues a
     configuration neither restarts Adam's moments nor replays the same shuffles and dropout masks."""
+    bfloat16: bool = False
+    """Whether the forward passes ran under bfloat16 autocast (``uses_bfloat16``)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -76,6 +83,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def uses_bfloat16(device: torch.device, config: TrainingConfig) -> bool:
+    """Whether ``fit`` runs forward passes under bfloat16 autocast on ``device``: with
+    ``config.mixed_precision``, on a CUDA device that computes in bfloat16 natively (compute capability
+    8.0 on); never on the CPU, where torch.cuda is not asked."""
+    if device.type != "cuda" or not config.mixed_precision:
+        return False
+    with torch.cuda.device(device):
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 @contextlib.contextmanager
@@ -110,7 +127,8 @@ def fit(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=_fusable(device)
     )
-    loss_fn = loss_function(config.loss)
+    criterion = loss_function(config.loss)
+    bfloat16 = uses_bfloat16(device, config)
     rng = np.random.default_rng(config.seed)
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
@@ -124,26 +142,26 @@ def fit(
     with seeded(config.seed, device):
         if resume is not None:  # dropout masks go on from where the run stopped, not from the seed again
             torch.set_rng_state(resume["torch"])
-        best_loss = validation_loss(model, data, config, device)
+        best_loss = validation_loss(model, data, config, device, bfloat16=bfloat16)
         best_state = _copy_state(model)
         best_epoch, stale, stop_reason = 0, 0, "max_epochs"
         for epoch in range(1, config.max_epochs + 1):
             model.train()
             epoch_start, epoch_steps = time.perf_counter(), 0
             loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step on a GPU
-            for batch in data.batches(Split.TRAIN, batch_size=config.batch_size, rng=rng):
+            for batch in data.batches(Split.TRAIN, batch_size=config.batch_size, rng=rng, device=device):
                 if steps >= budget:
                     break
                 if should_stop is not None and should_stop():
                     raise TrainingCancelled(f"cancelled at epoch {epoch}, step {steps}")
-                x, y = _tensors(batch, device)
                 optimizer.zero_grad(set_to_none=True)
-                loss = model.training_loss(x, y, loss_fn)
+                with _autocast(device, bfloat16):
+                    loss = model.training_loss(batch.x, batch.y, lambda out, y: criterion(out.float(), y))
                 loss.backward()  # type: ignore[no-untyped-call]
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip, foreach=True)
                 optimizer.step()
                 loss_sum += loss.detach()
-                trained_windows += len(x)
+                trained_windows += len(batch.x)
                 epoch_steps += 1
                 steps += 1
             train_loss = float(loss_sum) / max(epoch_steps, 1)  # waits for the device's last step
@@ -151,7 +169,7 @@ def fit(
             if not epoch_steps:  # a budget of no steps: the model keeps its starting weights
                 stop_reason = "max_steps"
                 break
-            val_loss = validation_loss(model, data, config, device)
+            val_loss = validation_loss(model, data, config, device, bfloat16=bfloat16)
             history.append((epoch, train_loss, val_loss))
             if val_loss < best_loss - config.min_delta:
                 best_loss, best_state, best_epoch, stale = val_loss, _copy_state(model), epoch, 0
@@ -183,6 +201,7 @@ def fit(
         seconds=time.perf_counter() - start,
         windows_per_second=trained_windows / training_seconds if training_seconds > 0 else math.nan,
         resume=state,
+        bfloat16=bfloat16,
     )
 
 
@@ -195,8 +214,8 @@ def _fusable(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda")
 
 
-def _tensors(batch: ScaledBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(batch.x).to(device), torch.from_numpy(batch.y).to(device)
+def _autocast(device: torch.device, bfloat16: bool) -> contextlib.AbstractContextManager[Any]:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bfloat16 else contextlib.nullcontext()
 
 
 def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -211,15 +230,19 @@ def loss_function(loss: Loss, reduction: str = "mean") -> nn.Module:
 
 
 @torch.no_grad()
-def validation_loss(model: Forecaster, data: StreamDataLoader, config: TrainingConfig, device: torch.device) -> float:
-    """The training loss of the scaled forecasts over all the validation windows."""
+def validation_loss(
+    model: Forecaster, data: StreamDataLoader, config: TrainingConfig, device: torch.device, *, bfloat16: bool = False
+) -> float:
+    """The training loss of the scaled forecasts over all the validation windows (forward passes under
+    bfloat16 autocast when ``bfloat16``, the loss in float32)."""
     model.eval()
     criterion = loss_function(config.loss, "sum")
     total, count = 0.0, 0
-    for batch in data.batches(Split.VALIDATION, batch_size=config.eval_batch_size):
-        x, y = _tensors(batch, device)
-        total += float(criterion(model(x), y))
-        count += y.numel()
+    for batch in data.batches(Split.VALIDATION, batch_size=config.eval_batch_size, device=device):
+        with _autocast(device, bfloat16):
+            out = model(batch.x)
+        total += float(criterion(out.float(), batch.y))
+        count += batch.y.numel()
     return total / count
 
 
@@ -230,19 +253,18 @@ def naive_validation_loss(data: StreamDataLoader, config: TrainingConfig) -> flo
     total, count = 0.0, 0
     for batch in data.batches(Split.VALIDATION, batch_size=config.eval_batch_size):
         last = batch.x[:, -1:, list(data.target_channels)]  # [B, 1, T], scaled like the targets
-        y = torch.from_numpy(batch.y)
-        total += float(criterion(torch.from_numpy(last).expand_as(y), y))
-        count += y.numel()
+        total += float(criterion(last.expand_as(batch.y), batch.y))
+        count += batch.y.numel()
     return total / count
 
 
 @torch.no_grad()
 def forecast(model: Forecaster, data: StreamDataLoader, split: Split, batch_size: int) -> Array:
-    """The model's forecasts of the split's windows in original units, ``[W, H, T]``."""
+    """The model's forecasts of the split's windows in original units, ``[W, H, T]`` (float32 throughout)."""
     model.eval()
     device = next(model.parameters()).device
-    parts = []
-    for batch in data.batches(split, batch_size=batch_size):
-        scaled = model(torch.from_numpy(batch.x).to(device)).cpu().numpy()  # [B, H, T]
-        parts.append(scaled * batch.scale + batch.center)
+    parts = [
+        (model(batch.x) * batch.scale + batch.center).cpu().numpy()  # [B, H, T]
+        for batch in data.batches(split, batch_size=batch_size, device=device)
+    ]
     return np.concatenate(parts)
