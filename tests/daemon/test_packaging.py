@@ -27,6 +27,16 @@ from swarmlearn.config import ENV_PREFIX, field_names
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the virtual environment's scripts: swarmlearn, hadolint
 UNIT = ROOT / "systemd" / "swarmlearn.service"
+TEMPLATE = ROOT / "systemd" / "swarmlearn@.service"
+TEMPLATE_LINES = (
+    ("Description=swarmlearn online-learning daemon for LLM-agent swarms", "(swarm %i)"),
+    ("Environment=SWARMLEARN_CONFIG=/etc/swarmlearn/swarmlearn.toml", None),
+    ("Environment=SWARMLEARN_DATA_DIR=/var/lib/swarmlearn", None),
+    ("EnvironmentFile=-/etc/swarmlearn/swarmlearn.env", None),
+    ("StateDirectory=swarmlearn", None),
+    ("RuntimeDirectory=swarmlearn", None),
+)
+"""The lines in which the template unit differs from the plain one (None: the instance's own path)."""
 ENV_FILE = ROOT / "systemd" / "swarmlearn.env"
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -111,18 +121,19 @@ def test_make_run_installs_the_daemon_without_ray_and_make_test_installs_everyth
 # -- systemd ----------------------------------------------------------------------------------
 
 
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("unit", "name"), [(UNIT, "swarmlearn.service"), (TEMPLATE, "swarmlearn@swarm-a.service")])
+def test_systemd_unit_verifies(tmp_path: Path, unit: Path, name: str) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (Debian and Ubuntu: apt-get install systemd)")
-    unit_text = UNIT.read_text()
+    unit_text = unit.read_text()
     # verify checks that ExecStart's program exists: point it at this environment's script.
     exec_start = "ExecStart=/opt/swarmlearn/venv/bin/swarmlearn serve\n"
-    environment_file = "EnvironmentFile=-/etc/swarmlearn/swarmlearn.env\n"
-    assert exec_start in unit_text and environment_file in unit_text
+    environment_file = next(line for line in unit_text.splitlines() if line.startswith("EnvironmentFile=")) + "\n"
+    assert exec_start in unit_text
     env_copy = tmp_path / "swarmlearn.env"
     shutil.copy(ENV_FILE, env_copy)
-    unit_copy = tmp_path / "swarmlearn.service"
+    unit_copy = tmp_path / name
     unit_copy.write_text(
         unit_text.replace(exec_start, f"ExecStart={BIN / 'swarmlearn'} serve\n").replace(
             environment_file, f"EnvironmentFile=-{env_copy}\n"
@@ -136,9 +147,28 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert "swarmlearn" not in output, f"systemd-analyze has something to say about the unit:\n{output}"
 
 
+def test_the_template_unit_is_the_plain_one_per_instance() -> None:
+    """swarmlearn@.service runs one daemon per swarm: its own settings, data and runtime directory;
+    in every other line it is swarmlearn.service, so a fix to one cannot miss the other."""
+    plain = UNIT.read_text().split("[Unit]", 1)[1].splitlines()
+    template = TEMPLATE.read_text().split("[Unit]", 1)[1].splitlines()
+    assert len(plain) == len(template)
+    differing = {(a, b) for a, b in zip(plain, template, strict=True) if a != b}
+    expected = set()
+    for line, suffix in TEMPLATE_LINES:
+        if suffix is not None:
+            expected.add((line, f"{line} {suffix}"))
+        else:
+            key, value = line.rsplit("=", 1)
+            instance = value.replace("swarmlearn.", "%i.") if "." in value.rsplit("/", 1)[-1] else f"{value}/%i"
+            expected.add((line, f"{key}={instance}"))
+    assert differing == expected
+
+
 def test_systemd_unit_and_env_file_name_only_real_settings() -> None:
     names = set(field_names())
-    documented = set(re.findall(r"\b" + ENV_PREFIX + r"([A-Z_]+)", UNIT.read_text() + ENV_FILE.read_text()))
+    text = UNIT.read_text() + TEMPLATE.read_text() + ENV_FILE.read_text()
+    documented = set(re.findall(r"\b" + ENV_PREFIX + r"([A-Z_]+)", text))
     unknown = {name for name in documented if name.lower() not in names and name != "CONFIG"}
     assert not unknown, f"not settings of the daemon: {sorted(unknown)}"
     # Every example in the environment file is commented out: the daemon's defaults stay the defaults.
