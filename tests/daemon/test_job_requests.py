@@ -21,6 +21,8 @@ def training(**settings: object) -> str:
         ({"config_json": json.dumps({"pad": "x" * 65_536})}, "config_json"),
         ({"config_json": json.dumps({"training": [50]})}, "config_json.training"),
         ({"config_json": training(window=1)}, "config_json.training.window"),
+        ({"config_json": training(fine_tune="yes")}, "config_json.training.fine_tune"),
+        ({"config_json": training(fine_tune_lr_scale=2)}, "config_json.training.fine_tune_lr_scale"),
         ({"config_json": training(window=10_001)}, "config_json.training.window"),
         ({"config_json": training(window=50.5)}, "config_json.training.window"),
         ({"config_json": training(window=None)}, "config_json.training.window"),

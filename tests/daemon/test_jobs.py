@@ -102,6 +102,23 @@ async def test_an_agent_scope_is_judged_against_the_swarm_champion_that_serves_i
     assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
     assert "the champion " in final.note and "warm-started from the champion" in final.note, final.note
     assert "p = " in final.note
+    # A fine-tune of that champion: its weights, at most fine_tune_epochs at a tenth of the rate.
+    tune = json.dumps({**json.loads(SMALL), "training": {**json.loads(SMALL)["training"], "fine_tune": True}})
+    tuned = await stub.StartTraining(
+        jobs_pb2.StartTrainingRequest(scope="planner", model_kind="lstm", max_epochs=20, config_json=tune)
+    )
+    done = (await finished(stub, tuned.job_id))[-1]
+    assert done.state == jobs_pb2.JOB_STATE_SUCCEEDED, done.error
+    assert "fine-tuned: at most 5 epochs at learning rate 0.0001" in done.note, done.note
+    assert done.progress.total_epochs == 5 and done.progress.epoch <= 5
+    # Asked for where no compatible champion serves: a full training, and the note says so.
+    resized = json.dumps({**json.loads(tune), "hidden_size": 8})
+    other = await stub.StartTraining(
+        jobs_pb2.StartTrainingRequest(model_kind="lstm", max_epochs=1, config_json=resized)
+    )
+    full = (await finished(stub, other.job_id))[-1]
+    assert full.state == jobs_pb2.JOB_STATE_SUCCEEDED, full.error
+    assert "fine-tuning was asked for, so this is a full training instead" in full.note, full.note
 
 
 async def test_an_ensemble_trains_from_nested_member_configs_and_serves_predict(

@@ -133,8 +133,11 @@ _TRAINING_BOUNDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "learning_rate": (False, lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "weight_decay": (False, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "grid_s": (False, lambda v: 0 < v < math.inf, "a finite number above 0, or null for no grid"),
+    "fine_tune_epochs": (True, lambda v: 1 <= v <= MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS}"),
+    "fine_tune_lr_scale": (False, lambda v: 0 < v <= 1, "a number in (0, 1]"),
 }
 _NULLABLE_TRAINING = frozenset({"max_steps", "grid_s"})
+_BOOLEAN_TRAINING = frozenset({"fine_tune", "mixed_precision"})
 
 
 def _check_training(training: Any) -> None:
@@ -147,6 +150,9 @@ def _check_training(training: Any) -> None:
     for name, (integer, allowed, what) in _TRAINING_BOUNDS.items():
         if name in training and not _within(training[name], integer, allowed, name in _NULLABLE_TRAINING):
             raise InvalidArgument(f"config_json.training.{name}", f"must be {what}, got {training[name]!r:.64}")
+    for name in _BOOLEAN_TRAINING:
+        if name in training and not isinstance(training[name], bool):
+            raise InvalidArgument(f"config_json.training.{name}", f"must be true or false, got {training[name]!r:.64}")
 
 
 def _within(value: Any, integer: bool, allowed: Callable[[Any], bool], nullable: bool) -> bool:

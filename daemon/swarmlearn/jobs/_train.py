@@ -101,6 +101,12 @@ def train(
     data = StreamDataLoader(replay.events, config, runs=replay.runs)
     champion = TrainedModel.load(spec.champion) if spec.champion is not None else None
     warm, start = warm_start(champion, config)
+    if config.fine_tune:
+        if warm is not None:
+            config = config.fine_tuning()
+            start += f"; fine-tuned: at most {config.max_epochs} epochs at learning rate {config.learning_rate:g}"
+        else:
+            start += "; fine-tuning was asked for, so this is a full training instead"
 
     def progress(p: Progress) -> None:
         send(EpochDone(p.epoch, p.max_epochs, p.train_loss, p.val_loss))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,8 +11,9 @@ from typing import Any
 from swarmlearn.models import LSTMConfig, ModelConfig, NBEATSConfig, TCNConfig, config_from_dict, searched
 
 JOB_SETTINGS = frozenset(
-    {"window", "grid_s", "batch_size", "max_steps", "patience", "learning_rate", "weight_decay", "seed"}
-)
+    {"window", "grid_s", "batch_size", "max_steps", "patience", "learning_rate", "weight_decay", "seed",
+     "mixed_precision", "fine_tune", "fine_tune_epochs", "fine_tune_lr_scale"}
+)  # fmt: skip
 """The ``TrainingConfig`` fields a training job's ``config_json.training`` (and a tuning trial) may set."""
 
 
@@ -112,6 +114,18 @@ class TrainingConfig:
     the losses and the evaluation's forecasts in float32 (bfloat16 has float32's range, so no loss
     scaling). False: float32 throughout. The CPU and older GPUs train in float32 either way."""
 
+    fine_tune: bool = False
+    """Fine-tune the champion rather than retrain: a job whose champion is compatible (``warm_start``)
+    starts from its weights, as every job does, but trains at most ``fine_tune_epochs`` epochs at
+    ``learning_rate`` times ``fine_tune_lr_scale`` (``fine_tuning``). Without a compatible champion the
+    job trains in full, and its note says so. Which serves better: docs/training.md, "Fine-tuning"."""
+
+    fine_tune_epochs: int = 5
+    """Epochs of a fine-tune at most."""
+
+    fine_tune_lr_scale: float = 0.1
+    """A fine-tune's learning rate over ``learning_rate``."""
+
     eval_batch_size: int = 1024
     """Windows per forward pass when validating and evaluating."""
 
@@ -139,6 +153,14 @@ class TrainingConfig:
             values["max_epochs"] = max_epochs
         return cls(**values)
 
+    def fine_tuning(self) -> TrainingConfig:
+        """This config as a fine-tune runs it: fewer epochs, a smaller learning rate."""
+        return dataclasses.replace(
+            self,
+            max_epochs=min(self.max_epochs, self.fine_tune_epochs),
+            learning_rate=self.learning_rate * self.fine_tune_lr_scale,
+        )
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "scaling", Scaling(self.scaling))
         object.__setattr__(self, "loss", Loss(self.loss))
@@ -161,5 +183,7 @@ class TrainingConfig:
             raise ValueError("validation_fraction and test_fraction must be positive and sum to less than 1")
         if min(self.batch_size, self.max_epochs, self.patience, self.eval_batch_size) < 1:
             raise ValueError("batch_size, max_epochs, patience and eval_batch_size must be positive")
+        if self.fine_tune_epochs < 1 or not 0 < self.fine_tune_lr_scale <= 1:
+            raise ValueError("fine_tune_epochs must be positive and fine_tune_lr_scale in (0, 1]")
         if self.max_steps is not None and self.max_steps < 0:
             raise ValueError("max_steps must not be negative")
