@@ -229,6 +229,7 @@ def forecast_from_proto(r: agents_pb2.PredictResponse) -> Forecast:
             for f in r.forecasts
         ),
         as_of_sequence=r.as_of_sequence,
+        durable_sequence=r.durable_sequence,
     )
 
 

@@ -171,6 +171,13 @@ class Forecast:
     forecasts: tuple[TargetForecast, ...]
     as_of_sequence: int = 0
     """Event log sequence the online state had reached when it answered."""
+    durable_sequence: int = 0
+    """The log's sequence when the question was asked: ``lag`` events more than the state had."""
+
+    @property
+    def lag(self) -> int:
+        """Events in the log that the answering state had not learned yet (0: up to date)."""
+        return max(0, self.durable_sequence - self.as_of_sequence)
 
     def __getitem__(self, target: str) -> TargetForecast:
         for forecast in self.forecasts:

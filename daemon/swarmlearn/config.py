@@ -95,6 +95,11 @@ class Settings:
     online_snapshot_interval_s: float = 60.0
     """How often the online learner snapshots its state (when it changed); a restart replays the log
     since the last snapshot, at roughly 25,000 events/s."""
+    online_max_lag_events: int = 100_000
+    """How far behind the log the online state may be when it answers Predict: further behind (a
+    restart replaying the log, or a sustained ingest faster than the learners) Predict answers
+    UNAVAILABLE, saying how far, rather than a forecast from old state. Within it the answer's
+    ``as_of_sequence`` and ``durable_sequence`` tell the lag. 0: no limit."""
     online_max_wait_s: float = 2.0
     """How long Predict and GetAgentStats wait for the online learner to reach an agent it has not
     met yet but whose events are committed; past it Predict answers UNAVAILABLE."""
@@ -173,6 +178,7 @@ class Settings:
         _check(0 <= self.online_workers <= 64, "online_workers", "must be in [0, 64]")
         _check(self.online_snapshot_interval_s > 0, "online_snapshot_interval_s", "must be > 0")
         _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
+        _check(self.online_max_lag_events >= 0, "online_max_lag_events", "must be >= 0 (0: no limit)")
         _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")
         _check(self.retrain_every_events >= 0, "retrain_every_events", "must be >= 0")
         _check(self.retrain_every_s >= 0, "retrain_every_s", "must be >= 0")

@@ -108,6 +108,8 @@ async def test_predict_answers_from_the_first_acknowledged_event(stub: Stub) -> 
     await ingest(stub, [event("fresh", "e-0", latency=321.0)])
     response = await stub.Predict(agents_pb2.PredictRequest(agent_id="fresh", horizon=3))
     assert response.as_of_sequence >= 1
+    # The log's sequence when asked: the answer says how far behind it the state was (here: not).
+    assert response.durable_sequence == response.as_of_sequence
     latency = {f.target: f for f in response.forecasts}["latency_ms"]
     assert latency.model_kind == "online:aggregate"
     assert not latency.HasField("running_mae")  # nothing scored yet
@@ -575,3 +577,15 @@ def test_a_failed_snapshot_save_leaves_no_temporary_file(tmp_path: Path) -> None
     with pytest.raises(OSError):
         save(target, {"x": 1}, anchor=Anchor(0, "", ""), fingerprint="f")
     assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_predict_refuses_to_answer_from_a_state_too_far_behind_the_log() -> None:
+    """Past online_max_lag_events (a restart replaying the log, ingest faster than the learners)
+    Predict answers UNAVAILABLE saying how far behind, not a forecast from old state."""
+    from swarmlearn.errors import NotReady
+    from swarmlearn.server._servicer import check_lag
+
+    check_lag(durable=1_000, applied=900, most=100)
+    with pytest.raises(NotReady, match="101 events behind the log, more than online_max_lag_events \\(100\\)"):
+        check_lag(durable=1_001, applied=900, most=100)
+    check_lag(durable=10**9, applied=0, most=0)  # 0: no limit

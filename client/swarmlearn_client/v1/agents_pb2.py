@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from swarmlearn_client.v1 import events_pb2 as swarmlearn_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswarmlearn/v1/agents.proto\x12\rswarmlearn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswarmlearn/v1/events.proto\"V\n\x0ePredictRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07horizon\x18\x02 \x01(\r\x12\x0f\n\x07targets\x18\x03 \x03(\t\x12\x10\n\x08\x63overage\x18\x04 \x01(\x01\"J\n\rForecastPoint\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x01\x12\r\n\x05lower\x18\x03 \x01(\x01\x12\r\n\x05upper\x18\x04 \x01(\x01\"\xa3\x01\n\x0eTargetForecast\x12\x0e\n\x06target\x18\x01 \x01(\t\x12,\n\x06points\x18\x02 \x03(\x0b\x32\x1c.swarmlearn.v1.ForecastPoint\x12\x12\n\nmodel_kind\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x18\n\x0brunning_mae\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_running_mae\"m\n\x0fPredictResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x30\n\tforecasts\x18\x02 \x03(\x0b\x32\x1d.swarmlearn.v1.TargetForecast\x12\x16\n\x0e\x61s_of_sequence\x18\x03 \x01(\x04\"(\n\x14GetAgentStatsRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\xad\x01\n\rBaselineStats\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x18\n\x0brunning_mae\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06scored\x18\x04 \x01(\x04\x12\x0c\n\x04\x62\x65st\x18\x05 \x01(\x08\x12\x13\n\x06weight\x18\x07 \x01(\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_running_maeB\t\n\x07_weightJ\x04\x08\x06\x10\x07R\nrecent_mae\"f\n\nDriftState\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x13\n\x0b\x64rift_count\x18\x02 \x01(\x04\x12\x33\n\x0flast_drift_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x05\n\nAgentStats\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x04\x12\x34\n\x10\x66irst_event_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_event_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x0cmean_metrics\x18\x05 \x01(\x0b\x32!.swarmlearn.v1.PerformanceMetrics\x12\x1a\n\x12prompt_event_count\x18\x06 \x01(\x04\x12\x39\n\x08\x66\x65\x61tures\x18\x07 \x03(\x0b\x32\'.swarmlearn.v1.AgentStats.FeaturesEntry\x12/\n\tbaselines\x18\x08 \x03(\x0b\x32\x1c.swarmlearn.v1.BaselineStats\x12(\n\x05\x64rift\x18\t \x03(\x0b\x32\x19.swarmlearn.v1.DriftState\x12\x17\n\x0fonline_sequence\x18\n \x01(\x04\x12@\n\x0c\x61nswered_mae\x18\x0b \x03(\x0b\x32*.swarmlearn.v1.AgentStats.AnsweredMaeEntry\x12J\n\x11interval_coverage\x18\x0c \x03(\x0b\x32/.swarmlearn.v1.AgentStats.IntervalCoverageEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10\x41nsweredMaeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x37\n\x15IntervalCoverageEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x12ListAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.swarmlearn.v1.AgentStats\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswarmlearn/v1/agents.proto\x12\rswarmlearn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswarmlearn/v1/events.proto\"V\n\x0ePredictRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07horizon\x18\x02 \x01(\r\x12\x0f\n\x07targets\x18\x03 \x03(\t\x12\x10\n\x08\x63overage\x18\x04 \x01(\x01\"J\n\rForecastPoint\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x01\x12\r\n\x05lower\x18\x03 \x01(\x01\x12\r\n\x05upper\x18\x04 \x01(\x01\"\xa3\x01\n\x0eTargetForecast\x12\x0e\n\x06target\x18\x01 \x01(\t\x12,\n\x06points\x18\x02 \x03(\x0b\x32\x1c.swarmlearn.v1.ForecastPoint\x12\x12\n\nmodel_kind\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x18\n\x0brunning_mae\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_running_mae\"\x87\x01\n\x0fPredictResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x30\n\tforecasts\x18\x02 \x03(\x0b\x32\x1d.swarmlearn.v1.TargetForecast\x12\x16\n\x0e\x61s_of_sequence\x18\x03 \x01(\x04\x12\x18\n\x10\x64urable_sequence\x18\x04 \x01(\x04\"(\n\x14GetAgentStatsRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\xad\x01\n\rBaselineStats\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x12\n\nmodel_kind\x18\x02 \x01(\t\x12\x18\n\x0brunning_mae\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06scored\x18\x04 \x01(\x04\x12\x0c\n\x04\x62\x65st\x18\x05 \x01(\x08\x12\x13\n\x06weight\x18\x07 \x01(\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_running_maeB\t\n\x07_weightJ\x04\x08\x06\x10\x07R\nrecent_mae\"f\n\nDriftState\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x13\n\x0b\x64rift_count\x18\x02 \x01(\x04\x12\x33\n\x0flast_drift_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x05\n\nAgentStats\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x04\x12\x34\n\x10\x66irst_event_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_event_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x0cmean_metrics\x18\x05 \x01(\x0b\x32!.swarmlearn.v1.PerformanceMetrics\x12\x1a\n\x12prompt_event_count\x18\x06 \x01(\x04\x12\x39\n\x08\x66\x65\x61tures\x18\x07 \x03(\x0b\x32\'.swarmlearn.v1.AgentStats.FeaturesEntry\x12/\n\tbaselines\x18\x08 \x03(\x0b\x32\x1c.swarmlearn.v1.BaselineStats\x12(\n\x05\x64rift\x18\t \x03(\x0b\x32\x19.swarmlearn.v1.DriftState\x12\x17\n\x0fonline_sequence\x18\n \x01(\x04\x12@\n\x0c\x61nswered_mae\x18\x0b \x03(\x0b\x32*.swarmlearn.v1.AgentStats.AnsweredMaeEntry\x12J\n\x11interval_coverage\x18\x0c \x03(\x0b\x32/.swarmlearn.v1.AgentStats.IntervalCoverageEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10\x41nsweredMaeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x37\n\x15IntervalCoverageEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x12ListAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.swarmlearn.v1.AgentStats\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,24 +45,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FORECASTPOINT']._serialized_end=268
   _globals['_TARGETFORECAST']._serialized_start=271
   _globals['_TARGETFORECAST']._serialized_end=434
-  _globals['_PREDICTRESPONSE']._serialized_start=436
-  _globals['_PREDICTRESPONSE']._serialized_end=545
-  _globals['_GETAGENTSTATSREQUEST']._serialized_start=547
-  _globals['_GETAGENTSTATSREQUEST']._serialized_end=587
-  _globals['_BASELINESTATS']._serialized_start=590
-  _globals['_BASELINESTATS']._serialized_end=763
-  _globals['_DRIFTSTATE']._serialized_start=765
-  _globals['_DRIFTSTATE']._serialized_end=867
-  _globals['_AGENTSTATS']._serialized_start=870
-  _globals['_AGENTSTATS']._serialized_end=1588
-  _globals['_AGENTSTATS_FEATURESENTRY']._serialized_start=1432
-  _globals['_AGENTSTATS_FEATURESENTRY']._serialized_end=1479
-  _globals['_AGENTSTATS_ANSWEREDMAEENTRY']._serialized_start=1481
-  _globals['_AGENTSTATS_ANSWEREDMAEENTRY']._serialized_end=1531
-  _globals['_AGENTSTATS_INTERVALCOVERAGEENTRY']._serialized_start=1533
-  _globals['_AGENTSTATS_INTERVALCOVERAGEENTRY']._serialized_end=1588
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1590
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1648
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=1650
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=1738
+  _globals['_PREDICTRESPONSE']._serialized_start=437
+  _globals['_PREDICTRESPONSE']._serialized_end=572
+  _globals['_GETAGENTSTATSREQUEST']._serialized_start=574
+  _globals['_GETAGENTSTATSREQUEST']._serialized_end=614
+  _globals['_BASELINESTATS']._serialized_start=617
+  _globals['_BASELINESTATS']._serialized_end=790
+  _globals['_DRIFTSTATE']._serialized_start=792
+  _globals['_DRIFTSTATE']._serialized_end=894
+  _globals['_AGENTSTATS']._serialized_start=897
+  _globals['_AGENTSTATS']._serialized_end=1615
+  _globals['_AGENTSTATS_FEATURESENTRY']._serialized_start=1459
+  _globals['_AGENTSTATS_FEATURESENTRY']._serialized_end=1506
+  _globals['_AGENTSTATS_ANSWEREDMAEENTRY']._serialized_start=1508
+  _globals['_AGENTSTATS_ANSWEREDMAEENTRY']._serialized_end=1558
+  _globals['_AGENTSTATS_INTERVALCOVERAGEENTRY']._serialized_start=1560
+  _globals['_AGENTSTATS_INTERVALCOVERAGEENTRY']._serialized_end=1615
+  _globals['_LISTAGENTSREQUEST']._serialized_start=1617
+  _globals['_LISTAGENTSREQUEST']._serialized_end=1675
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=1677
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=1765
 # @@protoc_insertion_point(module_scope)

@@ -49,14 +49,16 @@ class TargetForecast(_message.Message):
     def __init__(self, target: _Optional[str] = ..., points: _Optional[_Iterable[_Union[ForecastPoint, _Mapping]]] = ..., model_kind: _Optional[str] = ..., model_version: _Optional[str] = ..., running_mae: _Optional[float] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("agent_id", "forecasts", "as_of_sequence")
+    __slots__ = ("agent_id", "forecasts", "as_of_sequence", "durable_sequence")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     FORECASTS_FIELD_NUMBER: _ClassVar[int]
     AS_OF_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     forecasts: _containers.RepeatedCompositeFieldContainer[TargetForecast]
     as_of_sequence: int
-    def __init__(self, agent_id: _Optional[str] = ..., forecasts: _Optional[_Iterable[_Union[TargetForecast, _Mapping]]] = ..., as_of_sequence: _Optional[int] = ...) -> None: ...
+    durable_sequence: int
+    def __init__(self, agent_id: _Optional[str] = ..., forecasts: _Optional[_Iterable[_Union[TargetForecast, _Mapping]]] = ..., as_of_sequence: _Optional[int] = ..., durable_sequence: _Optional[int] = ...) -> None: ...
 
 class GetAgentStatsRequest(_message.Message):
     __slots__ = ("agent_id",)

@@ -167,7 +167,9 @@ def agent_stats(summary: AgentSummary, online: OnlineAgentStats | None = None, a
     return message
 
 
-def predict_response(agent_id: str, answer: Answer, targets: Sequence[str]) -> agents_pb2.PredictResponse:
+def predict_response(
+    agent_id: str, answer: Answer, targets: Sequence[str], durable_sequence: int
+) -> agents_pb2.PredictResponse:
     """``OnlineLearner.predict``'s answer, ``(model version, forecasts by target)``: the version is a
     champion's ``<kind>-v<n>``, empty for the online aggregate."""
     version: str
@@ -176,6 +178,7 @@ def predict_response(agent_id: str, answer: Answer, targets: Sequence[str]) -> a
     return agents_pb2.PredictResponse(
         agent_id=agent_id,
         as_of_sequence=answer.applied_seq,
+        durable_sequence=max(durable_sequence, answer.applied_seq),
         forecasts=[
             agents_pb2.TargetForecast(
                 target=target,

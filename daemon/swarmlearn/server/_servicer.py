@@ -192,8 +192,10 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         if not self._ingestor.knows(agent_id):
             raise UnknownAgent(agent_id)
         # Reading durable_sequence here makes an agent answer from its first acknowledged event.
-        answer = await self._online.predict(agent_id, horizon, coverage, min_seq=self._store.durable_sequence)
-        return predict_response(agent_id, answer, targets)
+        durable = self._store.durable_sequence
+        answer = await self._online.predict(agent_id, horizon, coverage, min_seq=durable)
+        check_lag(durable, answer.applied_seq, self._settings.online_max_lag_events)
+        return predict_response(agent_id, answer, targets, durable)
 
     @mapped
     async def ScorePrompts(
@@ -361,3 +363,14 @@ async def decode_in_slices(
         rejected += bad
         good += ingestor.validate(pairs, rejected)
     return good, rejected
+
+
+def check_lag(durable: int, applied: int, most: int) -> None:
+    """``NotReady`` (UNAVAILABLE) when the state that answered is more than ``most`` events behind
+    the log (0: any lag is served, and the answer's two sequences tell it)."""
+    lag = durable - applied
+    if most and lag > most:
+        raise NotReady(
+            f"the online learner is catching up: {lag} events behind the log, more than "
+            f"online_max_lag_events ({most}); retry shortly"
+        )
