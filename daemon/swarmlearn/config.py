@@ -95,6 +95,11 @@ class Settings:
     online_snapshot_interval_s: float = 60.0
     """How often the online learner snapshots its state (when it changed); a restart replays the log
     since the last snapshot, at roughly 25,000 events/s."""
+    online_resident_agents: int = 5_000
+    """Agents whose baselines learner each learner process keeps in memory (about 45 KiB each for a
+    long-lived agent, so about 220 MiB at the default); the least recently used others wait in its
+    store (``online-<i>-of-<N>.agents.sqlite3`` in the data directory) and are read back on their next
+    event or query."""
     online_max_wait_s: float = 2.0
     """How long Predict and GetAgentStats wait for the online learner to reach an agent it has not
     met yet but whose events are committed; past it Predict answers UNAVAILABLE."""
@@ -172,6 +177,7 @@ class Settings:
         )
         _check(0 <= self.online_workers <= 64, "online_workers", "must be in [0, 64]")
         _check(self.online_snapshot_interval_s > 0, "online_snapshot_interval_s", "must be > 0")
+        _check(self.online_resident_agents >= 1, "online_resident_agents", "must be >= 1")
         _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
         _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")
         _check(self.retrain_every_events >= 0, "retrain_every_events", "must be >= 0")

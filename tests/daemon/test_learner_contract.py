@@ -1,6 +1,7 @@
 """One contract for the learners that follow the event log, in the manner of River's ``yield_checks``.
 
-The learner processes run one of three roles (``online._worker``): ``baselines`` (``OnlineState``),
+The learner processes run one of three roles (the baselines twice: with the default room for learners
+in memory, and with room for two, ``baselines-evicting``, so that every check also evicts and reloads) (``online._worker``): ``baselines`` (``OnlineState``),
 ``prompts`` (``PromptLearner``) and ``forecaster`` (``ChampionState``, here with a tiny LSTM promoted as
 the swarm's champion). Each check below is written once, against a small adapter per role (build, learn,
 ask, snapshot, restore), and runs for every role. Everything is real: the events are written to an
@@ -38,6 +39,7 @@ from swarmlearn.events import Event, EventType, validate_event
 from swarmlearn.models import LSTMConfig
 from swarmlearn.names import MAX_HORIZON, TARGETS
 from swarmlearn.online import AgentStats, OnlineState, WorkerSettings, _snapshot
+from swarmlearn.online._agentstore import AgentStore
 from swarmlearn.online._champions import ChampionState
 from swarmlearn.prompts import Candidate, PromptConfig, PromptLearner, ScoreResult, Weights
 from swarmlearn.prompts._bandit import coin
@@ -315,13 +317,41 @@ class Role:
 
 class Baselines(Role):
     """``OnlineState``: Predict (forecasts with intervals) and GetAgentStats; an unknown agent is
-    ``UnknownAgent`` (NOT_FOUND)."""
+    ``UnknownAgent`` (NOT_FOUND). Its snapshots are incremental, in an ``AgentStore``; each snapshot
+    here goes to a store of its own, as the first snapshot after a start of the worker."""
 
     name = "baselines"
-    snapshot_file = "online-0-of-1.snapshot"
+    snapshot_file = "online-0-of-1.agents.sqlite3"
+    resident: ClassVar[int] = WorkerSettings().resident_agents
+    """Learners in memory at most; the others are pickled, in memory or in the store."""
+
+    def settings(self) -> WorkerSettings:
+        return WorkerSettings(role="baselines", resident_agents=self.resident)
 
     def build(self) -> OnlineState:
-        return OnlineState(self.settings().config)
+        return OnlineState(self.settings().config, resident=self.resident)
+
+    def snapshot(self, state: Learner) -> Path:
+        assert isinstance(state, OnlineState)
+        path = self.workdir / f"{len(list(self.workdir.glob('*' + self.snapshot_file)))}-{self.snapshot_file}"
+        anchor = self.log.anchor_at(state.applied_seq) or _snapshot.Anchor(0, "", "")
+        store = AgentStore(path)
+        try:
+            state.save(store, anchor=anchor, fingerprint=self.fingerprint)
+        finally:
+            store.close()
+        return path
+
+    def restore(self, path: Path) -> OnlineState:
+        """As ``Worker.restore``: the shared state and the ids; each learner is read when needed."""
+        settings = self.settings()
+        return OnlineState.load(
+            AgentStore(path),
+            config=settings.config,
+            resident=self.resident,
+            fingerprint=self.fingerprint,
+            anchor_at=self.log.anchor_at,
+        )
 
     def ask(self, state: OnlineState, agent_id: str, *, draw: bool = True) -> Any:
         return state.predict(agent_id, 1, 0.8), state.predict(agent_id, 12, 0.95), state.stats(agent_id)
@@ -355,6 +385,13 @@ class Baselines(Role):
             numbers += [v for e in figures.baselines.values() for v in (e.mae, e.weight)]
             assert all(v is None or math.isfinite(v) for v in numbers), (target, figures)
         assert all(math.isfinite(v) for v in stats.features.values()), stats.features
+
+
+class EvictingBaselines(Baselines):
+    """The baselines with room for two learners: every check also evicts and reloads."""
+
+    name = "baselines-evicting"
+    resident = 2
 
 
 class Prompts(Role):
@@ -453,7 +490,7 @@ class Forecaster(Role):
                     assert all(math.isfinite(v) for v in point) and point.lower <= point.upper, (target, point)
 
 
-ROLES: dict[str, type[Role]] = {role.name: role for role in (Baselines, Prompts, Forecaster)}
+ROLES: dict[str, type[Role]] = {role.name: role for role in (Baselines, EvictingBaselines, Prompts, Forecaster)}
 
 
 @pytest.fixture
