@@ -1,13 +1,14 @@
 """One contract for the learners that follow the event log, in the manner of River's ``yield_checks``.
 
-The learner processes run one of three roles (the baselines twice: with the default room for learners
-in memory, and with room for two, ``baselines-evicting``, so that every check also evicts and reloads) (``online._worker``): ``baselines`` (``OnlineState``),
-``prompts`` (``PromptLearner``) and ``forecaster`` (``ChampionState``, here with a tiny LSTM promoted as
-the swarm's champion). Each check below is written once, against a small adapter per role (build, learn,
-ask, snapshot, restore), and runs for every role. Everything is real: the events are written to an
-event log by ``EventStore`` and read back as each role's worker reads them (texts and attributes for the
-prompt role only), snapshots go through ``online._snapshot`` to files, with the worker's fingerprint,
-payload (``{role: state}``) and acceptance rule, and are read by its restricted unpickler.
+The learner processes run one of three roles (``online._worker``): ``baselines`` (``OnlineState``; run
+twice here, also with room for two learners in memory, ``baselines-evicting``, so that every check evicts
+and reloads too), ``prompts`` (``PromptLearner``) and ``forecaster`` (``ChampionState``, here with a tiny
+LSTM promoted as the swarm's champion). Each check below is written once, against a small adapter per
+role (build, learn, ask, snapshot, restore), and runs for every role. Everything is real: the events are
+written to an event log by ``EventStore`` and read back as each role's worker reads them (texts and
+attributes for the prompt role only), snapshots go through ``online._snapshot`` to files, with the
+worker's fingerprint, payload (``{role: state}``) and acceptance rule, and are read by its restricted
+unpickler.
 
 "The same answer" means bit for bit: every float is compared by its bits (``float.hex``). A sound interval
 is finite with ``lower <= upper``; it need not hold the point forecast (the online intervals are centred on
