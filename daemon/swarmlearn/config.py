@@ -100,6 +100,11 @@ class Settings:
     restart replaying the log, or a sustained ingest faster than the learners) Predict answers
     UNAVAILABLE, saying how far, rather than a forecast from old state. Within it the answer's
     ``as_of_sequence`` and ``durable_sequence`` tell the lag. 0: no limit."""
+    online_resident_agents: int = 5_000
+    """Agents whose baselines learner each learner process keeps in memory (about 45 KiB each for a
+    long-lived agent, so about 220 MiB at the default); the least recently used others wait in its
+    store (``online-<i>-of-<N>.agents.sqlite3`` in the data directory) and are read back on their next
+    event or query."""
     online_max_wait_s: float = 2.0
     """How long Predict and GetAgentStats wait for the online learner to reach an agent it has not
     met yet but whose events are committed; past it Predict answers UNAVAILABLE."""
@@ -177,6 +182,7 @@ class Settings:
         )
         _check(0 <= self.online_workers <= 64, "online_workers", "must be in [0, 64]")
         _check(self.online_snapshot_interval_s > 0, "online_snapshot_interval_s", "must be > 0")
+        _check(self.online_resident_agents >= 1, "online_resident_agents", "must be >= 1")
         _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
         _check(self.online_max_lag_events >= 0, "online_max_lag_events", "must be >= 0 (0: no limit)")
         _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")

@@ -147,8 +147,10 @@ def test_restore_into_an_empty_directory_serves_the_backup(
 
 
 def test_the_learners_snapshots_are_backed_up_and_load_against_the_restored_log(tmp_path: Path) -> None:
-    """A restored daemon's learners start from their snapshots, not from a replay of the whole log."""
-    from swarmlearn.online import _snapshot
+    """A restored daemon's learners start from their snapshots (files, and the baselines' stores),
+    not from a replay of the whole log."""
+    from swarmlearn.online import OnlineState, _snapshot
+    from swarmlearn.online._agentstore import AgentStore
     from swarmlearn.online._config import WorkerSettings
     from swarmlearn.store import event_at, open_reader
 
@@ -161,15 +163,15 @@ def test_the_learners_snapshots_are_backed_up_and_load_against_the_restored_log(
             client.score_prompts(agent, ["summarise the report"])
     # Stopped gracefully: each learner that applied events wrote its snapshot.
     roles = {
-        "online-0-of-2.snapshot": WorkerSettings(role="baselines", shard=0, shards=2),
-        "online-1-of-2.snapshot": WorkerSettings(role="baselines", shard=1, shards=2),
+        "online-0-of-2.agents.sqlite3": WorkerSettings(role="baselines", shard=0, shards=2),
+        "online-1-of-2.agents.sqlite3": WorkerSettings(role="baselines", shard=1, shards=2),
         "prompts.snapshot": WorkerSettings(role="prompts"),
         "forecaster.snapshot": WorkerSettings(role="forecaster"),
     }
-    written = sorted(p.name for p in data.glob("*.snapshot"))
+    written = sorted(p.name for p in [*data.glob("*.snapshot"), *data.glob("*.agents.sqlite3")])
     assert set(written) >= set(list(roles)[:3])
     manifest = backup(data, tmp_path / "backup")
-    assert sorted(f.path for f in manifest.files if f.path.endswith(".snapshot")) == written
+    assert sorted(f.path for f in manifest.files if f.path != "jobs.sqlite3" and "/" not in f.path) == written
 
     target = tmp_path / "restored"
     restore(tmp_path / "backup", target)
@@ -181,15 +183,26 @@ def test_the_learners_snapshots_are_backed_up_and_load_against_the_restored_log(
             return None if found is None else _snapshot.Anchor(seq, *found)
 
         for name in written:  # every check a learner makes at start, as it makes it
-            fingerprint = _snapshot.fingerprint(roles[name].identity())
-            _, anchor = _snapshot.load(target / name, fingerprint=fingerprint, anchor_at=anchor_at)
-            assert 0 < anchor.seq <= manifest.highest_seq
+            settings = roles[name]
+            fingerprint = _snapshot.fingerprint(settings.identity())
+            if name.endswith(".snapshot"):
+                _, anchor = _snapshot.load(target / name, fingerprint=fingerprint, anchor_at=anchor_at)
+                seq = anchor.seq
+            else:
+                store = AgentStore(target / name)
+                state = OnlineState.load(
+                    store, config=settings.config, resident=10, fingerprint=fingerprint, anchor_at=anchor_at
+                )
+                assert len(state.agents) > 0 and all(state.agents.get(agent) for agent in state.agents)
+                seq = state.applied_seq
+                store.close()
+            assert 0 < seq <= manifest.highest_seq
     finally:
         conn.close()
     # A restore over them moves them aside with the log they belonged to.
     restore(tmp_path / "backup", target, force=True)
     (aside,) = target.glob("pre-restore-*")
-    assert sorted(p.name for p in aside.glob("*.snapshot")) == written
+    assert sorted(p.name for p in [*aside.glob("*.snapshot"), *aside.glob("*.agents.sqlite3")]) == written
 
 
 def test_restore_is_refused_while_a_daemon_runs_on_the_target(
@@ -358,7 +371,7 @@ def test_a_damaged_log_with_a_matching_manifest_fails_the_integrity_check(
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda text: text.replace('"format_version": 3', '"format_version": 4'), r"backup format 4"),
+        (lambda text: text.replace('"format_version": 4', '"format_version": 5'), r"backup format 5"),
         (lambda text: text.replace('"models/forecaster', '"../forecaster'), r"nor inside a backed-up directory"),
         (lambda text: text.replace('"path": "jobs.sqlite3"', '"path": "events.sqlite3"'), r"nor inside"),
         (lambda text: text.replace('"path": "jobs.sqlite3"', '"path": "../online-0-of-2.snapshot"'), r"nor inside"),

@@ -1,12 +1,14 @@
 """One contract for the learners that follow the event log, in the manner of River's ``yield_checks``.
 
-The learner processes run one of three roles (``online._worker``): ``baselines`` (``OnlineState``),
-``prompts`` (``PromptLearner``) and ``forecaster`` (``ChampionState``, here with a tiny LSTM promoted as
-the swarm's champion). Each check below is written once, against a small adapter per role (build, learn,
-ask, snapshot, restore), and runs for every role. Everything is real: the events are written to an
-event log by ``EventStore`` and read back as each role's worker reads them (texts and attributes for the
-prompt role only), snapshots go through ``online._snapshot`` to files, with the worker's fingerprint,
-payload (``{role: state}``) and acceptance rule, and are read by its restricted unpickler.
+The learner processes run one of three roles (``online._worker``): ``baselines`` (``OnlineState``; run
+twice here, also with room for two learners in memory, ``baselines-evicting``, so that every check evicts
+and reloads too), ``prompts`` (``PromptLearner``) and ``forecaster`` (``ChampionState``, here with a tiny
+LSTM promoted as the swarm's champion). Each check below is written once, against a small adapter per
+role (build, learn, ask, snapshot, restore), and runs for every role. Everything is real: the events are
+written to an event log by ``EventStore`` and read back as each role's worker reads them (texts and
+attributes for the prompt role only), snapshots go through ``online._snapshot`` to files, with the
+worker's fingerprint, payload (``{role: state}``) and acceptance rule, and are read by its restricted
+unpickler.
 
 "The same answer" means bit for bit: every float is compared by its bits (``float.hex``). A sound interval
 is finite with ``lower <= upper``; it need not hold the point forecast (the online intervals are centred on
@@ -38,6 +40,7 @@ from swarmlearn.events import Event, EventType, validate_event
 from swarmlearn.models import LSTMConfig
 from swarmlearn.names import MAX_HORIZON, TARGETS
 from swarmlearn.online import AgentStats, OnlineState, WorkerSettings, _snapshot
+from swarmlearn.online._agentstore import AgentStore
 from swarmlearn.online._champions import ChampionState
 from swarmlearn.prompts import Candidate, PromptConfig, PromptLearner, ScoreResult, Weights
 from swarmlearn.prompts._bandit import coin
@@ -315,13 +318,41 @@ class Role:
 
 class Baselines(Role):
     """``OnlineState``: Predict (forecasts with intervals) and GetAgentStats; an unknown agent is
-    ``UnknownAgent`` (NOT_FOUND)."""
+    ``UnknownAgent`` (NOT_FOUND). Its snapshots are incremental, in an ``AgentStore``; each snapshot
+    here goes to a store of its own, as the first snapshot after a start of the worker."""
 
     name = "baselines"
-    snapshot_file = "online-0-of-1.snapshot"
+    snapshot_file = "online-0-of-1.agents.sqlite3"
+    resident: ClassVar[int] = WorkerSettings().resident_agents
+    """Learners in memory at most; the others are pickled, in memory or in the store."""
+
+    def settings(self) -> WorkerSettings:
+        return WorkerSettings(role="baselines", resident_agents=self.resident)
 
     def build(self) -> OnlineState:
-        return OnlineState(self.settings().config)
+        return OnlineState(self.settings().config, resident=self.resident)
+
+    def snapshot(self, state: Learner) -> Path:
+        assert isinstance(state, OnlineState)
+        path = self.workdir / f"{len(list(self.workdir.glob('*' + self.snapshot_file)))}-{self.snapshot_file}"
+        anchor = self.log.anchor_at(state.applied_seq) or _snapshot.Anchor(0, "", "")
+        store = AgentStore(path)
+        try:
+            state.save(store, anchor=anchor, fingerprint=self.fingerprint)
+        finally:
+            store.close()
+        return path
+
+    def restore(self, path: Path) -> OnlineState:
+        """As ``Worker.restore``: the shared state and the ids; each learner is read when needed."""
+        settings = self.settings()
+        return OnlineState.load(
+            AgentStore(path),
+            config=settings.config,
+            resident=self.resident,
+            fingerprint=self.fingerprint,
+            anchor_at=self.log.anchor_at,
+        )
 
     def ask(self, state: OnlineState, agent_id: str, *, draw: bool = True) -> Any:
         return state.predict(agent_id, 1, 0.8), state.predict(agent_id, 12, 0.95), state.stats(agent_id)
@@ -355,6 +386,13 @@ class Baselines(Role):
             numbers += [v for e in figures.baselines.values() for v in (e.mae, e.weight)]
             assert all(v is None or math.isfinite(v) for v in numbers), (target, figures)
         assert all(math.isfinite(v) for v in stats.features.values()), stats.features
+
+
+class EvictingBaselines(Baselines):
+    """The baselines with room for two learners: every check also evicts and reloads."""
+
+    name = "baselines-evicting"
+    resident = 2
 
 
 class Prompts(Role):
@@ -453,7 +491,7 @@ class Forecaster(Role):
                     assert all(math.isfinite(v) for v in point) and point.lower <= point.upper, (target, point)
 
 
-ROLES: dict[str, type[Role]] = {role.name: role for role in (Baselines, Prompts, Forecaster)}
+ROLES: dict[str, type[Role]] = {role.name: role for role in (Baselines, EvictingBaselines, Prompts, Forecaster)}
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from river import stats
 from swarmlearn.config import Settings
 from swarmlearn.importer import event_to_proto
 from swarmlearn.online import EXPERTS, Drift, OnlineState
-from swarmlearn.online._snapshot import MAGIC, Anchor, SnapshotRejected, _StateUnpickler, load, save
+from swarmlearn.online._snapshot import MAGIC, Anchor, SnapshotRejected, StateUnpickler, load, save
 from swarmlearn.prompts import Candidate, PromptLearner, Weights
 from swarmlearn.server import DaemonServer
 from swarmlearn.store import agent_shard, open_reader, read_events
@@ -265,16 +265,17 @@ async def test_state_after_a_restart_equals_state_without_one(tmp_path: Path, da
         await ingest(Stub(channel), swarm[:700])
     await caught_up(first)
     await first.stop()  # graceful: the learner snapshots what it applied
-    snapshots = sorted(data.glob("online-*-of-2.snapshot"))
-    assert len(snapshots) == 2  # one per learner process (online_workers = 2)
+    snapshots = sorted(data.glob("online-*-of-2.agents.sqlite3"))
+    assert len(snapshots) == 2  # one store per learner process (online_workers = 2)
+    assert not list(data.glob("online-*-wal"))  # closed on stop: all in the store's file
     if damage == "corrupted":
         raw = bytearray(snapshots[0].read_bytes())
-        raw[-100] ^= 0xFF
+        raw[:16] = b"not SQLite at al"
         snapshots[0].write_bytes(bytes(raw))
     second = DaemonServer(settings(data, online_workers=3 if damage == "resharded" else 2))
     await second.start()
     if damage == "resharded":
-        assert sorted(p.name for p in data.glob("online-*.snapshot")) == []
+        assert sorted(p.name for p in data.glob("online-*-of-2*")) == []
     async with grpc.aio.insecure_channel(second.address) as channel:
         stub = Stub(channel)
         await ingest(stub, swarm[700:])
@@ -557,7 +558,7 @@ def test_the_snapshot_unpickler_refuses_what_learner_modules_merely_import(tmp_p
     )  # fmt: skip
     for module, name in (("swarmlearn.online._worker", "Connection"), ("swarmlearn.online._snapshot", "Path")):
         with pytest.raises(pickle.UnpicklingError):
-            _StateUnpickler(io.BytesIO(b"")).find_class(module, name)
+            StateUnpickler(io.BytesIO(b"")).find_class(module, name)
     path = tmp_path / "online-0-of-1.snapshot"
     save(path, None, anchor=Anchor(0, "", ""), fingerprint="f")  # a valid header ...
     raw = path.read_bytes()

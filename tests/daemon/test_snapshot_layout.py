@@ -23,10 +23,22 @@ from swarmlearn.online._config import WorkerSettings
 from swarmlearn.prompts import PromptLearner
 from swarmlearn.synthetic import generate_swarm
 
-RECORDED_FOR = 2
+RECORDED_FOR = 3
 """The ``STATE_VERSION`` that ``LAYOUT`` describes."""
 
 LAYOUT: dict[str, tuple[str, ...]] = {
+    "swarmlearn.online._agents.AgentTable": (
+        "_shared",
+        "capacity",
+        "config",
+        "dirty",
+        "known",
+        "pending",
+        "pending_bytes",
+        "priors",
+        "resident",
+        "store",
+    ),
     "swarmlearn.online._aggregate.MLPoly": (
         "keep",
         "n",

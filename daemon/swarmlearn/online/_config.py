@@ -108,6 +108,9 @@ class WorkerSettings:
     shard: int = 0
     """A baselines process learns the agents with ``agent_shard(agent_id, shards) == shard``."""
     shards: int = 1
+    resident_agents: int = 5_000
+    """For the ``baselines`` role: agents' learners kept in memory at most; the others wait in the
+    process's store (``_agents``). Does not change what is learned, so not part of ``identity``."""
     config: OnlineConfig = dataclasses.field(default_factory=OnlineConfig)
 
     def identity(self) -> dict[str, object]:

@@ -7,24 +7,36 @@ ResponseReceived, PerformanceUpdate) teaches success from its ``success_rate`` a
 throughput from the values it carries. TaskStarted and PromptGenerated teach no forecast. A field
 that was not set teaches nothing: it is absent, not 0.
 
-``OnlineState`` is everything the online layer knows; it is picklable (River estimators are), and
-together with ``applied_seq`` it is a snapshot: replaying the log after ``applied_seq`` into a restored
-state gives the state that was never restored. Only pickle it to and from the daemon's own data
-directory (the architecture's rule for snapshots).
+``OnlineState`` is everything the online layer knows; together with ``applied_seq`` it is a snapshot:
+replaying the log after ``applied_seq`` into a restored state gives the state that was never restored.
+The learner process snapshots it incrementally into an ``AgentStore`` (``save`` and ``load``; its
+agents wait there beyond ``resident``, ``_agents``); without a store it is picklable whole (River
+estimators are). Only unpickle it from the daemon's own data directory (the architecture's rule for
+snapshots).
 """
 
 from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from swarmlearn.errors import InvalidArgument, UnknownAgent
 from swarmlearn.events import FAILURE_BELOW, IS_OUTCOME, LIMITS, METRICS, Event
 from swarmlearn.features import FEATURE_NAMES
 from swarmlearn.names import TARGETS
+from swarmlearn.online._agents import AgentTable
 from swarmlearn.online._baselines import FeatureRegressor
 from swarmlearn.online._config import LOG_TARGETS, OnlineConfig
 from swarmlearn.online._prior import TargetPrior
 from swarmlearn.online._results import AgentStats, Forecast
+from swarmlearn.online._snapshot import Anchor, SnapshotRejected, StateUnpickler
 from swarmlearn.online._stats import RunningStats
 from swarmlearn.online._target import TargetLearner
+
+if TYPE_CHECKING:
+    from swarmlearn.online._agentstore import AgentStore
 
 _LIMITS = dict(zip(METRICS, LIMITS.metric_maxima(), strict=True))
 _NOTHING_YET = Forecast("online:none", None, [])
@@ -111,13 +123,14 @@ class AgentLearner:
 
 
 class OnlineState:
-    """One ``AgentLearner`` per agent, and the sequence number of the last event applied."""
+    """One ``AgentLearner`` per agent (``resident`` of them in memory at most, ``_agents``), the
+    swarm's priors, and the sequence number of the last event applied."""
 
-    def __init__(self, config: OnlineConfig | None = None) -> None:
+    def __init__(self, config: OnlineConfig | None = None, *, resident: int | None = None) -> None:
         self.config = config or OnlineConfig()
-        self.agents: dict[str, AgentLearner] = {}
         self.priors = {name: TargetPrior() for name in TARGETS}
         """The swarm's prior per target, which every new agent starts from (``_prior``)."""
+        self.agents = AgentTable(self.config, self.priors, resident)
         self.applied_seq = 0
 
     def learn(self, event: Event, seq: int | None = None) -> tuple[str, ...]:
@@ -131,10 +144,53 @@ class OnlineState:
             if seq <= self.applied_seq:
                 return ()
             self.applied_seq = seq
-        learner = self.agents.get(event.agent_id)
+        agents, agent_id = self.agents, event.agent_id
+        learner = agents.get(agent_id)
         if learner is None:
-            learner = self.agents[event.agent_id] = AgentLearner(self.config, self.priors)
+            learner = AgentLearner(self.config, self.priors)
+            agents.add(agent_id, learner)
+        else:
+            agents.changed(agent_id)
         return learner.learn(event)
+
+    # -- snapshots in an AgentStore ---------------------------------------------------------------
+
+    def save(self, store: AgentStore, *, anchor: Anchor, fingerprint: str) -> int:
+        """Write what changed since the last save into ``store`` (one transaction, at ``anchor``, the
+        event at ``applied_seq``); returns the bytes written. Into another store than the one the
+        agents were loaded from (``AgentTable.attach``), e.g. a fresh one, only a whole state is complete."""
+        shared = pickle.dumps({"applied_seq": self.applied_seq, "priors": self.priors}, protocol=5)
+        size = store.save(self.agents.changes(), shared, anchor=anchor, fingerprint=fingerprint)
+        self.agents.saved(store)
+        return size
+
+    @classmethod
+    def load(
+        cls,
+        store: AgentStore,
+        *,
+        config: OnlineConfig,
+        resident: int | None,
+        fingerprint: str,
+        anchor_at: Callable[[int], Anchor | None],
+    ) -> OnlineState:
+        """The state of ``store``'s last snapshot, its agents left in the store until needed; or
+        ``SnapshotRejected``."""
+        anchor, shared = store.load(fingerprint=fingerprint, anchor_at=anchor_at)
+        try:
+            loaded = StateUnpickler(io.BytesIO(shared)).load()
+            applied_seq, priors = loaded["applied_seq"], loaded["priors"]
+        except Exception as exc:  # anything a damaged or foreign pickle raises
+            raise SnapshotRejected(f"cannot unpickle its shared state: {type(exc).__name__}: {exc}") from None
+        if applied_seq != anchor.seq:
+            raise SnapshotRejected("its state is not at its anchor")
+        if set(priors) != set(TARGETS) or not all(isinstance(p, TargetPrior) for p in priors.values()):
+            raise SnapshotRejected("its priors are not one per target")
+        state = cls(config, resident=resident)
+        state.priors, state.applied_seq = priors, applied_seq
+        state.agents = AgentTable(state.config, priors, resident)
+        state.agents.attach(store, store.agent_ids())
+        return state
 
     def advance(self, seq: int) -> None:
         """The log was read up to ``seq``: what this state has not learned up to there is another
@@ -142,10 +198,10 @@ class OnlineState:
         self.applied_seq = max(self.applied_seq, seq)
 
     def agent(self, agent_id: str) -> AgentLearner:
-        try:
-            return self.agents[agent_id]
-        except KeyError:
-            raise UnknownAgent(agent_id) from None
+        learner = self.agents.get(agent_id)
+        if learner is None:
+            raise UnknownAgent(agent_id)
+        return learner
 
     def predict(self, agent_id: str, horizon: int = 1, coverage: float = 0.8) -> dict[str, Forecast]:
         return self.agent(agent_id).predict(horizon, coverage)

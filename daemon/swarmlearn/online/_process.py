@@ -26,6 +26,7 @@ from typing import Any
 
 from swarmlearn._channel import encode, read_message, spawn
 from swarmlearn.errors import Disabled, InvalidArgument, NotReady, UnknownAgent
+from swarmlearn.online._agentstore import SUFFIX as STORE_SUFFIX
 from swarmlearn.online._config import WorkerSettings
 from swarmlearn.online._messages import (
     Answered,
@@ -181,11 +182,12 @@ class OnlineLearner:
         return self.shards[agent_shard(agent_id, len(self.shards))]
 
     def start(self) -> None:
-        """Start every process in the background (see ``_Shard.start``); snapshots of another
-        partitioning are removed, since no process of this one can use them."""
+        """Start every process in the background (see ``_Shard.start``); stores of another
+        partitioning are removed, since no process of this one can use them, and so are the
+        baselines' whole-state snapshots of releases before the stores."""
         keep = {snapshot_name(i, len(self.shards)) for i in range(len(self.shards))}
-        for stale in self.snapshot_dir.glob(snapshot_name("*", "*")):
-            if stale.name not in keep:
+        for stale in self.snapshot_dir.glob("online-*-of-*"):
+            if stale.name.removesuffix("-wal").removesuffix("-shm") not in keep:
                 stale.unlink()
         remove_stale_temporaries(self.snapshot_dir)
         for process in self.processes:
@@ -262,7 +264,8 @@ FORECASTER_SNAPSHOT = "forecaster.snapshot"
 
 
 def snapshot_name(shard: int | str, shards: int | str) -> str:
-    return f"online-{shard}-of-{shards}.snapshot"
+    """A baselines learner's store (``_agentstore``)."""
+    return f"online-{shard}-of-{shards}{STORE_SUFFIX}"
 
 
 class _Shard:
@@ -347,7 +350,7 @@ class _Shard:
                 if not waiter.done():
                     waiter.set_result(None)
             level = logging.WARNING if refused else logging.INFO
-            name = self.snapshot_path.name.removesuffix(".snapshot")
+            name = self.snapshot_path.name.removesuffix(".snapshot").removesuffix(STORE_SUFFIX)
             log.log(level, "online learner %s at sequence %d of %d: %s", name, self.applied_seq, start_seq, how)
             stopped = await self._read_loop(reader)
         except (asyncio.IncompleteReadError, ConnectionError):

@@ -44,10 +44,11 @@ from swarmlearn._durable import remove_temporaries, write_durably
 
 FORMAT_VERSION = 1
 """The file's layout (magic, header, payload)."""
-STATE_VERSION = 2
+STATE_VERSION = 3
 """The learners' state: bump it when a class a snapshot holds changes its fields or what they mean
 (``tests/daemon/test_snapshot_layout.py`` fails until it is bumped on a change of fields). 2: the
-intervals' ring became a flat array of 32-bit floats."""
+intervals' ring became a flat array of 32-bit floats. 3: an ``OnlineState``'s agents in an
+``AgentTable`` (``_agents``), snapshotted incrementally into an ``AgentStore`` (``_agentstore``)."""
 MAGIC = b"swarmlearn-online-snapshot\n"
 _HEADER_LIMIT = 1 << 20
 
@@ -65,6 +66,10 @@ _NUMPY = frozenset(
 )  # fmt: skip
 # Only classes from these: a class rebuilds an object; a function could do anything.
 _CLASS_PREFIXES = ("swarmlearn.online.", "swarmlearn.prompts.", "river.")
+
+
+NO_SNAPSHOT = "no snapshot"
+"""``SnapshotRejected``'s reason when there is none to refuse."""
 
 
 class SnapshotRejected(Exception):
@@ -129,7 +134,7 @@ def load(path: Path, *, fingerprint: str, anchor_at: Callable[[int], Anchor | No
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise SnapshotRejected("no snapshot") from None
+        raise SnapshotRejected(NO_SNAPSHOT) from None
     except OSError as exc:
         raise SnapshotRejected(f"cannot read {path}: {exc.strerror}") from None
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
@@ -157,7 +162,7 @@ def load(path: Path, *, fingerprint: str, anchor_at: Callable[[int], Anchor | No
     if anchor.seq and anchor_at(anchor.seq) != anchor:
         raise SnapshotRejected(f"does not match the event log at sequence {anchor.seq}")
     try:
-        state = _StateUnpickler(io.BytesIO(payload)).load()
+        state = StateUnpickler(io.BytesIO(payload)).load()
     except Exception as exc:  # anything a damaged or foreign pickle raises
         raise SnapshotRejected(f"cannot unpickle: {type(exc).__name__}: {exc}") from None
     return state, anchor
@@ -182,7 +187,7 @@ def _learner_class(found: object) -> bool:
     return isinstance(found, type) and found.__module__.startswith(_CLASS_PREFIXES)
 
 
-class _StateUnpickler(pickle.Unpickler):
+class StateUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if "." in name:  # protocol 4 resolves dotted names attribute by attribute: never needed here
             raise pickle.UnpicklingError(f"{module}.{name} is not part of a learner state")

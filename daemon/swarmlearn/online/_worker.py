@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 from swarmlearn.errors import InvalidArgument, UnknownAgent
 from swarmlearn.events import Event
 from swarmlearn.online import _snapshot
+from swarmlearn.online._agentstore import AgentStore, StoreDamaged
 from swarmlearn.online._champions import ChampionState
 from swarmlearn.online._config import WorkerSettings
 from swarmlearn.online._learner import OnlineState
@@ -69,6 +70,7 @@ _READ_CHUNK = 2048
 _SLICE = 64
 _IDLE_POLL_S = 0.5
 _PROGRESS_EVERY_S = 0.1
+_PENDING_LIMIT = 64 * 1024 * 1024
 
 
 class _Pending(NamedTuple):
@@ -85,12 +87,16 @@ class Worker:
         self.settings = settings
         self.fingerprint = _snapshot.fingerprint(settings.identity())
         self.state: OnlineState | PromptLearner | ChampionState
+        self.store: AgentStore | None = None
+        """The baselines role's snapshots (at ``snapshot_path``); the other roles write one file."""
         if settings.role == "prompts":
             self.state = PromptLearner()
         elif settings.role == "forecaster":
             self.state = ChampionState(Path(settings.registry_root))
         else:
-            self.state = OnlineState(settings.config)
+            self.store = AgentStore(snapshot_path)
+            self.state = OnlineState(settings.config, resident=settings.resident_agents)
+            self.state.agents.attach(self.store, [])
         self.known_seq = 0
         self.start_seq = 0
         self.buffer: deque[tuple[int, Event]] = deque()
@@ -110,18 +116,33 @@ class Worker:
         """Load the snapshot if it checks out; returns how the state was obtained, for the log, and
         whether a snapshot was there but refused (worth a warning)."""
         try:
-            loaded, anchor = _snapshot.load(self.snapshot_path, fingerprint=self.fingerprint, anchor_at=self._anchor_at)
-            state = loaded.get(self.settings.role) if isinstance(loaded, dict) else None
-            if not isinstance(state, type(self.state)) or state.applied_seq != anchor.seq:
-                raise _snapshot.SnapshotRejected("its state is not a learner state at its anchor")
+            state = self._load()
         except _snapshot.SnapshotRejected as exc:
-            how, refused = f"rebuilding from the event log ({exc})", self.snapshot_path.exists()
+            how, refused = f"rebuilding from the event log ({exc})", str(exc) != _snapshot.NO_SNAPSHOT
+            if self.store is not None:
+                self.store.clear()
         else:
             self.state = state
             self.snapshot_seq = state.applied_seq
             how, refused = f"snapshot at sequence {state.applied_seq}", False
         self.known_seq = self.start_seq = last_sequence(self.db)
         return how, refused
+
+    def _load(self) -> OnlineState | PromptLearner | ChampionState:
+        if self.store is not None:
+            settings = self.settings
+            return OnlineState.load(
+                self.store,
+                config=settings.config,
+                resident=settings.resident_agents,
+                fingerprint=self.fingerprint,
+                anchor_at=self._anchor_at,
+            )
+        loaded, anchor = _snapshot.load(self.snapshot_path, fingerprint=self.fingerprint, anchor_at=self._anchor_at)
+        state = loaded.get(self.settings.role) if isinstance(loaded, dict) else None
+        if not isinstance(state, type(self.state)) or state.applied_seq != anchor.seq:
+            raise _snapshot.SnapshotRejected("its state is not a learner state at its anchor")
+        return state
 
     def _anchor_at(self, seq: int) -> _snapshot.Anchor | None:
         found = event_at(self.db, seq)
@@ -133,10 +154,14 @@ class Worker:
         anchor = found or _snapshot.Anchor(0, "", "")
         started = time.perf_counter()
         try:
-            state = {self.settings.role: self.state}
-            size = _snapshot.save(self.snapshot_path, state, anchor=anchor, fingerprint=self.fingerprint)
-        except OSError as exc:
-            self._tell(SnapshotFailed(f"{self.snapshot_path}: {exc.strerror or exc}"))
+            if self.store is not None:
+                assert isinstance(self.state, OnlineState)
+                size = self.state.save(self.store, anchor=anchor, fingerprint=self.fingerprint)
+            else:
+                state = {self.settings.role: self.state}
+                size = _snapshot.save(self.snapshot_path, state, anchor=anchor, fingerprint=self.fingerprint)
+        except (OSError, sqlite3.Error) as exc:
+            self._tell(SnapshotFailed(f"{self.snapshot_path}: {getattr(exc, 'strerror', None) or exc}"))
         else:
             self._tell(Snapshotted(seq, size, time.perf_counter() - started))
         self.snapshot_seq = seq
@@ -166,13 +191,17 @@ class Worker:
             self._answer_deferred()
             self._report_progress()
             if self.state.applied_seq != self.snapshot_seq and (
-                time.monotonic() - self.snapshot_at >= self.settings.snapshot_interval_s
+                time.monotonic() - self.snapshot_at >= self.settings.snapshot_interval_s or self._pending_full()
             ):
                 self.snapshot()
         if self.state.applied_seq != self.snapshot_seq:
             self.snapshot()
         if not self.orphaned:
             self._tell(Stopped(self.state.applied_seq))
+
+    def _pending_full(self) -> bool:
+        """Evicted learners' pickles wait in memory for the next snapshot; past ``_PENDING_LIMIT`` it is now."""
+        return isinstance(self.state, OnlineState) and self.state.agents.pending_bytes > _PENDING_LIMIT
 
     def _idle_timeout(self) -> float:
         now = time.monotonic()
@@ -278,6 +307,8 @@ class Worker:
                 reply = Failed(query.qid, "unknown", exc.agent_id)
         except InvalidArgument as exc:
             reply = Failed(query.qid, "invalid", (exc.field, exc.reason))
+        except StoreDamaged:  # the store is emptied: the process must restart and rebuild
+            raise
         except Exception:  # a bug must not take the learner down with it; the daemon logs the traceback
             reply = Failed(query.qid, "internal", traceback.format_exc())
         else:
@@ -317,3 +348,5 @@ def main() -> None:
     with contextlib.suppress(EOFError, OSError):  # the daemon is gone (even before we were ready)
         channel.send(Ready(worker.state.applied_seq, len(worker.state.agents), how, refused, worker.start_seq))
         worker.run()
+    if worker.store is not None:
+        worker.store.close()

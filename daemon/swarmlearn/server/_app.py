@@ -154,6 +154,7 @@ class DaemonServer:
                 max_wait_s=settings.online_max_wait_s,
                 stop_timeout_s=settings.online_stop_timeout_s,
                 shards=settings.online_workers,
+                resident_agents=settings.online_resident_agents,
             ),
             log_sequence=self._store.durable_sequence,
             on_drift=self._drift,

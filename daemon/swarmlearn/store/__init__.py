@@ -2,6 +2,7 @@
 
 from swarmlearn.store._backup import (
     JOBS_DB_NAME,
+    STORE_SUFFIX,
     BackupError,
     BackupFile,
     BackupManifest,
@@ -27,6 +28,7 @@ from swarmlearn.store._writer import last_sequence
 
 __all__ = [
     "JOBS_DB_NAME",
+    "STORE_SUFFIX",
     "AgentSummary",
     "BackupError",
     "BackupFile",

@@ -5,6 +5,7 @@ A backup is a directory::
     events.sqlite3   the event log as one self-contained SQLite file (rollback-journal mode, no WAL)
     jobs.sqlite3     the job records, copied the same way, when the data directory has them
     *.snapshot       the online learners' snapshots, copied before the log (see below)
+    *.agents.sqlite3 the baselines learners' stores (their incremental snapshots), copied the same way
     models/ ...      copies of the data directory's DATA_SUBDIRS that exist, file by file
     manifest.json    written last, so a directory without it is an incomplete backup
 
@@ -32,7 +33,9 @@ The job records (``jobs.sqlite3``) are copied the same way, after the log, so a 
 between is in the backup as it was then. The learners' snapshots are copied *before* the log: each
 was taken at an event the log already held then, so the restored log holds its anchor, and a daemon
 started on the restored directory replays only the log after each snapshot instead of all of it (a
-snapshot that does not fit is refused at load and its learner rebuilt from the log, as ever).
+snapshot that does not fit is refused at load and its learner rebuilt from the log, as ever). A
+baselines learner's store is SQLite, written while the backup runs: it is copied as the log is (one
+read transaction, hence the state of one committed snapshot, whose anchor the log then held).
 
 Restore
 -------
@@ -72,11 +75,13 @@ from swarmlearn.store._schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Version of the backup layout and manifest. 2: ``files`` may list ``jobs.sqlite3``, at the top;
-3: and the learners' ``*.snapshot`` files, at the top."""
-READABLE_FORMATS = (1, 2, 3)
-"""What ``restore`` reads (a format-1 backup has no job records, format 1 and 2 no snapshots)."""
+3: and the learners' ``*.snapshot`` files, at the top; 4: and the baselines learners' stores
+(``*.agents.sqlite3``), at the top."""
+READABLE_FORMATS = (1, 2, 3, 4)
+"""What ``restore`` reads (a format-1 backup has no job records, format 1 and 2 no snapshots,
+format 3 no stores)."""
 MANIFEST_NAME = "manifest.json"
 DB_NAME = "events.sqlite3"
 JOBS_DB_NAME = "jobs.sqlite3"
@@ -85,6 +90,8 @@ LOCK_NAME = "daemon.lock"
 DATA_SUBDIRS = ("models", "tuning")
 SNAPSHOT_SUFFIX = ".snapshot"
 """The online learners' snapshots (``online._snapshot``), at the top of the data directory."""
+STORE_SUFFIX = ".agents.sqlite3"
+"""The baselines learners' stores (``online._agentstore``), SQLite, at the top of the data directory."""
 """Subdirectories of a data directory that belong in a backup (model weights, tuning experiments).
 Their files are copied as they are, so whoever writes them should write a temporary file and
 rename it into place."""
@@ -185,7 +192,8 @@ def _file_entry(item: Any, source: Path, directories: list[str]) -> BackupFile:
     inside = len(parts) >= 2 and parts[0] in directories and ".." not in parts and not PurePosixPath(path).is_absolute()
     if path != JOBS_DB_NAME and not _is_snapshot_name(path) and not inside:
         raise BackupError(
-            f"{source}: file path {path!r} is neither {JOBS_DB_NAME}, a *{SNAPSHOT_SUFFIX} file nor inside a "
+            f"{source}: file path {path!r} is neither {JOBS_DB_NAME}, a *{SNAPSHOT_SUFFIX} or *{STORE_SUFFIX} file "
+            "nor inside a "
             "backed-up directory"
         )
     return BackupFile(path, size, digest)
@@ -209,9 +217,7 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
     created = _prepare_dest(dest)
     try:
         # The learners' snapshots first: each is anchored at an event the log then held.
-        files: list[BackupFile] = [
-            BackupFile(path.name, *_copy_file(path, dest / path.name)) for path in _learner_snapshots(data_dir)
-        ]
+        files: list[BackupFile] = [_copy_learner_file(path, dest / path.name) for path in _learner_snapshots(data_dir)]
         target = dest / DB_NAME
         _snapshot(source, target)
         fsync_path(target)
@@ -249,14 +255,26 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
 
 
 def _is_snapshot_name(path: str) -> bool:
-    return path.endswith(SNAPSHOT_SUFFIX) and PurePosixPath(path).name == path and not path.startswith(".")
+    """A learner's snapshot file or store, at the top (not a durable write's temporary file)."""
+    return (
+        path.endswith((SNAPSHOT_SUFFIX, STORE_SUFFIX)) and PurePosixPath(path).name == path and not path.startswith(".")
+    )
 
 
 def _learner_snapshots(data_dir: Path) -> list[Path]:
-    """The learners' snapshot files of ``data_dir`` (not a durable write's temporary file)."""
-    return sorted(
-        path for path in data_dir.glob(f"*{SNAPSHOT_SUFFIX}") if _is_snapshot_name(path.name) and path.is_file()
-    )
+    """The learners' snapshot files and stores of ``data_dir``."""
+    found = [*data_dir.glob(f"*{SNAPSHOT_SUFFIX}"), *data_dir.glob(f"*{STORE_SUFFIX}")]
+    return sorted(path for path in found if _is_snapshot_name(path.name) and path.is_file())
+
+
+def _copy_learner_file(source: Path, target: Path) -> BackupFile:
+    """A snapshot file as it is; a store through SQLite's backup, as the log (it changes meanwhile)."""
+    if source.name.endswith(SNAPSHOT_SUFFIX):
+        return BackupFile(source.name, *_copy_file(source, target))
+    _snapshot(source, target)
+    fsync_path(target)
+    _check_database(target)
+    return BackupFile(source.name, *_hash_file(target))
 
 
 def _prepare_dest(dest: Path) -> bool:
@@ -456,7 +474,9 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
     with _locked(data_dir):
         ours = [db + suffix for db in (DB_NAME, JOBS_DB_NAME) for suffix in ("", *_SIDE_SUFFIXES)] + [*DATA_SUBDIRS]
         present = [name for name in ours if os.path.lexists(data_dir / name)]
-        present += [path.name for path in _learner_snapshots(data_dir)]
+        for path in _learner_snapshots(data_dir):  # a store's -wal and -shm go aside with it
+            names = [path.name + side for side in ("", *_SIDE_SUFFIXES)]
+            present += [name for name in names if (data_dir / name).exists()]
         if present and not force:
             raise BackupError(
                 f"cannot restore into {data_dir}: it already holds {', '.join(present)}; "
