@@ -59,9 +59,9 @@ class Settings:
     """Most events written in one transaction when several streams commit together."""
     max_agents: int = 20_000
     """Agents the event log may hold; an event of one more is rejected (field ``agent_id``, in the
-    ack) while the agents already held go on. A long-lived agent costs about 85 KiB in the online
-    learners (45 in its baselines learner, 40 in the prompt learner), so the default bounds them near
-    2 GB. 0: no limit."""
+    ack) while the agents already held go on. The baselines learners keep at most
+    ``online_resident_agents`` each in memory (the rest on disk), but the prompt learner keeps every
+    agent (about 40 KiB for a long-lived one), so the default bounds it near 800 MB. 0: no limit."""
     max_concurrent_streams: int = 64
     """Ingest streams served at once; one more is refused with RESOURCE_EXHAUSTED and a retry hint."""
     max_streams_per_connection: int = 16
