@@ -1,6 +1,7 @@
 """The durable event log: SQLite in WAL mode, group commit, idempotent on (agent_id, event_id)."""
 
 from swarmlearn.store._backup import BackupError, BackupFile, BackupManifest, backup, restore, verify_backup
+from swarmlearn.store._retention import SLICE_EVENTS, Retention, SweepResult
 from swarmlearn.store._sqlite import (
     AgentSummary,
     CommitResult,
@@ -18,13 +19,16 @@ from swarmlearn.store._sqlite import (
 from swarmlearn.store._writer import last_sequence
 
 __all__ = [
+    "SLICE_EVENTS",
     "AgentSummary",
     "BackupError",
     "BackupFile",
     "BackupManifest",
     "CommitResult",
     "EventStore",
+    "Retention",
     "StoreClosed",
+    "SweepResult",
     "WriteFailed",
     "agent_shard",
     "backup",
