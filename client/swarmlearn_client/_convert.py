@@ -63,8 +63,19 @@ __all__ = [
 
 
 def new_event_id() -> str:
-    """32 random hex digits, like ``uuid4().hex`` at a fifth of the cost (it is paid per event)."""
-    return os.urandom(16).hex()
+    """A UUIDv7 as 32 hex digits: the time in milliseconds, then 74 random bits.
+
+    Ids that grow with time make each agent's new ids land at the end of the daemon's
+    ``(agent_id, event_id)`` index, so a commit writes a few index pages however long the log is;
+    random ids (``uuid4``) land all over it, and at ten million stored events ingest fell to about
+    half of a fresh log's (benchmarks/RESULTS.md, Ingest at a 10-million-event log). About 1.3 µs,
+    less than ``uuid4().hex``."""
+    random = int.from_bytes(os.urandom(10))
+    value = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (random >> 68) << 64 | 0b10 << 62 | random & _LOW_62
+    return f"{value:032x}"
+
+
+_LOW_62 = (1 << 62) - 1
 
 
 def make_event(

@@ -70,6 +70,15 @@ class Settings:
     ingest_idle_timeout_s: float = 300.0
     """An Ingest stream that sends nothing for this long, with every batch acknowledged, is closed
     with UNAVAILABLE (the client reopens it when it next sends); 0: never."""
+    retention_max_age_s: float = 0.0
+    """Delete events stored longer ago than this (by when the daemon stored them, not their
+    timestamps); 0: keep them forever. Events the online learners still need are kept (see
+    docs/operations.md, Retention)."""
+    retention_max_events: int = 0
+    """Keep at most this many of the newest events (deleting the oldest); 0: no limit."""
+    retention_interval_s: float = 60.0
+    """How often the retention limits are applied (when one is set), in slices of 10,000 events
+    between commits."""
     log_format: str = "plain"
     """plain (for people) or json (one object per line, for log shippers)."""
     metrics_listen: str = "127.0.0.1:9464"
@@ -174,6 +183,9 @@ class Settings:
         _check(self.max_concurrent_streams >= 1, "max_concurrent_streams", "must be >= 1")
         _check(self.max_streams_per_connection >= 1, "max_streams_per_connection", "must be >= 1")
         _check(self.ingest_idle_timeout_s >= 0, "ingest_idle_timeout_s", "must be >= 0 (0: no timeout)")
+        _check(self.retention_max_age_s >= 0, "retention_max_age_s", "must be >= 0 (0: keep forever)")
+        _check(self.retention_max_events >= 0, "retention_max_events", "must be >= 0 (0: no limit)")
+        _check(0 < self.retention_interval_s <= 86_400, "retention_interval_s", "must be in (0, 86400]")
         _check(self.log_format in _LOG_FORMATS, "log_format", f"must be one of {', '.join(_LOG_FORMATS)}")
         _check(
             self.metrics_listen == "" or _is_host_port(self.metrics_listen),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -111,6 +112,11 @@ def test_make_event_defaults_and_timestamps() -> None:
     assert not event.HasField("prompt_data")
     assert not make_event(agent_id="a", event_type=events_pb2.EVENT_TYPE_TASK_STARTED).HasField("performance_metrics")
     assert len(event.event_id) == 32
+    # A UUIDv7: ids that grow with time keep the daemon's (agent_id, event_id) index appending.
+    assert uuid.UUID(event.event_id).version == 7
+    assert abs(int(event.event_id[:12], 16) / 1000 - before.timestamp()) < 1
+    time.sleep(0.002)
+    assert make_event(agent_id="a", latency_ms=1, tokens_per_second=1).event_id > event.event_id
     assert before - timedelta(seconds=1) <= event.timestamp.ToDatetime(tzinfo=UTC) <= datetime.now(UTC)
     assert make_event(agent_id="a", latency_ms=1, tokens_per_second=1).event_id != event.event_id
 

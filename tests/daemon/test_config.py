@@ -43,6 +43,10 @@ def test_config_file_from_environment_and_swarmlearn_table(tmp_path: Path) -> No
         ({"environ": {}, "overrides": {"max_batch_events": 0}}, "max_batch_events: must be in"),
         ({"environ": {}, "overrides": {"sqlite_synchronous": "sometimes"}}, "sqlite_synchronous: must be one of"),
         ({"environ": {}, "overrides": {"grace_period_s": -1}}, "grace_period_s: must be >= 0"),
+        ({"environ": {"SWARMLEARN_RETENTION_MAX_AGE_S": "-1"}}, "retention_max_age_s: must be >= 0"),
+        ({"environ": {"SWARMLEARN_RETENTION_MAX_AGE_S": "nan"}}, "retention_max_age_s: must be >= 0"),
+        ({"environ": {}, "overrides": {"retention_max_events": -5}}, "retention_max_events: must be >= 0"),
+        ({"environ": {}, "overrides": {"retention_interval_s": 0}}, "retention_interval_s: must be in"),
     ],
 )
 def test_bad_values_name_the_setting(kwargs: dict, message: str) -> None:  # type: ignore[type-arg]

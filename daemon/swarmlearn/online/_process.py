@@ -169,6 +169,16 @@ class OnlineLearner:
         return sum(process.restarts for process in self.processes)
 
     @property
+    def needed_from(self) -> int | None:
+        """The oldest log sequence a learner process needs to restart from its snapshot (its anchor,
+        the last event the snapshot applied): the least of their snapshots' sequences, 0 while a
+        process has not said which snapshot it has (it may be rebuilding from the whole log), None
+        when online learning is off. Retention keeps this event and every later one."""
+        if not self.processes:
+            return None
+        return min(process.snapshot_seq or 0 for process in self.processes)
+
+    @property
     def snapshot_bytes(self) -> int:
         return sum(process.last_snapshot[1] for process in self.processes if process.last_snapshot)
 
@@ -291,6 +301,9 @@ class _Shard:
         self.restarts = 0
         self.last_snapshot: tuple[int, int, float] | None = None
         """(sequence, bytes, seconds) of the last snapshot written."""
+        self.snapshot_seq: int | None = None
+        """The sequence of the snapshot a restart would load: the one a process loaded (0: none, it
+        rebuilt) or wrote last; None until the first process has said."""
         self._replayed_up_to = log_sequence
         self._heard_up_to = 0
         """The last sequence whose drifts were reported: a restarted process finds them again."""
@@ -344,6 +357,7 @@ class _Shard:
                 log.error("the online learner could not start: %s", getattr(message, "detail", message))
                 return
             self.applied_seq, self.agents = message.applied_seq, message.agents
+            self.snapshot_seq = message.applied_seq  # what it loaded: the snapshot's, or 0 when it rebuilds
             how, refused, start_seq = message.how, message.snapshot_refused, message.log_sequence
             self.ready = True
             for waiter in self._ready_waiters:
@@ -444,6 +458,7 @@ class _Shard:
                     self._drifts(drifts)
                 case Snapshotted(seq, size, seconds):
                     self.last_snapshot = (seq, size, seconds)
+                    self.snapshot_seq = seq
                     log.debug("online snapshot at sequence %d: %d bytes in %.3f s", seq, size, seconds)
                 case SnapshotFailed(reason):
                     log.error("online snapshot not written: %s", reason)

@@ -34,7 +34,7 @@ from swarmlearn.server._sdnotify import notify
 from swarmlearn.server._security import TokenChecker, check_exposure, load_tokens, server_credentials
 from swarmlearn.server._servicer import SwarmLearnServicer
 from swarmlearn.server._status import StatusReport
-from swarmlearn.store import EventStore, StoreClosed, WriteFailed
+from swarmlearn.store import EventStore, Retention, StoreClosed, WriteFailed
 from swarmlearn_client.v1 import service_pb2, service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class DaemonServer:
         self._server: grpc.aio.Server | None = None  # serving
         self._health = health_aio.HealthServicer()
         self._prober: asyncio.Task[None] | None = None
+        self._retainer: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self._stopped = asyncio.Event()
         self.failure: str | None = None
@@ -113,6 +114,8 @@ class DaemonServer:
         return self._online
 
     async def _abandon(self) -> None:
+        if self._retainer is not None:
+            self._retainer.cancel()
         if self._grpc is not None:
             await self._grpc.stop(None)
         if self._jobs is not None:
@@ -179,6 +182,8 @@ class DaemonServer:
         )
         self.drift_listeners.append(self._jobs.drifted)
         self._jobs.start()
+        if settings.retention_max_age_s or settings.retention_max_events:
+            self._retainer = asyncio.create_task(self._retain(), name="swarmlearn-retention")
         if settings.metrics_listen:
             self.metrics_address = _serve_metrics(self.metrics, settings.metrics_listen)
         self._grpc = server = grpc.aio.server(
@@ -270,6 +275,31 @@ class DaemonServer:
         for listener in self.drift_listeners:
             listener(drift)
 
+    async def _retain(self) -> None:
+        """Every ``retention_interval_s``, a sweep of the log (``store._retention``) that keeps what
+        the online learners need to restart from their snapshots."""
+        settings = self.settings
+        while True:
+            await asyncio.sleep(settings.retention_interval_s)
+            rule = Retention(
+                max_age_s=settings.retention_max_age_s,
+                max_events=settings.retention_max_events,
+                keep_from=self.online.needed_from,
+                now=time.time(),
+            )
+            try:
+                result = await asyncio.wrap_future(self.store.sweep(rule))
+            except StoreClosed:
+                return
+            except WriteFailed:  # logged by the store; the next sweep goes on from where this one stopped
+                continue
+            self.metrics.record_sweep(result)
+            if result.deleted or result.released_pages:
+                log.info(
+                    "retention: %d events deleted, the log starts at sequence %d; %d free pages released",
+                    result.deleted, result.first_sequence, result.released_pages,
+                )  # fmt: skip
+
     def _writes_changed(self) -> None:
         if self.store.write_failure is not None and (self._prober is None or self._prober.done()):
             self._prober = asyncio.ensure_future(self._follow_writes())
@@ -303,8 +333,9 @@ class DaemonServer:
         log.info("stopping: finishing in-flight batches (grace %.1f s)", self.settings.grace_period_s)
         await self._health.enter_graceful_shutdown()
         self._closing.set()
-        if self._prober is not None:
-            self._prober.cancel()
+        for task in (self._prober, self._retainer):
+            if task is not None:
+                task.cancel()
         await self._server.stop(self.settings.grace_period_s)
         if self._jobs is not None:
             await self._jobs.stop()

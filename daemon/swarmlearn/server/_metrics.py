@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from swarmlearn.ingest import IngestResult
 from swarmlearn.online import OnlineLearner
+from swarmlearn.store import SweepResult
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -44,6 +45,14 @@ class Metrics:
         self.sequence = Gauge("swarmlearn_event_log_sequence", "Highest committed sequence number", registry=r)
         self.log_bytes = Gauge(
             "swarmlearn_event_log_bytes", "Size of the event log on disk (database and WAL)", registry=r
+        )
+        self.retention_deleted = Counter(
+            "swarmlearn_retention_deleted_events", "Events the retention sweeps deleted from the log", registry=r
+        )
+        self.first_sequence = Gauge(
+            "swarmlearn_event_log_first_sequence",
+            "Oldest sequence the event log keeps, as of the last retention sweep (0 before the first)",
+            registry=r,
         )
         self.online_sequence = Gauge(
             "swarmlearn_online_sequence", "Event log sequence the online learner has applied", registry=r
@@ -88,6 +97,10 @@ class Metrics:
             self.events.labels("rejected").inc(len(result.rejected))
             for rejection in result.rejected:
                 self.rejected.labels(rejection.field.split(".", 1)[0]).inc()
+
+    def record_sweep(self, result: SweepResult) -> None:
+        self.retention_deleted.inc(result.deleted)
+        self.first_sequence.set(result.first_sequence)
 
     def serve(self, listen: str) -> str:
         """Serve ``/metrics`` over HTTP on ``host:port`` (port 0 picks one); returns the address."""

@@ -10,6 +10,7 @@ from swarmlearn.store._backup import (
     restore,
     verify_backup,
 )
+from swarmlearn.store._retention import SLICE_EVENTS, Retention, SweepResult
 from swarmlearn.store._sqlite import (
     AgentSummary,
     CommitResult,
@@ -28,6 +29,7 @@ from swarmlearn.store._writer import last_sequence
 
 __all__ = [
     "JOBS_DB_NAME",
+    "SLICE_EVENTS",
     "STORE_SUFFIX",
     "AgentSummary",
     "BackupError",
@@ -35,7 +37,9 @@ __all__ = [
     "BackupManifest",
     "CommitResult",
     "EventStore",
+    "Retention",
     "StoreClosed",
+    "SweepResult",
     "WriteFailed",
     "agent_shard",
     "backup",

@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS agents (
     n_cpu_usage_percent INTEGER NOT NULL DEFAULT 0,
     n_success_rate INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+-- Retention's marks (store._retention): the events up to seq were stored by stored_at. Created on
+-- open like the rest, so a log of an earlier release gets it without a new schema version.
+CREATE TABLE IF NOT EXISTS retention_marks (
+    seq INTEGER PRIMARY KEY,
+    stored_at REAL NOT NULL
+);
 """
 )
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmlearn.events import METRICS, NO_ATTRIBUTES, Event, EventType
+from swarmlearn.store._retention import Retention, SweepResult
 from swarmlearn.store._schema import EVENT_COLUMNS
 from swarmlearn.store._writer import connect
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 _WRITER_MAIN = "from swarmlearn.store._writer import main; main()"
 
 _Row = tuple[object, ...]
+_Request = list[_Row] | Retention | None
+"""What the writer is sent per submission: rows to insert, a sweep, or None (a probe)."""
 # A shared encoder: json.dumps with non-default arguments builds a new encoder on every call.
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -140,13 +143,13 @@ class EventStore:
             self._channel.close()
             raise RuntimeError(f"cannot open the event log {path}: {value}")
         self._sequence: int = value
-        self._pending: dict[int, concurrent.futures.Future[CommitResult]] = {}
+        self._pending: dict[int, concurrent.futures.Future[Any]] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._closed = False
         # Sending happens on a thread of its own: a send blocks while the writer is busy
         # committing, and submit() is called on the event loop, which must not block.
-        self._outgoing: queue.SimpleQueue[tuple[int, list[_Row] | None] | None] = queue.SimpleQueue()
+        self._outgoing: queue.SimpleQueue[tuple[int, _Request] | None] = queue.SimpleQueue()
         self._sender = threading.Thread(target=self._send, name="swarmlearn-store-send", daemon=True)
         self._receiver = threading.Thread(target=self._receive, name="swarmlearn-store-acks", daemon=True)
         self._sender.start()
@@ -176,8 +179,15 @@ class EventStore:
         outcome counts for ``write_failure`` like any commit's."""
         return self._enqueue(None)
 
-    def _enqueue(self, rows: list[_Row] | None) -> concurrent.futures.Future[CommitResult]:
-        future: concurrent.futures.Future[CommitResult] = concurrent.futures.Future()
+    def sweep(self, rule: Retention) -> concurrent.futures.Future[SweepResult]:
+        """Delete the log's oldest events as ``rule`` says, one slice at a time between commits
+        (``_retention``); the future resolves once the sweep is over, or fails with ``WriteFailed``
+        (what its finished slices deleted stays deleted) or ``StoreClosed``. One at a time: a sweep
+        asked for while another runs replaces it, and the first one's future fails."""
+        return self._enqueue(rule)
+
+    def _enqueue(self, request: _Request) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         # Running futures cannot be cancelled: a stream whose client vanished cancels only its own
         # asyncio wrapper, and the receiver thread can always resolve this one.
         future.set_running_or_notify_cancel()
@@ -186,7 +196,7 @@ class EventStore:
                 raise StoreClosed("the event store is closed")
             submission_id = next(self._ids)
             self._pending[submission_id] = future
-            self._outgoing.put((submission_id, rows))
+            self._outgoing.put((submission_id, request))
         return future
 
     def _send(self) -> None:
@@ -194,7 +204,7 @@ class EventStore:
         # and one pipe round trip each. None (stop) is sent alone, after what precedes it.
         while True:
             first = self._outgoing.get()
-            message: list[tuple[int, list[_Row] | None]] | None = None
+            message: list[tuple[int, _Request]] | None = None
             if first is not None:
                 message = [first]
                 while True:
@@ -226,6 +236,13 @@ class EventStore:
                 self._writes_fail(None)
                 for submission_id, inserted, duplicates in results:
                     self._pending.pop(submission_id).set_result(CommitResult(inserted, duplicates, sequence))
+            elif kind == "swept":
+                _, submission_id, result, reason = message
+                if reason is None:
+                    self._pending.pop(submission_id).set_result(result)
+                else:
+                    log.error("event log retention sweep failed: %s", reason)
+                    self._pending.pop(submission_id).set_exception(WriteFailed(f"retention sweep failed: {reason}"))
             else:
                 _, submission_ids, reason = message
                 log.error("event log commit failed; %d submissions not stored: %s", len(submission_ids), reason)

@@ -9,11 +9,14 @@ Ingest is bound by the GIL: decoding and validating hold it in the daemon, and s
 rows to SQLite statements. Writing in a child process lets the two run on two cores. The parent
 sends lists of ``(submission_id, rows)``; the child takes whatever has queued (up to the group limit), writes
 it in one transaction, commits, and only then reports each submission's counts. Rows ``None`` are a
-probe: a write that changes nothing, to learn whether the disk takes writes again. ``None`` or the
-end of the pipe (the parent died) makes it commit what it has and exit.
+probe: a write that changes nothing, to learn whether the disk takes writes again. Rows that are a
+``Retention`` ask for a sweep (``_retention``), run one transaction at a time whenever no batch is
+waiting. ``None`` or the end of the pipe (the parent died) makes it commit what it has and exit
+(a sweep in progress stops where it is).
 
 Messages from the child: ``("ready", sequence)`` once, then ``("done", [(id, inserted,
-duplicates), ...], sequence)`` or ``("failed", [id, ...], reason)`` per group.
+duplicates), ...], sequence)`` or ``("failed", [id, ...], reason)`` per group, and ``("swept", id,
+SweepResult or None, reason or None)`` per sweep.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from __future__ import annotations
 import signal
 import sqlite3
 import sys
+from collections.abc import Generator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from swarmlearn.store._retention import Retention, SweepResult, sweep
 from swarmlearn.store._schema import INSERT_EVENT, MIGRATE_1_TO_2, SCHEMA, SCHEMA_VERSION, UPDATE_AGENTS
 
 Row = tuple[Any, ...]
@@ -33,6 +38,9 @@ Row = tuple[Any, ...]
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit, so a commit is exactly where we say.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    # Takes effect only in a new, empty database (an existing one keeps its mode until a VACUUM),
+    # and only before journal_mode, which writes the header: retention can then give pages back.
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     return conn
@@ -123,10 +131,13 @@ def writer_main(path: str, synchronous: str, group_max: int, channel: Connection
     channel.send(("ready", sequence))
     daemon_gone = False
     stopping = False
+    sweeping: tuple[int, Generator[None, None, SweepResult]] | None = None
+    reports: list[tuple[Any, ...]] = []
     while not stopping:
         group: list[tuple[int, list[Row] | None]] = []
         size = 0
-        while not group or (size < group_max and not daemon_gone and channel.poll(0)):
+        # Wait for a message only when there is nothing else to do.
+        while (not group and sweeping is None) or (size < group_max and not daemon_gone and channel.poll(0)):
             try:
                 message = channel.recv()
             except (EOFError, OSError):  # the daemon is gone: commit what it sent, then leave
@@ -135,23 +146,48 @@ def writer_main(path: str, synchronous: str, group_max: int, channel: Connection
             if message is None:
                 stopping = True
                 break
-            group.extend(message)
-            size += sum(len(rows or ()) for _, rows in message)
-        if not group:
-            break
-        try:
-            results, sequence = commit_group(conn, group)
-            report: tuple[Any, ...] = ("done", results, sequence)
-        except Exception as exc:
-            report = ("failed", [submission_id for submission_id, _ in group], f"{type(exc).__name__}: {exc}")
-        if not daemon_gone:
+            for submission_id, rows in message:
+                if isinstance(rows, Retention):
+                    if sweeping is not None:
+                        reports.append(("swept", sweeping[0], None, "replaced by a newer sweep"))
+                    sweeping = (submission_id, sweep(conn, rows))
+                else:
+                    group.append((submission_id, rows))
+                    size += len(rows or ())
+        if group:
             try:
-                channel.send(report)
+                results, sequence = commit_group(conn, group)
+                reports.append(("done", results, sequence))
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                reports.append(("failed", [submission_id for submission_id, _ in group], reason))
+        # One slice after each group: a sweep neither holds commits up for long nor starves under load.
+        if sweeping is not None and not stopping:
+            report = _sweep_step(*sweeping)
+            if report is not None:
+                reports.append(report)
+                sweeping = None
+        while reports and not daemon_gone:
+            try:
+                channel.send(reports.pop(0))
             except OSError:  # nobody to tell any more; keep committing what was received
                 daemon_gone = True
+        reports.clear()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     channel.close()
+
+
+def _sweep_step(submission_id: int, steps: Generator[None, None, SweepResult]) -> tuple[Any, ...] | None:
+    """One transaction of a sweep; its report once it has ended (a failed sweep deleted what its
+    finished slices deleted, and the next one goes on from there)."""
+    try:
+        next(steps)
+    except StopIteration as done:
+        return ("swept", submission_id, done.value, None)
+    except Exception as exc:
+        return ("swept", submission_id, None, f"{type(exc).__name__}: {exc}")
+    return None
 
 
 def main() -> None:
