@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from swarmlearn.layout import DataDir
 from swarmlearn.names import (
     MODEL_KINDS,
     REPLAY_OLDER_EVENTS,
@@ -231,7 +232,7 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "events.sqlite3"
+        return DataDir(self.data_dir).events
 
 
 def _is_host_port(value: str, *, bare: bool = False) -> bool:

@@ -219,8 +219,8 @@ async def test_learners_restart_after_a_sweep_from_their_snapshots_or_from_what_
             assert await predictions(Stub(channel), agents) == before
     finally:
         await second.stop()
-    for snapshot in data.glob("*.snapshot"):
-        snapshot.unlink()
+    for learner_file in [*data.glob("*.snapshot"), *data.glob("*.agents.sqlite3*")]:  # snapshots and stores
+        learner_file.unlink()
     third = DaemonServer(settings(data, **limits))
     await third.start()
     try:

@@ -53,9 +53,9 @@ from swarmlearn.jobs._spec import (
     TuningSpec,
     training_request,
 )
+from swarmlearn.layout import DataDir
 from swarmlearn.names import MAX_TRIALS, MODEL_KINDS, OBJECTIVES, TUNING_METHODS
 from swarmlearn.registry import ModelRegistry, TunedConfig, decide
-from swarmlearn.store import JOBS_DB_NAME
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class JobManager:
         durable_sequence: Callable[[], int],
         knows_agent: Callable[[str], bool],
     ) -> None:
-        self.tuning_dir = data_dir / "tuning"
+        self.tuning_dir = DataDir(data_dir).tuning
         self.settings = settings
         self.db_path = db_path
         self.registry = registry
@@ -93,7 +93,7 @@ class JobManager:
         self._every_events, self._every_s, self._on_drift, self._scheduled_kind = 0, 0.0, False, "lstm"
         self._last_scheduled_seq = 0
         self._timer: asyncio.Task[None] | None = None
-        self.records = JobRecords(data_dir / JOBS_DB_NAME)
+        self.records = JobRecords(DataDir(data_dir).jobs)
         try:
             self.records.import_legacy(data_dir)
             self._load()

@@ -29,6 +29,7 @@ from typing import Any
 
 from swarmlearn._durable import fsync_directory
 from swarmlearn.jobs._spec import JobRequest, TrainingRequest, TuningRequest
+from swarmlearn.layout import DataDir
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 )"""
 _COLUMNS = ("job_id", "kind", "scope", "model_kind", "state", "created_at")
 _INSERT = f"INSERT INTO jobs ({', '.join(_COLUMNS)}, record) VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})"
-LEGACY_NAME = "jobs.json"
 
 
 class JobState(enum.Enum):
@@ -134,7 +134,7 @@ class JobRecords:
     def import_legacy(self, data_dir: Path) -> None:
         """Copy in the records of ``data_dir/jobs.json``, if there is one, then rename it
         ``jobs.json.imported``. An unreadable file is left where it is, and said so."""
-        legacy = data_dir / LEGACY_NAME
+        legacy = DataDir(data_dir).legacy_jobs
         if not legacy.exists():
             return
         try:
@@ -143,7 +143,7 @@ class JobRecords:
             log.error("job records %s unreadable (%s): not imported", legacy, exc)
             return
         self._write(_INSERT.replace("INSERT", "INSERT OR IGNORE", 1), (_row(job) for job in jobs))
-        os.replace(legacy, legacy.with_name(LEGACY_NAME + ".imported"))
+        os.replace(legacy, legacy.with_name(legacy.name + ".imported"))
         fsync_directory(data_dir)
         log.info("imported %d job records from %s into %s", len(jobs), legacy, self.path)
 

@@ -32,12 +32,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from swarmlearn.online._snapshot import NO_SNAPSHOT, Anchor, SnapshotRejected
-from swarmlearn.store import STORE_SUFFIX
 
 FORMAT = 1
 """The file's tables and meta keys."""
-SUFFIX = STORE_SUFFIX
-"""Of the store's name (the backup, which copies it, names it first)."""
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from swarmlearn import layout
 from swarmlearn._channel import encode, read_message, spawn
 from swarmlearn.errors import Disabled, InvalidArgument, NotReady, UnknownAgent
-from swarmlearn.online._agentstore import SUFFIX as STORE_SUFFIX
 from swarmlearn.online._config import WorkerSettings
 from swarmlearn.online._messages import (
     Answered,
@@ -116,7 +116,7 @@ class OnlineLearner:
         self.shards = [
             _Shard(
                 db_path,
-                snapshot_dir / snapshot_name(i, count),
+                snapshot_dir / layout.online_store_name(i, count),
                 dataclasses.replace(settings, shard=i),
                 log_sequence=log_sequence,
                 on_drift=on_drift,
@@ -127,7 +127,7 @@ class OnlineLearner:
         self.prompts = (
             _Shard(
                 db_path,
-                snapshot_dir / PROMPTS_SNAPSHOT,
+                snapshot_dir / layout.PROMPTS_SNAPSHOT,
                 dataclasses.replace(settings, role="prompts", shard=0, shards=1),
                 log_sequence=log_sequence,
                 on_drift=None,
@@ -139,9 +139,9 @@ class OnlineLearner:
         self.forecaster = (
             _Shard(
                 db_path,
-                snapshot_dir / FORECASTER_SNAPSHOT,
+                snapshot_dir / layout.FORECASTER_SNAPSHOT,
                 dataclasses.replace(
-                    settings, role="forecaster", shard=0, shards=1, registry_root=str(snapshot_dir / "models")
+                    settings, role="forecaster", shard=0, shards=1, registry_root=str(snapshot_dir / layout.MODELS)
                 ),
                 log_sequence=log_sequence,
                 on_drift=None,
@@ -195,7 +195,7 @@ class OnlineLearner:
         """Start every process in the background (see ``_Shard.start``); stores of another
         partitioning are removed, since no process of this one can use them, and so are the
         baselines' whole-state snapshots of releases before the stores."""
-        keep = {snapshot_name(i, len(self.shards)) for i in range(len(self.shards))}
+        keep = {layout.online_store_name(i, len(self.shards)) for i in range(len(self.shards))}
         for stale in self.snapshot_dir.glob("online-*-of-*"):
             if stale.name.removesuffix("-wal").removesuffix("-shm") not in keep:
                 stale.unlink()
@@ -267,15 +267,6 @@ class OnlineLearner:
 
     async def stop(self) -> None:
         await asyncio.gather(*(process.stop() for process in self.processes))
-
-
-PROMPTS_SNAPSHOT = "prompts.snapshot"
-FORECASTER_SNAPSHOT = "forecaster.snapshot"
-
-
-def snapshot_name(shard: int | str, shards: int | str) -> str:
-    """A baselines learner's store (``_agentstore``)."""
-    return f"online-{shard}-of-{shards}{STORE_SUFFIX}"
 
 
 class _Shard:
@@ -364,7 +355,7 @@ class _Shard:
                 if not waiter.done():
                     waiter.set_result(None)
             level = logging.WARNING if refused else logging.INFO
-            name = self.snapshot_path.name.removesuffix(".snapshot").removesuffix(STORE_SUFFIX)
+            name = self.snapshot_path.name.removesuffix(layout.SNAPSHOT_SUFFIX).removesuffix(layout.STORE_SUFFIX)
             log.log(level, "online learner %s at sequence %d of %d: %s", name, self.applied_seq, start_seq, how)
             stopped = await self._read_loop(reader)
         except (asyncio.IncompleteReadError, ConnectionError):

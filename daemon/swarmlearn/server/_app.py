@@ -25,6 +25,7 @@ from swarmlearn._version import __version__
 from swarmlearn.config import Settings
 from swarmlearn.ingest import Ingestor
 from swarmlearn.jobs import JobManager, JobSettings
+from swarmlearn.layout import DataDir
 from swarmlearn.online import Drift, OnlineLearner, WorkerSettings
 from swarmlearn.registry import ModelRegistry
 from swarmlearn.server._errors import RETRY_AFTER_MS
@@ -53,7 +54,7 @@ class AddressUnavailable(OSError):
 def _lock_data_dir(data_dir: Path) -> IO[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     # "a", not "w": opening must not wipe the pid of a daemon that holds the lock.
-    handle = open(data_dir / "daemon.lock", "a")  # noqa: SIM115 - held for the daemon's life
+    handle = open(DataDir(data_dir).lock, "a")  # noqa: SIM115 - held for the daemon's life
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -148,7 +149,7 @@ class DaemonServer:
             on_write_failure=lambda _: loop.call_soon_threadsafe(self._writes_changed),
         )
         self.metrics.track_store(lambda: self.store.durable_sequence, lambda: self.store.size_bytes())
-        self.registry = ModelRegistry(settings.data_dir / "models")
+        self.registry = ModelRegistry(DataDir(settings.data_dir).models)
         self._online = OnlineLearner(
             settings.db_path,
             settings.data_dir,

@@ -1,8 +1,6 @@
 """The durable event log: SQLite in WAL mode, group commit, idempotent on (agent_id, event_id)."""
 
 from swarmlearn.store._backup import (
-    JOBS_DB_NAME,
-    STORE_SUFFIX,
     BackupError,
     BackupFile,
     BackupManifest,
@@ -28,9 +26,7 @@ from swarmlearn.store._sqlite import (
 from swarmlearn.store._writer import last_sequence
 
 __all__ = [
-    "JOBS_DB_NAME",
     "SLICE_EVENTS",
-    "STORE_SUFFIX",
     "AgentSummary",
     "BackupError",
     "BackupFile",

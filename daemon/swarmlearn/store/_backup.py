@@ -69,6 +69,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from swarmlearn import layout
 from swarmlearn._durable import fsync_path, is_temporary, write_durably
 from swarmlearn._version import __version__
 from swarmlearn.store._schema import SCHEMA_VERSION
@@ -83,21 +84,13 @@ READABLE_FORMATS = (1, 2, 3, 4)
 """What ``restore`` reads (a format-1 backup has no job records, format 1 and 2 no snapshots,
 format 3 no stores)."""
 MANIFEST_NAME = "manifest.json"
-DB_NAME = "events.sqlite3"
-JOBS_DB_NAME = "jobs.sqlite3"
-"""The job records (``jobs.JobRecords``): SQLite, backed up beside the log."""
-LOCK_NAME = "daemon.lock"
-DATA_SUBDIRS = ("models", "tuning")
-SNAPSHOT_SUFFIX = ".snapshot"
-"""The online learners' snapshots (``online._snapshot``), at the top of the data directory."""
-STORE_SUFFIX = ".agents.sqlite3"
-"""The baselines learners' stores (``online._agentstore``), SQLite, at the top of the data directory."""
-"""Subdirectories of a data directory that belong in a backup (model weights, tuning experiments).
-Their files are copied as they are, so whoever writes them should write a temporary file and
-rename it into place."""
-
-# Files SQLite keeps beside the log; they belong to the log they sit next to.
-_SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
+# The names are the data directory's (``swarmlearn.layout``). The subdirectories' files are copied
+# as they are, so whoever writes them should write a temporary file and rename it into place.
+DB_NAME = layout.EVENTS
+JOBS_DB_NAME = layout.JOBS
+LOCK_NAME = layout.LOCK
+DATA_SUBDIRS = layout.SUBDIRECTORIES
+_SIDE_SUFFIXES = layout.SQLITE_SIDE_SUFFIXES
 _STEP_PAGES = 4096
 _MAX_RESTARTS = 10
 _CHUNK = 1 << 20
@@ -190,11 +183,10 @@ def _file_entry(item: Any, source: Path, directories: list[str]) -> BackupFile:
     # The manifest decides where restore writes: the job records, a snapshot at the top, or inside
     # the listed subdirectories.
     inside = len(parts) >= 2 and parts[0] in directories and ".." not in parts and not PurePosixPath(path).is_absolute()
-    if path != JOBS_DB_NAME and not _is_snapshot_name(path) and not inside:
+    if path != JOBS_DB_NAME and not layout.is_learner_file(path) and not inside:
+        learner = f"*{layout.SNAPSHOT_SUFFIX} or *{layout.STORE_SUFFIX}"
         raise BackupError(
-            f"{source}: file path {path!r} is neither {JOBS_DB_NAME}, a *{SNAPSHOT_SUFFIX} or *{STORE_SUFFIX} file "
-            "nor inside a "
-            "backed-up directory"
+            f"{source}: file path {path!r} is neither {JOBS_DB_NAME}, a {learner} file nor inside a backed-up directory"
         )
     return BackupFile(path, size, digest)
 
@@ -254,22 +246,14 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
     return manifest
 
 
-def _is_snapshot_name(path: str) -> bool:
-    """A learner's snapshot file or store, at the top (not a durable write's temporary file)."""
-    return (
-        path.endswith((SNAPSHOT_SUFFIX, STORE_SUFFIX)) and PurePosixPath(path).name == path and not path.startswith(".")
-    )
-
-
 def _learner_snapshots(data_dir: Path) -> list[Path]:
     """The learners' snapshot files and stores of ``data_dir``."""
-    found = [*data_dir.glob(f"*{SNAPSHOT_SUFFIX}"), *data_dir.glob(f"*{STORE_SUFFIX}")]
-    return sorted(path for path in found if _is_snapshot_name(path.name) and path.is_file())
+    return layout.DataDir(data_dir).learner_files()
 
 
 def _copy_learner_file(source: Path, target: Path) -> BackupFile:
     """A snapshot file as it is; a store through SQLite's backup, as the log (it changes meanwhile)."""
-    if source.name.endswith(SNAPSHOT_SUFFIX):
+    if source.name.endswith(layout.SNAPSHOT_SUFFIX):
         return BackupFile(source.name, *_copy_file(source, target))
     _snapshot(source, target)
     fsync_path(target)
@@ -490,7 +474,7 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
                 log.warning("restore: moved the previous %s of %s to %s", ", ".join(present), data_dir, aside)
             os.replace(staging / DB_NAME, data_dir / DB_NAME)
             for entry in manifest.files:
-                if entry.path == JOBS_DB_NAME or _is_snapshot_name(entry.path):
+                if entry.path == JOBS_DB_NAME or layout.is_learner_file(entry.path):
                     os.replace(staging / entry.path, data_dir / entry.path)
             for name in manifest.directories:
                 os.replace(staging / name, data_dir / name)
