@@ -316,3 +316,31 @@ def test_the_state_survives_a_snapshot_and_refuses_the_old_format(
     with pytest.raises(_snapshot.SnapshotRejected, match="format 1"):
         _snapshot.load(path, fingerprint="f", anchor_at=lambda seq: None)
     assert pickle.loads(pickle.dumps(History())).size == 0
+
+
+def test_an_agents_intervals_adapt_until_they_cover_what_it_asks(tmp_path: Path, event_model: TrainedModel) -> None:
+    """The pooled quantiles fit no agent in particular; served forecasts scored on the agent's next
+    outcomes move its width factors until its misses are the share asked for (ACI per agent)."""
+    promote(tmp_path, event_model)
+    state = ChampionState(tmp_path)
+    pooled = ChampionState(tmp_path)  # the same champion, never asked: its intervals stay pooled
+    events = list(generate_swarm(agents=1, events_per_agent=2_000, seed=11))
+    hits: list[bool] = []
+    pooled_hits: list[bool] = []
+    for event in events:
+        answer, fixed = state.forecast(event.agent_id, 1, 0.8), pooled.forecast(event.agent_id, 1, 0.8)
+        if answer is not None and fixed is not None and event.succeeded:
+            for served, out in ((answer, hits), (fixed, pooled_hits)):
+                (point,) = served[1]["latency_ms"].points
+                out.append(point.lower <= event.latency_ms <= point.upper)
+        pooled._served.clear()  # as if its forecasts had not been served
+        state.learn(event)
+        pooled.learn(event)
+    late, pooled_late = hits[-800:], pooled_hits[-800:]
+    assert abs(sum(pooled_late) / len(pooled_late) - 0.8) > 0.1, "the pooled widths happen to fit: no test"
+    assert sum(late) / len(late) == pytest.approx(0.8, abs=0.06)
+    assert set(state.widen) == {events[0].agent_id} and not pooled.widen
+    # The factors are in the snapshot: they cannot be replayed from the log.
+    again = pickle.loads(pickle.dumps(state))
+    assert again.widen == state.widen
+    assert again.forecast(events[0].agent_id, 1, 0.8) == state.forecast(events[0].agent_id, 1, 0.8)

@@ -469,7 +469,8 @@ class Forecaster(Role):
         return ChampionState(self.registry_root)
 
     def ask(self, state: ChampionState, agent_id: str, *, draw: bool = True) -> Any:
-        return state.forecast(agent_id, CHAMPION_HORIZON, 0.9), state.forecast(agent_id, 1, 0.5)
+        # Not drawing: not served either (a served forecast is scored on the agent's next outcome).
+        return state.forecast(agent_id, CHAMPION_HORIZON, 0.9, serve=draw), state.forecast(agent_id, 1, 0.5, serve=draw)
 
     def ask_extremes(self, state: ChampionState, agent_id: str) -> Any:
         beyond = state.forecast(agent_id, CHAMPION_HORIZON + 1, 0.9)
@@ -635,7 +636,8 @@ def the_same_events_give_the_same_answers(role: Role) -> None:
 
 def asking_does_not_change_what_is_learned(role: Role) -> None:
     """Answers are cached (forecasts, texts): a state asked between events answers later as one never asked.
-    Without the questions that draw random numbers (prompt selection), which move the generator by design."""
+    Without the questions that draw random numbers (prompt selection), which move the generator by design,
+    and without serving the forecaster's answers, whose scoring moves the agent's interval widths by design."""
     asked, silent = role.build(), role.build()
     for upto in range(30, role.log.stream_end + 1, 30):
         role.learn(asked, upto)

@@ -21,6 +21,15 @@ of the target (``training.interval_quantiles``); here they are multiplied by the
 window's scale, so an agent with twenty times the latency of another gets twenty times the width. A
 coverage between two levels is interpolated, beyond the outermost extrapolated.
 
+Those quantiles are pooled over the agents of the job's validation split, so one agent's intervals
+can be too wide or too narrow for it. Each agent's widths therefore adapt as its outcomes arrive
+(adaptive conformal inference, Gibbs & Candès 2021, per agent and target, on the log of a width
+factor): when an outcome follows a forecast served to the agent, a miss of its step-1 interval at
+coverage c widens that target's intervals by ``exp(η·c)``, a hit narrows them by ``exp(-η·(1-c))``
+(η = ``_WIDEN_STEP``), so in the long run the agent's misses are the share 1 - c that it asked for,
+whatever the pooled quantiles said. The factors are learned from forecasts as they were served
+(no replay can redo them), so they are kept in the snapshot.
+
 Pickled for snapshots without the models (``__getstate__``): they are loaded again from the registry,
 which is the source of truth, and reloaded whenever the daemon says the champions changed. Torch is
 imported here, in the forecaster process, never in the daemon's, nor in the online learners' (which
@@ -53,11 +62,18 @@ _KEEP = 256
 """Events kept per agent at least."""
 _MAX_ROWS = 16_384
 """Events kept per agent at most, whatever a champion's window would reach back to (about 1 MB)."""
-_FORMAT = 3
+_FORMAT = 4
 """Of the pickled state: 1 kept rows without timestamps in deques, 2 a row for every event (not only
-outcomes); both are refused (rebuilt from the log)."""
+outcomes); both are refused (rebuilt from the log). 4 adds the agents' width factors; a state of 3
+is read with none (every agent starts again from the pooled widths)."""
+_READABLE = (3, 4)
 _ANSWERS_PER_AGENT = 8
 """Cached answers (horizon, coverage) per agent; more are dropped together."""
+_WIDEN_STEP = 0.05
+"""η: the step of an agent's log width factor per scored forecast."""
+_WIDEN_LIMIT = 5.0
+"""The log width factor stays within ±5 (intervals from 1/150 to 150 times the pooled width)."""
+_TARGET_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in TARGETS)
 
 Answer = tuple[str, dict[str, Forecast]]
 """``(model version, forecasts by target)``."""
@@ -149,10 +165,18 @@ class _Served(NamedTuple):
     the window's scale at Predict), or in the targets' own units (checkpoints written before)."""
 
     def answer(
-        self, predicted: npt.NDArray[np.float64], scales: npt.NDArray[np.float64], horizon: int, coverage: float
+        self,
+        predicted: npt.NDArray[np.float64],
+        scales: npt.NDArray[np.float64],
+        horizon: int,
+        coverage: float,
+        widen: list[float] | None = None,
     ) -> Answer:
+        """``widen``: the agent's log width factor per target (None: the pooled widths)."""
         values = predicted[:horizon]  # [h, T]
-        unit = scales[None, :] if self.scaled else 1.0  # [1, T]: this window's scale of each target
+        unit = scales[None, :] if self.scaled else np.ones((1, len(TARGETS)))  # [1, T]: the window's scale
+        if widen is not None:
+            unit = unit * np.exp(np.asarray(widen))[None, :]
         lows = (values + self._offset((1.0 - coverage) / 2)[:horizon] * unit).tolist()
         highs = (values + self._offset((1.0 + coverage) / 2)[:horizon] * unit).tolist()
         kind = f"torch:{self.model.kind}"
@@ -195,6 +219,10 @@ class ChampionState:
         """scope -> its champion"""
         self._cache: dict[str, _Cached] = {}
         """agent -> its current forecast; dropped on the agent's next event and on a reload."""
+        self.widen: dict[str, list[float]] = {}
+        """agent -> its log width factor per target (module docstring), once a forecast was scored."""
+        self._served: dict[str, tuple[float, Answer]] = {}
+        """agent -> the coverage and answer last served since its last event, to score on the next."""
         self.reload()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -203,17 +231,20 @@ class ChampionState:
             "registry_root": str(self.registry_root),
             "applied_seq": self.applied_seq,
             "agents": self.agents,
+            "widen": self.widen,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if state.get("format") != _FORMAT:
+        if state.get("format") not in _READABLE:
             # An older state has no timestamps: refused, so the forecaster rebuilds from the log.
             raise ValueError(f"forecaster state format {state.get('format', 1)}, this release reads {_FORMAT}")
         self.registry_root = Path(state["registry_root"])
         self.applied_seq = state["applied_seq"]
         self.agents = state["agents"]
+        self.widen = state.get("widen", {})
         self._models = {}
         self._cache = {}
+        self._served = {}
         self.reload()
 
     def reload(self) -> None:
@@ -252,6 +283,9 @@ class ChampionState:
         row = observed_features(event)
         if row is None:  # no outcome: not a step of any window
             return ()
+        served = self._served.pop(event.agent_id, None)
+        if served is not None:
+            self._score(event.agent_id, row, *served)
         history = self.agents.get(event.agent_id)
         if history is None:
             history = self.agents[event.agent_id] = History()
@@ -259,11 +293,28 @@ class ChampionState:
         self._cache.pop(event.agent_id, None)
         return ()
 
+    def _score(self, agent_id: str, row: tuple[float, ...], coverage: float, answer: Answer) -> None:
+        """The outcome ``row`` against the step-1 intervals served before it: the agent's width factors
+        move towards a miss rate of ``1 - coverage``."""
+        _, forecasts = answer
+        widen = self.widen.get(agent_id) or [0.0] * len(TARGETS)
+        for t, (target, column) in enumerate(zip(TARGETS, _TARGET_COLUMNS, strict=True)):
+            y = row[column]
+            points = forecasts[target].points
+            if y != y or not points:  # not observed (NaN), or nothing forecast
+                continue
+            missed = not points[0].lower <= y <= points[0].upper
+            moved = widen[t] + _WIDEN_STEP * ((1.0 if missed else 0.0) - (1.0 - coverage))
+            widen[t] = max(-_WIDEN_LIMIT, min(_WIDEN_LIMIT, moved))
+        self.widen[agent_id] = widen
+
     def advance(self, seq: int) -> None:
         self.applied_seq = max(self.applied_seq, seq)
 
-    def forecast(self, agent_id: str, horizon: int, coverage: float) -> Answer | None:
-        """``(model version, forecasts by target)`` from the champion that serves the agent, or None."""
+    def forecast(self, agent_id: str, horizon: int, coverage: float, *, serve: bool = True) -> Answer | None:
+        """``(model version, forecasts by target)`` from the champion that serves the agent, or None.
+        ``serve``: the answer goes to a client, and the agent's next outcome scores it (its width
+        factors learn from it); False: a look that teaches nothing."""
         served = self._models.get(agent_id) or self._models.get("")
         history = self.agents.get(agent_id)
         if served is None or history is None or served.model.horizon < horizon:
@@ -278,7 +329,10 @@ class ChampionState:
         if answer is None:
             if len(cached.answers) >= _ANSWERS_PER_AGENT:
                 cached.answers.clear()
-            answer = cached.answers[key] = served.answer(cached.predicted, cached.scales, horizon, coverage)
+            widen = self.widen.get(agent_id)
+            answer = cached.answers[key] = served.answer(cached.predicted, cached.scales, horizon, coverage, widen)
+        if serve:
+            self._served[agent_id] = (coverage, answer)
         return answer
 
     def _needed_from(self, times: npt.NDArray[np.float64]) -> int:
