@@ -305,15 +305,28 @@ async def replay_rpc(
                 for stream in streams:
                     queue.put_nowait(stream)
 
-                async def worker() -> None:
-                    call = stub.Ingest()
+                # One Ingest stream per agent replayed at once, as the protocol asks; the daemon lets
+                # one connection hold 16 (max_streams_per_connection), so the streams are spread over
+                # connections of their own (a channel with a local subchannel pool has its own).
+                workers = min(concurrency, len(streams))
+                local = [("grpc.use_local_subchannel_pool", 1)]
+                channels = [grpc.aio.insecure_channel(target, options=local) for _ in range(-(-workers // 16))]
+                stubs = [service_pb2_grpc.SwarmLearnStub(c) for c in channels]
+
+                async def worker(i: int) -> None:
+                    ingest_stub = stubs[i % len(stubs)]
+                    call = ingest_stub.Ingest()
                     while not queue.empty():
                         stream = queue.get_nowait()
                         await _replay_one(stub, call, stream, records[stream.agent_id], starts[stream.agent_id])
                     await call.done_writing()
 
                 started = time.perf_counter()
-                await asyncio.gather(*(worker() for _ in range(min(concurrency, len(streams)))))
+                try:
+                    await asyncio.gather(*(worker(i) for i in range(workers)))
+                finally:
+                    for extra in channels:
+                        await extra.close()
                 elapsed = time.perf_counter() - started
                 status = await stub.GetStatus(daemon_pb2.GetStatusRequest())
                 if status.events_stored != sum(len(s.events) for s in streams):
