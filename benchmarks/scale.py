@@ -1,7 +1,9 @@
-"""A baselines learner's memory, snapshot and warm-restart time against the number of agents.
+"""A baselines learner's memory, snapshot and warm-restart time against the number of agents; and the
+whole daemon's (issue 16).
 
     python benchmarks/scale.py --agents 20000 --events 20 --mode lru      # resident 5,000, the store
     python benchmarks/scale.py --agents 20000 --events 20 --mode whole    # all resident, one pickle file
+    python benchmarks/scale.py --agents 20000 --events 20 --mode daemon   # a real `swarmlearn serve`
 
 In-process ``OnlineState`` fed AGENTS x EVENTS synthetic events (round-robin), as a learner process
 holds it. ``lru``: ``online_resident_agents`` learners in memory, snapshots into an ``AgentStore``
@@ -9,20 +11,47 @@ holds it. ``lru``: ``online_resident_agents`` learners in memory, snapshots into
 those), warm restart = ``OnlineState.load`` (shared state and ids). ``whole``: the previous design, every
 learner in memory, the whole state pickled into one snapshot file, warm restart = unpickling it.
 RSS is the process's resident set after learning (``/proc/self/statm``). One JSON line on stdout.
+
+``daemon``: ``swarmlearn serve`` on loopback with a fresh data directory (defaults but ``max_agents``
+raised to AGENTS), fed the synthetic swarm of AGENTS agents x EVENTS events in time order (each step
+round-robin over the agents, about a third with prompt texts) through the client (one stream,
+batches of 1000). Meanwhile another process calls Predict for four of the agents in a loop (latencies
+while ingesting, and until the learners caught up), and GetStatus is sampled every 0.5 s (the
+learners' apply rate from ``online_sequence``). Memory is summed over the daemon's process tree
+(``VmRSS``, which counts pages shared by forked children in each; and ``Pss``, which splits them).
+Then SIGTERM to exit, and a warm restart on the same directory to the first Predict answer.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import itertools
 import json
 import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import grpc
+from ingest import free_port, wait_ready  # benchmarks/ingest.py
+
 from swarmlearn.events import Event, EventType
+from swarmlearn.importer import event_to_proto
 from swarmlearn.online import OnlineState, WorkerSettings, _snapshot
 from swarmlearn.online._agentstore import AgentStore
+from swarmlearn.synthetic import generate_swarm
+from swarmlearn_client import AsyncClient
+from swarmlearn_client.v1 import agents_pb2, service_pb2_grpc
+
+PREDICTED = 4  # agents the Predict loop asks about
+PREDICT_PAUSE_S = 0.01  # between two of its calls: about 100 a second, not a third busy core
 
 
 def rss_mib() -> float:
@@ -37,13 +66,186 @@ def event(agent: int, i: int) -> Event:
     )
 
 
+def tree_memory_mib(root: int) -> tuple[float, float]:
+    """(sum of VmRSS, sum of Pss) in MiB over ``root`` and its descendants."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):  # gone since the listing
+                # The command may hold spaces and parentheses: the fields after its last ")".
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    rss = pss = 0
+    for pid in tree:
+        try:
+            rss += field_kib(Path(f"/proc/{pid}/status").read_text(), "VmRSS:")
+            pss += field_kib(Path(f"/proc/{pid}/smaps_rollup").read_text(), "Pss:")
+        except OSError:
+            pass
+    return round(rss / 1024), round(pss / 1024)
+
+
+def field_kib(text: str, name: str) -> int:
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith(name)), 0)
+
+
+def start_daemon(port: int, data_dir: Path, agents: int) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ, SWARMLEARN_LOG_LEVEL="WARNING", SWARMLEARN_METRICS_LISTEN="", SWARMLEARN_MAX_AGENTS=str(agents)
+    )
+    cmd = [sys.executable, "-m", "swarmlearn", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def predict_loop(target: str, out: str, agents: list[str]) -> None:
+    """Predict round-robin over ``agents`` until SIGTERM; then (start, seconds, code) per call to ``out``."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    calls: list[tuple[float, float, str]] = []
+    with grpc.insecure_channel(target) as channel:
+        predict = service_pb2_grpc.SwarmLearnStub(channel).Predict
+        grpc.channel_ready_future(channel).result(timeout=30)
+        print("ready", flush=True)
+        for agent in itertools.cycle(agents):
+            if stopping:
+                break
+            started = time.perf_counter()
+            try:
+                predict(agents_pb2.PredictRequest(agent_id=agent), timeout=30)
+                code = "OK"
+            except grpc.RpcError as exc:
+                code = exc.code().name
+            calls.append((started, time.perf_counter() - started, code))
+            time.sleep(PREDICT_PAUSE_S)
+    Path(out).write_text(json.dumps(calls))
+
+
+def latency_summary(calls: list[tuple[float, float, str]]) -> dict[str, object]:
+    ms = sorted(1000 * seconds for _, seconds, code in calls if code == "OK")
+    codes: dict[str, int] = {}
+    for _, _, code in calls:
+        codes[code] = codes.get(code, 0) + 1
+    if len(ms) < 2:
+        return {"codes": codes}
+    q = statistics.quantiles(ms, n=1000, method="inclusive")
+    return {"codes": codes, "p50_ms": round(q[499], 2), "p99_ms": round(q[989], 2), "p999_ms": round(q[998], 2),
+            "max_ms": round(ms[-1], 1)}  # fmt: skip
+
+
+async def first_answer(target: str, agent: str, deadline_s: float) -> float:
+    """perf_counter() at the daemon's first Predict answer for ``agent``."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        predict = service_pb2_grpc.SwarmLearnStub(channel).Predict
+        end = time.perf_counter() + deadline_s
+        while time.perf_counter() < end:
+            try:
+                await predict(agents_pb2.PredictRequest(agent_id=agent), timeout=5)
+                return time.perf_counter()
+            except grpc.RpcError:
+                await asyncio.sleep(0.01)
+    raise SystemExit(f"no Predict answer within {deadline_s} s")
+
+
+async def daemon_run(args: argparse.Namespace) -> dict[str, object]:
+    count = args.agents * args.events
+    # Built before the clock starts: the driver shares the two cores with the daemon.
+    swarm = [event_to_proto(e) for e in generate_swarm(agents=args.agents, events_per_agent=args.events, seed=16)]
+    known = [e.agent_id for e in itertools.islice(generate_swarm(agents=args.agents, events_per_agent=1), PREDICTED)]
+    result: dict[str, object] = {"mode": "daemon", "agents": args.agents, "events": args.events,
+                                 "load_before": os.getloadavg()[0]}  # fmt: skip
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    data_dir = Path(tempfile.mkdtemp(prefix="swarmlearn-scale-daemon-"))
+    out = data_dir.parent / f"{data_dir.name}.predict.json"
+    proc = start_daemon(port, data_dir, args.agents)
+    try:
+        await wait_ready(target)
+        async with AsyncClient(target, timeout=30) as client:
+            while True:
+                if (await client.status()).online_running:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(3.0)  # the learners load in the background
+            result["rss_idle_mib"], result["pss_idle_mib"] = tree_memory_mib(proc.pid)
+            samples: list[tuple[float, int, int]] = []
+
+            async def sample() -> None:
+                while True:
+                    status = await client.status()
+                    samples.append((time.perf_counter(), status.durable_sequence, status.online_sequence))
+                    await asyncio.sleep(0.5)
+
+            predictor = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--predict-loop", target, str(out), *known, stdout=subprocess.PIPE
+            )
+            assert predictor.stdout is not None
+            await predictor.stdout.readline()  # "ready": its calls start with the ingest
+            sampler = asyncio.create_task(sample())
+            started = time.perf_counter()
+            summary = await client.ingest(swarm)
+            acked_at = time.perf_counter()
+            result["ack_eps"] = round(count / (acked_at - started))
+            result["accepted"], result["rejected"] = summary.accepted, summary.rejected
+            result["rss_after_ingest_mib"], result["pss_after_ingest_mib"] = tree_memory_mib(proc.pid)
+            while True:
+                if samples and samples[-1][2] >= summary.durable_sequence:
+                    result["learned_eps"] = round(count / (samples[-1][0] - started))
+                    result["catch_up_after_ack_s"] = round(samples[-1][0] - acked_at, 1)
+                    break
+                if time.perf_counter() - acked_at > args.catch_up_limit_s:  # measure the rest while behind
+                    result["not_caught_up_after_s"] = args.catch_up_limit_s
+                    result["learned_when_given_up"] = samples[-1][2]
+                    break
+                await asyncio.sleep(0.5)
+            result["rss_caught_up_mib"], result["pss_caught_up_mib"] = tree_memory_mib(proc.pid)
+            predictor.terminate()
+            await predictor.wait()
+            sampler.cancel()
+            calls = json.loads(out.read_text())
+            result["predict_while_ingesting"] = latency_summary([c for c in calls if c[0] < acked_at])
+            result["predict_until_caught_up"] = latency_summary(calls)
+            # The apply rate while ingesting and after: online_sequence's climb (0.5 s samples).
+            during = [s for s in samples if s[0] <= acked_at]
+            after = [s for s in samples if s[0] >= acked_at]
+            for name, part in (("while_ingesting", during), ("after_ingest", after)):
+                if len(part) > 1:
+                    result[f"apply_eps_{name}"] = round((part[-1][2] - part[0][2]) / (part[-1][0] - part[0][0]))
+            result["max_lag_events"] = max(d - o for _, d, o in samples)
+        stopping = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+        result["stop_s"] = round(time.perf_counter() - stopping, 2)
+        restarting = time.perf_counter()
+        proc = start_daemon(port, data_dir, args.agents)
+        result["warm_restart_to_predict_s"] = round(await first_answer(target, known[0], 120) - restarting, 2)
+        result["rss_after_restart_mib"], result["pss_after_restart_mib"] = tree_memory_mib(proc.pid)
+        result["load_after"] = os.getloadavg()[0]
+    finally:
+        proc.terminate()
+        proc.wait(120)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        out.unlink(missing_ok=True)
+    return result
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--predict-loop"]:
+        predict_loop(sys.argv[2], sys.argv[3], sys.argv[4:])
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=20)
-    parser.add_argument("--mode", choices=("lru", "whole"), default="lru")
+    parser.add_argument("--mode", choices=("lru", "whole", "daemon"), default="lru")
     parser.add_argument("--resident", type=int, default=WorkerSettings().resident_agents)
+    parser.add_argument("--catch-up-limit-s", type=float, default=600.0, help="daemon: wait for the learners")
     args = parser.parse_args()
+    if args.mode == "daemon":
+        print(json.dumps(asyncio.run(daemon_run(args))))
+        return
     settings = WorkerSettings()
     fingerprint = _snapshot.fingerprint(settings.identity())
     anchor = _snapshot.Anchor(0, "", "")  # no log here: the anchor is not checked
