@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
-from swarmlearn.online._snapshot import NO_SNAPSHOT, Anchor, SnapshotRejected
+from swarmlearn.online._snapshot import NO_SNAPSHOT, Anchor, SnapshotRejected, anchor_in_log, check_made_alike
 
 FORMAT = 1
 """The file's tables and meta keys."""
@@ -95,16 +95,10 @@ class AgentStore:
             state, digest = bytes(meta["state"]), bytes(meta["state_sha256"])
         except (KeyError, ValueError, TypeError):
             raise SnapshotRejected("unreadable meta") from None
-        if version != FORMAT:
-            raise SnapshotRejected(f"format {version}, this release reads {FORMAT}")
-        if recorded != fingerprint:
-            raise SnapshotRejected("made by another release or configuration")
+        check_made_alike(version, FORMAT, recorded, fingerprint)
         if _digest(state) != digest:
             raise SnapshotRejected("shared state damaged (SHA-256 differs)")
-        anchor = Anchor(int(seq), str(agent_id), str(event_id))
-        if anchor.seq and anchor_at(anchor.seq) != anchor:
-            raise SnapshotRejected(f"does not match the event log at sequence {anchor.seq}")
-        return anchor, state
+        return anchor_in_log(seq, agent_id, event_id, anchor_at), state
 
     def agent_ids(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT agent_id FROM agents")]

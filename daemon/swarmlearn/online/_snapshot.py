@@ -151,21 +151,33 @@ def load(path: Path, *, fingerprint: str, anchor_at: Callable[[int], Anchor | No
         size, digest = header["payload_bytes"], header["payload_sha256"]
     except (ValueError, KeyError, TypeError):
         raise SnapshotRejected("unreadable header") from None
-    if version != FORMAT_VERSION:
-        raise SnapshotRejected(f"format {version}, this release reads {FORMAT_VERSION}")
-    if recorded_fingerprint != fingerprint:
-        raise SnapshotRejected("made by another release or configuration")
+    check_made_alike(version, FORMAT_VERSION, recorded_fingerprint, fingerprint)
     payload = data[start + header_size :]
     if len(payload) != size or hashlib.sha256(payload).hexdigest() != digest:
         raise SnapshotRejected("payload damaged (size or SHA-256 differs)")
-    anchor = Anchor(int(seq), str(agent_id), str(event_id))
-    if anchor.seq and anchor_at(anchor.seq) != anchor:
-        raise SnapshotRejected(f"does not match the event log at sequence {anchor.seq}")
+    anchor = anchor_in_log(seq, agent_id, event_id, anchor_at)
     try:
         state = StateUnpickler(io.BytesIO(payload)).load()
     except Exception as exc:  # anything a damaged or foreign pickle raises
         raise SnapshotRejected(f"cannot unpickle: {type(exc).__name__}: {exc}") from None
     return state, anchor
+
+
+def check_made_alike(version: object, readable: int, recorded: object, fingerprint: str) -> None:
+    """``SnapshotRejected`` unless a saved state has the format this release reads and was made by
+    code and settings of the same ``fingerprint`` (a snapshot file's header, an agents' store's meta)."""
+    if version != readable:
+        raise SnapshotRejected(f"format {version}, this release reads {readable}")
+    if recorded != fingerprint:
+        raise SnapshotRejected("made by another release or configuration")
+
+
+def anchor_in_log(seq: Any, agent_id: Any, event_id: Any, anchor_at: Callable[[int], Anchor | None]) -> Anchor:
+    """The saved anchor, or ``SnapshotRejected`` unless the log holds that event at that sequence."""
+    anchor = Anchor(int(seq), str(agent_id), str(event_id))
+    if anchor.seq and anchor_at(anchor.seq) != anchor:
+        raise SnapshotRejected(f"does not match the event log at sequence {anchor.seq}")
+    return anchor
 
 
 def _bound_method(obj: object, name: str) -> Any:

@@ -209,7 +209,9 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
     created = _prepare_dest(dest)
     try:
         # The learners' snapshots first: each is anchored at an event the log then held.
-        files: list[BackupFile] = [_copy_learner_file(path, dest / path.name) for path in _learner_snapshots(data_dir)]
+        files: list[BackupFile] = [
+            _copy_learner_file(path, dest / path.name) for path in layout.DataDir(data_dir).learner_files()
+        ]
         target = dest / DB_NAME
         _snapshot(source, target)
         fsync_path(target)
@@ -244,11 +246,6 @@ def backup(data_dir: Path, dest: Path) -> BackupManifest:
         raise
     log.info("backed up %s to %s: %d events, %d agents", data_dir, dest, event_count, agent_count)
     return manifest
-
-
-def _learner_snapshots(data_dir: Path) -> list[Path]:
-    """The learners' snapshot files and stores of ``data_dir``."""
-    return layout.DataDir(data_dir).learner_files()
 
 
 def _copy_learner_file(source: Path, target: Path) -> BackupFile:
@@ -458,7 +455,7 @@ def restore(src: Path, data_dir: Path, *, force: bool = False) -> BackupManifest
     with _locked(data_dir):
         ours = [db + suffix for db in (DB_NAME, JOBS_DB_NAME) for suffix in ("", *_SIDE_SUFFIXES)] + [*DATA_SUBDIRS]
         present = [name for name in ours if os.path.lexists(data_dir / name)]
-        for path in _learner_snapshots(data_dir):  # a store's -wal and -shm go aside with it
+        for path in layout.DataDir(data_dir).learner_files():  # a store's -wal and -shm go aside with it
             names = [path.name + side for side in ("", *_SIDE_SUFFIXES)]
             present += [name for name in names if (data_dir / name).exists()]
         if present and not force:
