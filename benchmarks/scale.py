@@ -4,6 +4,7 @@ whole daemon's (issue 16).
     python benchmarks/scale.py --agents 20000 --events 20 --mode lru      # resident 5,000, the store
     python benchmarks/scale.py --agents 20000 --events 20 --mode whole    # all resident, one pickle file
     python benchmarks/scale.py --agents 20000 --events 20 --mode daemon   # a real `swarmlearn serve`
+    python benchmarks/scale.py --agents 5000 --events 20 --mode prompts --resident 100   # the prompt learner
 
 In-process ``OnlineState`` fed AGENTS x EVENTS synthetic events (round-robin), as a learner process
 holds it. ``lru``: ``online_resident_agents`` learners in memory, snapshots into an ``AgentStore``
@@ -20,6 +21,14 @@ while ingesting, and until the learners caught up), and GetStatus is sampled eve
 learners' apply rate from ``online_sequence``). Memory is summed over the daemon's process tree
 (``VmRSS``, which counts pages shared by forked children in each; and ``Pss``, which splits them).
 Then SIGTERM to exit, and a warm restart on the same directory to the first Predict answer.
+
+``prompts``: an in-process prompt learner (``online._promptstore.bounded_prompt_learner``, RESIDENT agents
+in memory, 0: all of them in a plain dict as before the store) fed the daemon mode's synthetic swarm (the
+same generator, time order, about half of the events with prompt texts), with the worker's rule of a
+snapshot into its store whenever evicted agents' pickles pending in memory pass 64 MiB; then one final
+snapshot. RSS before and after learning, and the learn rate (snapshots included). With ``--tracemalloc``
+also the Python heap the learner holds after the final snapshot (pending pickles written; RSS keeps what
+the allocator does not give back), per agent: slower, so a separate run.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -37,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import grpc
@@ -46,6 +57,9 @@ from swarmlearn.events import Event, EventType
 from swarmlearn.importer import event_to_proto
 from swarmlearn.online import OnlineState, WorkerSettings, _snapshot
 from swarmlearn.online._agentstore import AgentStore
+from swarmlearn.online._promptstore import bounded_prompt_learner, save_prompts
+from swarmlearn.online._worker import _PENDING_LIMIT
+from swarmlearn.prompts import PromptLearner
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn_client import AsyncClient
 from swarmlearn_client.v1 import agents_pb2, service_pb2_grpc
@@ -232,6 +246,53 @@ async def daemon_run(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def prompts_run(args: argparse.Namespace) -> dict[str, object]:
+    events = list(generate_swarm(agents=args.agents, events_per_agent=args.events, seed=16))
+    fingerprint = _snapshot.fingerprint(WorkerSettings(role="prompts").identity())
+    anchor = _snapshot.Anchor(0, "", "")  # no log here: the anchor is not checked
+    directory = Path(tempfile.mkdtemp(prefix="swarmlearn-scale-prompts-"))
+    store = AgentStore(directory / "prompts.agents.sqlite3") if args.resident else None
+    if args.tracemalloc:
+        tracemalloc.start()
+    learner = bounded_prompt_learner(resident=args.resident) if store is not None else PromptLearner()
+    table = learner.agents
+    if store is not None:
+        table.attach(store, [])  # type: ignore[attr-defined]
+    rss_before = rss_mib()
+    snapshots = 0
+    started = time.perf_counter()
+    for seq, item in enumerate(events, start=1):
+        learner.learn(item, seq)
+        if store is not None and seq % 64 == 0 and table.pending_bytes > _PENDING_LIMIT:  # type: ignore[attr-defined]
+            save_prompts(learner, store, anchor=anchor, fingerprint=fingerprint)
+            snapshots += 1
+    learn_s = time.perf_counter() - started
+    result: dict[str, object] = {
+        "mode": "prompts",
+        "agents": args.agents,
+        "events": len(events),
+        "prompt_events": sum(e.prompt_text is not None for e in events),
+        "resident": args.resident or args.agents,
+        "learn_s": round(learn_s, 1),
+        "events_per_s": round(len(events) / learn_s),
+        "snapshots_while_learning": snapshots,
+        "rss_before_mib": round(rss_before),
+        "rss_after_mib": round(rss_mib()),
+    }
+    result["kib_per_agent"] = round((rss_mib() - rss_before) * 1024 / args.agents, 1)
+    if store is not None:
+        started = time.perf_counter()
+        result["final_snapshot_bytes"] = save_prompts(learner, store, anchor=anchor, fingerprint=fingerprint)
+        result["final_snapshot_s"] = round(time.perf_counter() - started, 2)
+        result["store_mib"] = round(store.path.stat().st_size / 2**20)
+        store.close()
+    if args.tracemalloc:
+        gc.collect()
+        result["heap_kib_per_agent"] = round(tracemalloc.get_traced_memory()[0] / 1024 / args.agents, 2)
+    shutil.rmtree(directory)
+    return result
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--predict-loop"]:
         predict_loop(sys.argv[2], sys.argv[3], sys.argv[4:])
@@ -239,12 +300,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=20)
-    parser.add_argument("--mode", choices=("lru", "whole", "daemon"), default="lru")
+    parser.add_argument("--mode", choices=("lru", "whole", "daemon", "prompts"), default="lru")
     parser.add_argument("--resident", type=int, default=WorkerSettings().resident_agents)
+    parser.add_argument("--tracemalloc", action="store_true", help="prompts: the learner's Python heap")
     parser.add_argument("--catch-up-limit-s", type=float, default=600.0, help="daemon: wait for the learners")
     args = parser.parse_args()
     if args.mode == "daemon":
         print(json.dumps(asyncio.run(daemon_run(args))))
+        return
+    if args.mode == "prompts":
+        print(json.dumps(prompts_run(args)))
         return
     settings = WorkerSettings()
     fingerprint = _snapshot.fingerprint(settings.identity())

@@ -60,9 +60,9 @@ class Settings:
     """Most events written in one transaction when several streams commit together."""
     max_agents: int = 20_000
     """Agents the event log may hold; an event of one more is rejected (field ``agent_id``, in the
-    ack) while the agents already held go on. The baselines learners keep at most
-    ``online_resident_agents`` each in memory (the rest on disk), but the prompt learner keeps every
-    agent (about 40 KiB for a long-lived one), so the default bounds it near 800 MB. 0: no limit."""
+    ack) while the agents already held go on. The learners keep at most ``online_resident_agents``
+    (each baselines process) and ``prompt_resident_agents`` (the prompt learner) agents in memory, the
+    rest on disk. 0: no limit."""
     max_concurrent_streams: int = 64
     """Ingest streams served at once; one more is refused with RESOURCE_EXHAUSTED and a retry hint."""
     max_streams_per_connection: int = 16
@@ -115,6 +115,11 @@ class Settings:
     long-lived agent, so about 220 MiB at the default); the least recently used others wait in its
     store (``online-<i>-of-<N>.agents.sqlite3`` in the data directory) and are read back on their next
     event or query."""
+    prompt_resident_agents: int = 10_000
+    """Agents whose prompt state (models, bandit, levels) the prompt learner process keeps in memory
+    (about 15 KiB each: about 150 MiB at the default; 1.1 KiB for each agent beyond it); the least recently
+    used others wait in its store (``prompts.agents.sqlite3`` in the data directory) and are read back on
+    their next event or ScorePrompts."""
     online_max_wait_s: float = 2.0
     """How long Predict and GetAgentStats wait for the online learner to reach an agent it has not
     met yet but whose events are committed; past it Predict answers UNAVAILABLE."""
@@ -196,6 +201,7 @@ class Settings:
         _check(0 <= self.online_workers <= 64, "online_workers", "must be in [0, 64]")
         _check(self.online_snapshot_interval_s > 0, "online_snapshot_interval_s", "must be > 0")
         _check(self.online_resident_agents >= 1, "online_resident_agents", "must be >= 1")
+        _check(self.prompt_resident_agents >= 1, "prompt_resident_agents", "must be >= 1")
         _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
         _check(self.online_max_lag_events >= 0, "online_max_lag_events", "must be >= 0 (0: no limit)")
         _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")

@@ -7,7 +7,8 @@ Every module that touches a file of the data directory takes its name or path fr
     jobs.sqlite3                      the job records (``jobs``); jobs.json before, imported once
     daemon.lock                       held by the running daemon (and by a restore)
     online-<i>-of-<N>.agents.sqlite3  baselines learner i's agents (``online._agentstore``)
-    prompts.snapshot                  the prompt learner's state (``online._snapshot``)
+    prompts.agents.sqlite3            the prompt learner's agents (``online._promptstore``);
+                                      prompts.snapshot before, removed at start
     forecaster.snapshot               the forecaster learner's state
     models/                           the model registry (``registry``)
     tuning/                           tuning jobs' experiments (``jobs``)
@@ -29,7 +30,9 @@ SUBDIRECTORIES = (MODELS, TUNING)
 """The folders a backup copies file by file."""
 SNAPSHOT_SUFFIX = ".snapshot"
 STORE_SUFFIX = ".agents.sqlite3"
-PROMPTS_SNAPSHOT = "prompts" + SNAPSHOT_SUFFIX
+PROMPTS_STORE = "prompts" + STORE_SUFFIX
+LEGACY_PROMPTS_SNAPSHOT = "prompts" + SNAPSHOT_SUFFIX
+"""The prompt learner's whole state before its store: not read, removed at start (``online._process``)."""
 FORECASTER_SNAPSHOT = "forecaster" + SNAPSHOT_SUFFIX
 SQLITE_SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 """Files SQLite keeps beside a database; they belong to the database they sit next to."""
@@ -79,8 +82,8 @@ class DataDir:
         return self.root / online_store_name(shard, shards)
 
     @property
-    def prompts_snapshot(self) -> Path:
-        return self.root / PROMPTS_SNAPSHOT
+    def prompts_store(self) -> Path:
+        return self.root / PROMPTS_STORE
 
     @property
     def forecaster_snapshot(self) -> Path:

@@ -147,11 +147,12 @@ def test_restore_into_an_empty_directory_serves_the_backup(
 
 
 def test_the_learners_snapshots_are_backed_up_and_load_against_the_restored_log(tmp_path: Path) -> None:
-    """A restored daemon's learners start from their snapshots (files, and the baselines' stores),
-    not from a replay of the whole log."""
+    """A restored daemon's learners start from their snapshots (the forecaster's file, and the baselines'
+    and the prompt learner's stores), not from a replay of the whole log."""
     from swarmlearn.online import OnlineState, _snapshot
     from swarmlearn.online._agentstore import AgentStore
     from swarmlearn.online._config import WorkerSettings
+    from swarmlearn.online._promptstore import load_prompts
     from swarmlearn.store import event_at, open_reader
 
     data = tmp_path / "source"
@@ -165,7 +166,7 @@ def test_the_learners_snapshots_are_backed_up_and_load_against_the_restored_log(
     roles = {
         "online-0-of-2.agents.sqlite3": WorkerSettings(role="baselines", shard=0, shards=2),
         "online-1-of-2.agents.sqlite3": WorkerSettings(role="baselines", shard=1, shards=2),
-        "prompts.snapshot": WorkerSettings(role="prompts"),
+        "prompts.agents.sqlite3": WorkerSettings(role="prompts"),
         "forecaster.snapshot": WorkerSettings(role="forecaster"),
     }
     written = sorted(p.name for p in [*data.glob("*.snapshot"), *data.glob("*.agents.sqlite3")])
@@ -188,6 +189,13 @@ def test_the_learners_snapshots_are_backed_up_and_load_against_the_restored_log(
             if name.endswith(".snapshot"):
                 _, anchor = _snapshot.load(target / name, fingerprint=fingerprint, anchor_at=anchor_at)
                 seq = anchor.seq
+            elif settings.role == "prompts":
+                store = AgentStore(target / name)
+                learner = load_prompts(store, resident=10, fingerprint=fingerprint, anchor_at=anchor_at)
+                agents = learner.agents
+                assert len(agents) > 0 and all(agents.get(agent) for agent in agents)  # type: ignore[attr-defined]
+                seq = learner.applied_seq
+                store.close()
             else:
                 store = AgentStore(target / name)
                 state = OnlineState.load(

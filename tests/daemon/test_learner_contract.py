@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import math
 import os
 import pickle
@@ -42,6 +43,7 @@ from swarmlearn.names import MAX_HORIZON, TARGETS
 from swarmlearn.online import AgentStats, OnlineState, WorkerSettings, _snapshot
 from swarmlearn.online._agentstore import AgentStore
 from swarmlearn.online._champions import ChampionState
+from swarmlearn.online._promptstore import bounded_prompt_learner, load_prompts, save_prompts
 from swarmlearn.prompts import Candidate, PromptConfig, PromptLearner, ScoreResult, Weights
 from swarmlearn.prompts._bandit import coin
 from swarmlearn.prompts._state import _SAMPLE_SALT
@@ -306,6 +308,18 @@ class Role:
         _snapshot.save(path, {self.name: state}, anchor=anchor, fingerprint=self.fingerprint)
         return path
 
+    def snapshot_into_store(self, state: Learner, save: Callable[..., int]) -> Path:
+        """For a role that snapshots into an ``AgentStore``: each snapshot here goes to a store of its own,
+        as the first snapshot after a start of the worker."""
+        path = self.workdir / f"{len(list(self.workdir.glob('*' + self.snapshot_file)))}-{self.snapshot_file}"
+        anchor = self.log.anchor_at(state.applied_seq) or _snapshot.Anchor(0, "", "")
+        store = AgentStore(path)
+        try:
+            save(store, anchor=anchor, fingerprint=self.fingerprint)
+        finally:
+            store.close()
+        return path
+
     def restore(self, path: Path) -> Learner:
         """Load as ``Worker.restore`` does, failing where the worker would rebuild from the log."""
         loaded, anchor = _snapshot.load(path, fingerprint=self.fingerprint, anchor_at=self.log.anchor_at)
@@ -334,14 +348,7 @@ class Baselines(Role):
 
     def snapshot(self, state: Learner) -> Path:
         assert isinstance(state, OnlineState)
-        path = self.workdir / f"{len(list(self.workdir.glob('*' + self.snapshot_file)))}-{self.snapshot_file}"
-        anchor = self.log.anchor_at(state.applied_seq) or _snapshot.Anchor(0, "", "")
-        store = AgentStore(path)
-        try:
-            state.save(store, anchor=anchor, fingerprint=self.fingerprint)
-        finally:
-            store.close()
-        return path
+        return self.snapshot_into_store(state, state.save)
 
     def restore(self, path: Path) -> OnlineState:
         """As ``Worker.restore``: the shared state and the ids; each learner is read when needed."""
@@ -397,14 +404,29 @@ class EvictingBaselines(Baselines):
 
 class Prompts(Role):
     """``PromptLearner``: ScorePrompts ranks candidates; an agent it never met is answered by the global
-    models (``used_global_model``), not refused."""
+    models (``used_global_model``), not refused. Its agents are in an ``AgentTable`` and its snapshots
+    incremental, in an ``AgentStore``, as the baselines'."""
 
     name = "prompts"
-    snapshot_file = "prompts.snapshot"
+    snapshot_file = "prompts.agents.sqlite3"
     reads_text = True
+    resident: ClassVar[int] = WorkerSettings().prompt_resident_agents
+
+    def settings(self) -> WorkerSettings:
+        return WorkerSettings(role="prompts", resident_agents=self.resident)
 
     def build(self) -> PromptLearner:
-        return PromptLearner()
+        return bounded_prompt_learner(resident=self.resident)
+
+    def snapshot(self, state: Learner) -> Path:
+        assert isinstance(state, PromptLearner)
+        return self.snapshot_into_store(state, functools.partial(save_prompts, state))
+
+    def restore(self, path: Path) -> PromptLearner:
+        """As ``Worker.restore``: the shared state and the ids; each agent is read when needed."""
+        return load_prompts(
+            AgentStore(path), resident=self.resident, fingerprint=self.fingerprint, anchor_at=self.log.anchor_at
+        )
 
     def ask(self, state: PromptLearner, agent_id: str, *, draw: bool = True) -> Any:
         by_default = state.score(agent_id, CANDIDATES, Weights(), select=draw)
@@ -436,6 +458,13 @@ class Prompts(Role):
                 assert 0.0 <= p.score <= 1.0 and p.uncertainty >= 0.0, p
                 assert 0.0 <= p.predicted_quality <= 1.0 and 0.0 <= p.predicted_success <= 1.0, p
                 assert p.predicted_latency_ms >= 0.0 and p.predicted_response_tokens >= 0.0, p
+
+
+class EvictingPrompts(Prompts):
+    """The prompt learner with room for two agents: every check also evicts and reloads."""
+
+    name = "prompts-evicting"
+    resident = 2
 
 
 class Forecaster(Role):
@@ -492,7 +521,9 @@ class Forecaster(Role):
                     assert all(math.isfinite(v) for v in point) and point.lower <= point.upper, (target, point)
 
 
-ROLES: dict[str, type[Role]] = {role.name: role for role in (Baselines, EvictingBaselines, Prompts, Forecaster)}
+ROLES: dict[str, type[Role]] = {
+    role.name: role for role in (Baselines, EvictingBaselines, Prompts, EvictingPrompts, Forecaster)
+}
 
 
 @pytest.fixture

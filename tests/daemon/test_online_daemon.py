@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 from river import stats
 
+from swarmlearn import layout
 from swarmlearn.config import Settings
 from swarmlearn.importer import event_to_proto
 from swarmlearn.online import EXPERTS, Drift, OnlineState
@@ -289,6 +290,30 @@ async def test_state_after_a_restart_equals_state_without_one(tmp_path: Path, da
                 assert_answers_like(await stub.Predict(request), state, horizon, coverage)
             await assert_scores_like(stub, prompts, agent_id)
     await second.stop()
+
+
+async def test_the_prompt_learner_holds_two_agents_in_memory_and_drops_an_old_snapshot(tmp_path: Path) -> None:
+    """``prompt_resident_agents`` = 2 of 4 agents: ScorePrompts answers as a learner that kept every agent,
+    before and after a restart from its store; the whole-state ``prompts.snapshot`` of a release before
+    the store is removed at start (never read: the learner rebuilds from the log)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    legacy = data / layout.LEGACY_PROMPTS_SNAPSHOT
+    save(legacy, {"prompts": PromptLearner()}, anchor=Anchor(0, "", ""), fingerprint="a release before")
+    swarm = [event_to_proto(e) for e in generate_swarm(agents=4, events_per_agent=200, seed=12)]
+    for part in (swarm[:500], swarm[500:]):
+        server = DaemonServer(settings(data, prompt_resident_agents=2))
+        await server.start()
+        assert not legacy.exists()
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = Stub(channel)
+            await ingest(stub, part)
+            await caught_up(server)
+            reference_learner = prompts_reference(data / layout.EVENTS)
+            for agent_id in sorted(reference_learner.agents):  # type: ignore[attr-defined]
+                await assert_scores_like(stub, reference_learner, agent_id)
+        await server.stop()
+        assert (data / layout.PROMPTS_STORE).exists()
 
 
 async def test_a_dead_learner_is_restarted_from_its_snapshot_and_the_log(tmp_path: Path) -> None:

@@ -23,20 +23,20 @@ from swarmlearn.online._config import WorkerSettings
 from swarmlearn.prompts import PromptLearner
 from swarmlearn.synthetic import generate_swarm
 
-RECORDED_FOR = 3
+RECORDED_FOR = 4
 """The ``STATE_VERSION`` that ``LAYOUT`` describes."""
 
 LAYOUT: dict[str, tuple[str, ...]] = {
     "swarmlearn.online._agents.AgentTable": (
-        "_shared",
+        "_shared_ids",
         "capacity",
-        "config",
         "dirty",
+        "kind",
         "known",
         "pending",
         "pending_bytes",
-        "priors",
         "resident",
+        "shared",
         "store",
     ),
     "swarmlearn.online._aggregate.MLPoly": (
@@ -200,10 +200,11 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "tokens_per_word",
     ),
     "swarmlearn.prompts._features.Featurizer": ("_cache", "config", "hasher", "scaler"),
-    "swarmlearn.prompts._learner.PromptLearner": ("applied_seq", "levels", "state"),
+    "swarmlearn.prompts._learner.PromptLearner": ("applied_seq", "state"),
     "swarmlearn.prompts._models.RunningErrors": ("alpha", "count", "mae"),
     "swarmlearn.prompts._models.ScopeModels": ("config", "errors", "models"),
     "swarmlearn.prompts._score.References": ("alpha", "latency_count", "log_latency", "log_tokens", "tokens_count"),
+    "swarmlearn.prompts._state.AgentDict": (),
     "swarmlearn.prompts._state.AgentPrompts": (
         "agent_id",
         "attributes",
@@ -211,6 +212,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
         "config",
         "global_errors",
         "last_timestamp",
+        "levels",
         "models",
         "prompt_events",
         "references",

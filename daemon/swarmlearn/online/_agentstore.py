@@ -1,11 +1,12 @@
-"""The baselines learner's incremental snapshots: one SQLite file of pickled agent learners.
+"""A learner's incremental snapshots: one SQLite file of pickled agents' states.
 
-``online-<i>-of-<N>.agents.sqlite3`` in the data directory (mode 0600, WAL, ``synchronous=FULL``)::
+``online-<i>-of-<N>.agents.sqlite3`` (a baselines learner's) or ``prompts.agents.sqlite3`` (the prompt
+learner's, ``_promptstore``) in the data directory (mode 0600, WAL, ``synchronous=FULL``)::
 
     meta(key, value)        format, fingerprint, anchor (JSON [seq, agent_id, event_id]),
-                            state (the pickle of what all agents share: applied_seq and the priors)
-                            and state_sha256
-    agents(agent_id, state, sha256)   one pickled ``AgentLearner`` per agent (``_agents``)
+                            state (the pickle of what all agents share: applied_seq and the priors,
+                            or the prompt learner without its agents) and state_sha256
+    agents(agent_id, state, sha256)   one pickled ``AgentLearner`` or ``AgentPrompts`` per agent (``_agents``)
 
 A snapshot is one transaction: the learners changed since the last one, the shared state and the
 anchor, so its cost follows what changed, not how many agents there are; after a crash the file is

@@ -109,8 +109,10 @@ class WorkerSettings:
     """A baselines process learns the agents with ``agent_shard(agent_id, shards) == shard``."""
     shards: int = 1
     resident_agents: int = 5_000
-    """For the ``baselines`` role: agents' learners kept in memory at most; the others wait in the
-    process's store (``_agents``). Does not change what is learned, so not part of ``identity``."""
+    """For the ``baselines`` and ``prompts`` roles: agents' states kept in memory at most; the others wait
+    in the process's store (``_agents``). Does not change what is learned, so not part of ``identity``."""
+    prompt_resident_agents: int = 10_000
+    """``resident_agents`` of the ``prompts`` process (``OnlineLearner`` gives it that role's settings)."""
     config: OnlineConfig = dataclasses.field(default_factory=OnlineConfig)
 
     def identity(self) -> dict[str, object]:

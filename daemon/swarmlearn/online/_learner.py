@@ -130,7 +130,7 @@ class OnlineState:
         self.config = config or OnlineConfig()
         self.priors = {name: TargetPrior() for name in TARGETS}
         """The swarm's prior per target, which every new agent starts from (``_prior``)."""
-        self.agents = AgentTable(self.config, self.priors, resident)
+        self.agents = _table(self.config, self.priors, resident)
         self.applied_seq = 0
 
     def learn(self, event: Event, seq: int | None = None) -> tuple[str, ...]:
@@ -188,7 +188,7 @@ class OnlineState:
             raise SnapshotRejected("its priors are not one per target")
         state = cls(config, resident=resident)
         state.priors, state.applied_seq = priors, applied_seq
-        state.agents = AgentTable(state.config, priors, resident)
+        state.agents = _table(state.config, priors, resident)
         state.agents.attach(store, store.agent_ids())
         return state
 
@@ -208,3 +208,8 @@ class OnlineState:
 
     def stats(self, agent_id: str) -> AgentStats:
         return self.agent(agent_id).stats()
+
+
+def _table(config: OnlineConfig, priors: dict[str, TargetPrior], resident: int | None) -> AgentTable[AgentLearner]:
+    """The agents' learners, whose pickles name the configuration and the priors they share."""
+    return AgentTable(AgentLearner, {"config": config, **priors}, resident)

@@ -127,8 +127,10 @@ class OnlineLearner:
         self.prompts = (
             _Shard(
                 db_path,
-                snapshot_dir / layout.PROMPTS_SNAPSHOT,
-                dataclasses.replace(settings, role="prompts", shard=0, shards=1),
+                snapshot_dir / layout.PROMPTS_STORE,
+                dataclasses.replace(
+                    settings, role="prompts", shard=0, shards=1, resident_agents=settings.prompt_resident_agents
+                ),
                 log_sequence=log_sequence,
                 on_drift=None,
             )
@@ -194,11 +196,12 @@ class OnlineLearner:
     def start(self) -> None:
         """Start every process in the background (see ``_Shard.start``); stores of another
         partitioning are removed, since no process of this one can use them, and so are the
-        baselines' whole-state snapshots of releases before the stores."""
+        baselines' and the prompt learner's whole-state snapshots of releases before their stores."""
         keep = {layout.online_store_name(i, len(self.shards)) for i in range(len(self.shards))}
         for stale in self.snapshot_dir.glob("online-*-of-*"):
             if stale.name.removesuffix("-wal").removesuffix("-shm") not in keep:
                 stale.unlink()
+        (self.snapshot_dir / layout.LEGACY_PROMPTS_SNAPSHOT).unlink(missing_ok=True)
         remove_stale_temporaries(self.snapshot_dir)
         for process in self.processes:
             process.start()

@@ -44,11 +44,13 @@ from swarmlearn._durable import remove_temporaries, write_durably
 
 FORMAT_VERSION = 1
 """The file's layout (magic, header, payload)."""
-STATE_VERSION = 3
+STATE_VERSION = 4
 """The learners' state: bump it when a class a snapshot holds changes its fields or what they mean
 (``tests/daemon/test_snapshot_layout.py`` fails until it is bumped on a change of fields). 2: the
 intervals' ring became a flat array of 32-bit floats. 3: an ``OnlineState``'s agents in an
-``AgentTable`` (``_agents``), snapshotted incrementally into an ``AgentStore`` (``_agentstore``)."""
+``AgentTable`` (``_agents``), snapshotted incrementally into an ``AgentStore`` (``_agentstore``). 4: the
+prompt learner's agents too (``_promptstore``), their context levels in ``AgentPrompts``; the table
+generic over what it holds."""
 MAGIC = b"swarmlearn-online-snapshot\n"
 _HEADER_LIMIT = 1 << 20
 
@@ -186,11 +188,22 @@ def _bound_method(obj: object, name: str) -> Any:
     plain function defined on the class of a learner object, looked up statically (no property or
     ``__getattr__`` runs), never a dunder, and returned bound to that object."""
     cls = type(obj)
-    if not name.startswith("__") and _learner_class(cls):
-        found = inspect.getattr_static(cls, name, None)
-        if inspect.isfunction(found):
-            return getattr(obj, name)
+    if _plain_method(cls, name):
+        return getattr(obj, name)
     raise pickle.UnpicklingError(f"getattr({cls.__name__}, {name!r}) is not part of a learner state")
+
+
+_PLAIN_METHODS: dict[tuple[type, str], bool] = {}
+
+
+def _plain_method(cls: type, name: str) -> bool:
+    """``_bound_method``'s check, once per class and name: ``getattr_static`` took a third of the time
+    of unpickling an agent's prompt state (eight bound methods in each)."""
+    known = _PLAIN_METHODS.get((cls, name))
+    if known is None:
+        known = not name.startswith("__") and _learner_class(cls)
+        known = _PLAIN_METHODS[cls, name] = known and inspect.isfunction(inspect.getattr_static(cls, name, None))
+    return known
 
 
 def _learner_class(found: object) -> bool:
@@ -199,8 +212,19 @@ def _learner_class(found: object) -> bool:
     return isinstance(found, type) and found.__module__.startswith(_CLASS_PREFIXES)
 
 
+_ALLOWED: dict[tuple[str, str], Any] = {}
+"""What ``StateUnpickler.find_class`` has resolved and allowed: the same answer next time, without the checks
+(an agent's pickle names about 16 globals, and a learner process unpickles agents all the time)."""
+
+
 class StateUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        found = _ALLOWED.get((module, name))
+        if found is None:
+            found = _ALLOWED[module, name] = self._check_class(module, name)
+        return found
+
+    def _check_class(self, module: str, name: str) -> Any:
         if "." in name:  # protocol 4 resolves dotted names attribute by attribute: never needed here
             raise pickle.UnpicklingError(f"{module}.{name} is not part of a learner state")
         if module == "builtins" and name == "getattr":

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 from swarmlearn.errors import InvalidArgument, UnknownAgent
 from swarmlearn.events import Event
 from swarmlearn.online import _snapshot
+from swarmlearn.online._agents import AgentTable
 from swarmlearn.online._agentstore import AgentStore, StoreDamaged
 from swarmlearn.online._champions import ChampionState
 from swarmlearn.online._config import WorkerSettings
@@ -63,6 +64,7 @@ from swarmlearn.online._messages import (
     Stopped,
     agents_of,
 )
+from swarmlearn.online._promptstore import bounded_prompt_learner, load_prompts, save_prompts
 from swarmlearn.prompts import PromptLearner
 from swarmlearn.store import event_at, last_sequence, open_reader, read_events
 
@@ -88,15 +90,16 @@ class Worker:
         self.fingerprint = _snapshot.fingerprint(settings.identity())
         self.state: OnlineState | PromptLearner | ChampionState
         self.store: AgentStore | None = None
-        """The baselines role's snapshots (at ``snapshot_path``); the other roles write one file."""
-        if settings.role == "prompts":
-            self.state = PromptLearner()
-        elif settings.role == "forecaster":
+        """The baselines and prompts roles' snapshots (at ``snapshot_path``); the forecaster writes one file."""
+        if settings.role == "forecaster":
             self.state = ChampionState(Path(settings.registry_root))
         else:
             self.store = AgentStore(snapshot_path)
-            self.state = OnlineState(settings.config, resident=settings.resident_agents)
-            self.state.agents.attach(self.store, [])
+            if settings.role == "prompts":
+                self.state = bounded_prompt_learner(resident=settings.resident_agents)
+            else:
+                self.state = OnlineState(settings.config, resident=settings.resident_agents)
+            self._table().attach(self.store, [])
         self.known_seq = 0
         self.start_seq = 0
         self.buffer: deque[tuple[int, Event]] = deque()
@@ -129,8 +132,12 @@ class Worker:
         return how, refused
 
     def _load(self) -> OnlineState | PromptLearner | ChampionState:
+        settings = self.settings
+        if self.store is not None and settings.role == "prompts":
+            return load_prompts(
+                self.store, resident=settings.resident_agents, fingerprint=self.fingerprint, anchor_at=self._anchor_at
+            )
         if self.store is not None:
-            settings = self.settings
             return OnlineState.load(
                 self.store,
                 config=settings.config,
@@ -154,8 +161,11 @@ class Worker:
         anchor = found or _snapshot.Anchor(0, "", "")
         started = time.perf_counter()
         try:
-            if self.store is not None:
-                assert isinstance(self.state, OnlineState)
+            if isinstance(self.state, PromptLearner):
+                assert self.store is not None
+                size = save_prompts(self.state, self.store, anchor=anchor, fingerprint=self.fingerprint)
+            elif isinstance(self.state, OnlineState):
+                assert self.store is not None
                 size = self.state.save(self.store, anchor=anchor, fingerprint=self.fingerprint)
             else:
                 state = {self.settings.role: self.state}
@@ -200,8 +210,14 @@ class Worker:
             self._tell(Stopped(self.state.applied_seq))
 
     def _pending_full(self) -> bool:
-        """Evicted learners' pickles wait in memory for the next snapshot; past ``_PENDING_LIMIT`` it is now."""
-        return isinstance(self.state, OnlineState) and self.state.agents.pending_bytes > _PENDING_LIMIT
+        """Evicted agents' pickles wait in memory for the next snapshot; past ``_PENDING_LIMIT`` it is now."""
+        return self.store is not None and self._table().pending_bytes > _PENDING_LIMIT
+
+    def _table(self) -> AgentTable[Any]:
+        """The agents of a baselines or prompts state."""
+        agents = self.state.agents
+        assert isinstance(agents, AgentTable)
+        return agents
 
     def _idle_timeout(self) -> float:
         now = time.monotonic()

@@ -18,10 +18,18 @@ then a share ``learn_share`` of the prompt events, chosen by a hash of the event
 is predicted by both scopes (the running errors) and learned by the agent's models, and a share
 ``global_share`` of those by the global models too.
 
-``PromptState`` is picklable and is snapshotted with the online state: replaying the log after the
+``PromptState`` is picklable and is snapshotted by its learner process: replaying the log after the
 snapshot into a restored state gives the state that was never restored, since the subsampling and the
-bandit's trials are hashes of event ids. Only selection draws random numbers. Only pickle it to and from
-the daemon's own data directory.
+bandit's trials are hashes of event ids. Only selection draws random numbers (the state's generator, and
+the agent's bandit's, which ``score`` then marks changed). Only pickle it to and from the daemon's own
+data directory.
+
+The agents are held by a table (``Agents``): a plain dict (``AgentDict``) by default; in the learner
+process, ``online._agents.AgentTable``, which keeps the most recently used agents in memory and the
+others pickled in the process's store. Whatever the table, an agent's object is the same once it is
+read, and the state is told (``changed``) whenever one changes, so a bounded state learns and answers
+as an unbounded one (tested). ``AgentPrompts.levels`` is the context the learner process learns and
+scores an agent in (``_learner``); this module only keeps it with the agent.
 
 Cost, in CPU time on the synthetic swarm (6 agents x 3,000 events, a third with a variant; 2-core VM
 shared with other work, so ranges): ``learn`` takes 0.13-0.25 µs for an event with neither prompt nor
@@ -36,8 +44,12 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from river import stats
 
 from swarmlearn.events import Event
+from swarmlearn.names import TARGETS as CONTEXT_TARGETS
 from swarmlearn.prompts._bandit import VariantBandit, agent_seed, coin
 from swarmlearn.prompts._config import PromptConfig
 from swarmlearn.prompts._features import Featurizer
@@ -48,6 +60,8 @@ from swarmlearn.prompts._types import Candidate, ScoredPrompt, ScoreResult, Weig
 _VARIANT = "prompt_variant"
 _SAMPLE_SALT = 1  # the bandit's coins use salt 0: which events are learned and their trials stay independent
 _MIN_RESIDUALS = 10  # residuals on an agent's events before a model's running error stands for it
+CONTEXT_ALPHA = 0.1
+"""Weight of the newest value in an agent's levels (the same fading as the online EWMA baseline)."""
 
 
 class AgentPrompts:
@@ -64,6 +78,8 @@ class AgentPrompts:
         self.attributes: dict[str, str] = {}
         """The last prompt event's attributes among ``attribute_keys``, but the variant: what scoring assumes."""
         self.last_timestamp: float | None = None
+        self.levels = [stats.EWMean(CONTEXT_ALPHA) for _ in CONTEXT_TARGETS]
+        """The agent's recent level of each of ``CONTEXT_TARGETS``, learned from its outcomes (``observe``)."""
 
     @property
     def young(self) -> bool:
@@ -74,16 +90,65 @@ class AgentPrompts:
             self.bandit = VariantBandit(self.config, agent_seed(self.agent_id, self.config.seed))
         self.bandit.update(variant, event_reward(event, self.references, self.config), event.event_id)
 
+    def observe(self, event: Event) -> bool:
+        """Update the levels from an outcome, as the online forecasts learn it; True if one changed."""
+        if not event.event_type.is_outcome:
+            return False
+        latency, throughput, success = self.levels
+        changed = False
+        if event.succeeded:
+            if event.latency_ms is not None:
+                latency.update(event.latency_ms)
+                changed = True
+            if event.tokens_per_second is not None:
+                throughput.update(event.tokens_per_second)
+                changed = True
+        if event.success_rate is not None:
+            success.update(event.success_rate)
+            changed = True
+        return changed
+
+    def context(self) -> dict[str, float]:
+        """The levels as the models' ``context`` (``{"latency_ms.ewma": ...}``)."""
+        return {f"{name}.ewma": float(level.get()) for name, level in zip(CONTEXT_TARGETS, self.levels, strict=True)}
+
+
+class Agents(Protocol):
+    """What ``PromptState`` needs of the table of its agents."""
+
+    def get(self, agent_id: str, /) -> AgentPrompts | None:
+        """The agent's state, or None for an agent not met."""
+
+    def add(self, agent_id: str, agent: AgentPrompts, /) -> None: ...
+
+    def changed(self, agent_id: str, /) -> None:
+        """The agent's state (just got) changed."""
+
+    def __contains__(self, agent_id: object, /) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+
+class AgentDict(dict[str, AgentPrompts]):
+    """Every agent in memory: the table of a ``PromptState`` used as a library."""
+
+    def add(self, agent_id: str, agent: AgentPrompts) -> None:
+        self[agent_id] = agent
+
+    def changed(self, agent_id: str) -> None:
+        """Nothing to note: the dict holds the object that changed."""
+
 
 class PromptState:
     """Global and per-agent prompt models, per-agent variant bandits; ``learn`` every event, ``score`` on request."""
 
-    def __init__(self, config: PromptConfig | None = None) -> None:
+    def __init__(self, config: PromptConfig | None = None, agents: Agents | None = None) -> None:
+        """``agents``: the table to hold the agents in (empty; an ``AgentDict`` if None)."""
         self.config = config or PromptConfig()
         self.features = Featurizer(self.config)
         self.global_models = ScopeModels(self.config)
         self.global_references = References(self.config.reference_alpha)
-        self.agents: dict[str, AgentPrompts] = {}
+        self.agents: Agents = AgentDict() if agents is None else agents
         self.last_timestamp: float | None = None
         self._rng = random.Random(self.config.seed)
 
@@ -95,15 +160,23 @@ class PromptState:
         text = event.prompt_text
         if text is None and not variant:
             return
-        agent = self.agents.get(event.agent_id)
-        if agent is None:
-            agent = self.agents[event.agent_id] = AgentPrompts(self.config, event.agent_id)
+        agent = self.changing(event.agent_id)
         if variant and event.event_type.is_outcome:
             agent.learn_variant(variant, event)  # rewarded against the references before this event
         if text is None:
             agent.references.update(_log_latency(event), None)
         else:
             self._learn_prompt(agent, event, text, context)
+
+    def changing(self, agent_id: str) -> AgentPrompts:
+        """The agent's state, about to change (made if the agent is new)."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            agent = AgentPrompts(self.config, agent_id)
+            self.agents.add(agent_id, agent)
+        else:
+            self.agents.changed(agent_id)
+        return agent
 
     def _learn_prompt(self, agent: AgentPrompts, event: Event, text: str, context: Mapping[str, float] | None) -> None:
         config = self.config
@@ -194,7 +267,11 @@ class PromptState:
                 ScoredPrompt(i, candidate.variant, quality, success, latency_ms, response_tokens, uncertainty, score)
             )
         scored.sort(key=lambda prompt: -prompt.score)  # stable: ties keep the request's order
-        selected = self._select(agent, candidates) if select else ""
+        selected = ""
+        if select:
+            selected = self._select(agent, candidates)
+            if agent is not None and agent.bandit is not None:
+                self.agents.changed(agent_id)  # its bandit drew from its generators
         return ScoreResult(agent_id, tuple(scored), used_global, selected)
 
     def _answering(self, agent: AgentPrompts | None) -> tuple[tuple[Predictor, ...], tuple[float | None, ...], bool]:

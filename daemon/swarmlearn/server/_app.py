@@ -159,6 +159,7 @@ class DaemonServer:
                 stop_timeout_s=settings.online_stop_timeout_s,
                 shards=settings.online_workers,
                 resident_agents=settings.online_resident_agents,
+                prompt_resident_agents=settings.prompt_resident_agents,
             ),
             log_sequence=self._store.durable_sequence,
             on_drift=self._drift,
