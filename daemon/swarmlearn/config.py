@@ -123,6 +123,11 @@ class Settings:
     online_max_wait_s: float = 2.0
     """How long Predict and GetAgentStats wait for the online learner to reach an agent it has not
     met yet but whose events are committed; past it Predict answers UNAVAILABLE."""
+    predict_answer_within_s: float = 0.025
+    """How long Predict waits for the learner when the agent has a recent forecast (the same horizon
+    and coverage, answered in the last 60 s): past it, while the learner is busy catching up or
+    writing a snapshot, that forecast is answered again, with its own ``as_of_sequence`` (so the lag
+    shows, and ``online_max_lag_events`` still applies). 0: always wait for the learner."""
     online_stop_timeout_s: float = 30.0
     """On stop, how long each online learner gets to write its snapshot and exit before it is killed
     (its previous snapshot then stands, and the next start replays more of the log)."""
@@ -203,6 +208,7 @@ class Settings:
         _check(self.online_resident_agents >= 1, "online_resident_agents", "must be >= 1")
         _check(self.prompt_resident_agents >= 1, "prompt_resident_agents", "must be >= 1")
         _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
+        _check(self.predict_answer_within_s >= 0, "predict_answer_within_s", "must be >= 0 (0: always wait)")
         _check(self.online_max_lag_events >= 0, "online_max_lag_events", "must be >= 0 (0: no limit)")
         _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")
         _check(self.retrain_every_events >= 0, "retrain_every_events", "must be >= 0")

@@ -32,7 +32,7 @@ from swarmlearn.store import agent_shard, open_reader, read_events
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn_client import AsyncClient, make_event
 from swarmlearn_client.v1 import agents_pb2, daemon_pb2, events_pb2, prompts_pb2, service_pb2_grpc
-from tests.daemon.pbevents import BASE_TS, event
+from tests.daemon.pbevents import BASE_TS, event, events
 from tests.daemon.rpc import caught_up, ingest
 
 Stub = service_pb2_grpc.SwarmLearnStub
@@ -615,3 +615,48 @@ def test_predict_refuses_to_answer_from_a_state_too_far_behind_the_log() -> None
     with pytest.raises(NotReady, match="101 events behind the log, more than online_max_lag_events \\(100\\)"):
         check_lag(durable=1_001, applied=900, most=100)
     check_lag(durable=10**9, applied=0, most=0)  # 0: no limit
+
+
+async def test_predict_answers_again_while_the_learner_is_busy(tmp_path: Path) -> None:
+    """A learner that does not answer within ``predict_answer_within_s`` (here: stopped, as a long
+    snapshot write or a burst would keep it) gets the agent's recent answer given again, with its own
+    ``as_of_sequence``; a question never answered before still waits for the learner; 0 always waits."""
+    server = DaemonServer(
+        settings(tmp_path / "data", online_workers=1, online_max_wait_s=0.5, predict_answer_within_s=0.05)
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = Stub(channel)
+            await ingest(stub, events(20, "a"))
+            await caught_up(server)
+            first = await stub.Predict(agents_pb2.PredictRequest(agent_id="a", horizon=2))
+            process = server.online.shards[0]._process
+            assert process is not None
+            os.kill(process.pid, signal.SIGSTOP)
+            try:
+                await ingest(stub, events(5, "a", prefix="f"))
+                started = time.monotonic()
+                again = await stub.Predict(agents_pb2.PredictRequest(agent_id="a", horizon=2))
+                assert time.monotonic() - started < 1.0  # the learner's own bound: 0.5 s + 1 s of slack
+                assert again.as_of_sequence == first.as_of_sequence < again.durable_sequence
+                assert [f.points[0].value for f in again.forecasts] == [f.points[0].value for f in first.forecasts]
+                assert server.online.reused == 1
+                with pytest.raises(grpc.aio.AioRpcError) as raised:  # another horizon: nothing to give again
+                    await stub.Predict(agents_pb2.PredictRequest(agent_id="a", horizon=3))
+                assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
+            await caught_up(server)
+            server.online.answer_within_s = 0.0  # the setting's 0: always wait
+            fresh = await stub.Predict(agents_pb2.PredictRequest(agent_id="a", horizon=2))
+            assert fresh.as_of_sequence == fresh.durable_sequence > first.as_of_sequence
+            os.kill(process.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await stub.Predict(agents_pb2.PredictRequest(agent_id="a", horizon=2))
+                assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
+    finally:
+        await server.stop()

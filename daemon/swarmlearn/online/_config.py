@@ -97,6 +97,9 @@ class WorkerSettings:
 
     snapshot_interval_s: float = 60.0
     max_wait_s: float = 2.0
+    answer_within_s: float = 0.025
+    """Predict waits this long for a learner before answering the agent's recent forecast again
+    (``OnlineLearner.predict``); 0: always waits. The daemon's side only, not the process's."""
     stop_timeout_s: float = 30.0
     """How long the daemon waits for the process to write its snapshot and exit before killing it."""
     role: str = "baselines"

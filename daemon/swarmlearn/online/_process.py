@@ -19,6 +19,7 @@ import dataclasses
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,11 @@ _BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 _HEALTHY_S = 60.0  # a process that ran this long resets the backoff
 _ANSWER_SLACK_S = 1.0  # beyond max_wait_s, for the slice, read or snapshot in progress
 _LOAD_WAIT_S = 30.0  # a query waits this long for a starting process to load (import, snapshot)
+_RECENT_ANSWERS = 4_096
+"""Predict answers kept to be given again while a learner is busy (``OnlineLearner.predict``)."""
+_RECENT_FOR_S = 60.0
+"""How old a kept answer may be to be given again: the snapshot interval's default, so it bridges
+a snapshot write, not a learner that stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,7 @@ class OnlineLearner:
         ``registry``: the daemon's, whose champions Predict serves (``predict``); the forecaster
         process reloads them when it announces a change. None: the online aggregate answers alone."""
         count = settings.shards
+        self.answer_within_s = settings.answer_within_s
         self.snapshot_dir = snapshot_dir
         self.registry = registry
         if registry is not None:
@@ -152,6 +159,10 @@ class OnlineLearner:
             else None
         )
         self.processes = [*self.shards, *(p for p in (self.prompts, self.forecaster) if p is not None)]
+        self._recent: OrderedDict[tuple[str, int, float], tuple[float, Answer]] = OrderedDict()
+        """``(agent, horizon, coverage) -> (when, answer)``: the latest Predict answers, oldest first."""
+        self.reused = 0
+        """Predict answers given again (``predict``) since the start."""
 
     @property
     def applied_seq(self) -> int:
@@ -214,7 +225,45 @@ class OnlineLearner:
         """What Predict answers, ``Answer.value`` = ``(model version, forecasts by target)``: the torch
         champion that serves the agent (its scope's, else the swarm's) where there is one and it can
         answer (it forecasts that far, the agent has a full window, the forecaster process is up),
-        else the online aggregate's (version "")."""
+        else the online aggregate's (version "").
+
+        A learner answers between slices of learning, within milliseconds when it keeps up; while it
+        catches up on a burst or writes a snapshot on a loaded machine it may take hundreds. If the
+        agent was answered for the same horizon and coverage in the last ``_RECENT_FOR_S`` and the
+        learner has not answered within ``answer_within_s``, that answer is given again, as it was,
+        with its own ``applied_seq`` (so the caller sees the lag, and the daemon's lag limit applies to
+        it); the learner's answer, when it comes, replaces it for the next call."""
+        key = (agent_id, horizon, coverage)
+        asked = asyncio.ensure_future(self._predict(agent_id, horizon, coverage, min_seq))
+        within = self.answer_within_s
+        recent = self._recent.get(key)
+        if recent is not None and within > 0 and time.monotonic() - recent[0] <= _RECENT_FOR_S:
+            try:
+                done, _ = await asyncio.wait((asked,), timeout=within)
+            except asyncio.CancelledError:  # the caller went away: so does its question
+                asked.cancel()
+                raise
+            if not done:
+                asked.add_done_callback(lambda task: self._remember(key, task))
+                self.reused += 1
+                return recent[1]
+        answer = await asked
+        self._keep(key, answer)
+        return answer
+
+    def _remember(self, key: tuple[str, int, float], task: asyncio.Future[Answer]) -> None:
+        """The learner's late answer to a call that was answered again: kept for the next one (an
+        error was the caller's to see, and the caller has gone)."""
+        if not task.cancelled() and task.exception() is None:
+            self._keep(key, task.result())
+
+    def _keep(self, key: tuple[str, int, float], answer: Answer) -> None:
+        self._recent[key] = (time.monotonic(), answer)
+        self._recent.move_to_end(key)
+        if len(self._recent) > _RECENT_ANSWERS:
+            self._recent.popitem(last=False)
+
+    async def _predict(self, agent_id: str, horizon: int, coverage: float, min_seq: int) -> Answer:
         registry = self.registry
         if registry is not None and (registry.champion(agent_id) is not None or registry.champion("") is not None):
             with contextlib.suppress(NotReady):  # the forecaster restarting: the baseline answers meanwhile

@@ -60,6 +60,12 @@ class Metrics:
         self.online_restarts = Gauge(
             "swarmlearn_online_restarts", "Times an online learner process died and was restarted", registry=r
         )
+        self.predict_reused = Gauge(
+            "swarmlearn_predict_reused",
+            "Predict answers given again from the agent's recent forecast while its learner was busy "
+            "(setting predict_answer_within_s)",
+            registry=r,
+        )
         self.drifts = Counter(
             "swarmlearn_online_drifts",
             "Drifts ADWIN found in the online residuals (replays after a restart not counted), by target",
@@ -83,6 +89,7 @@ class Metrics:
     def track_online(self, learner: OnlineLearner) -> None:
         self.online_sequence.set_function(lambda: learner.applied_seq)
         self.online_restarts.set_function(lambda: learner.restarts)
+        self.predict_reused.set_function(lambda: learner.reused)
         self.snapshot_bytes.set_function(lambda: learner.snapshot_bytes)
         self.snapshot_seconds.set_function(lambda: learner.snapshot_seconds)
 
