@@ -39,6 +39,7 @@ from swarmlearn.training import (
     TrainedModel,
     TrainingConfig,
     TrainingPipeline,
+    _loop,
     fit,
     forecast,
     seeded,
@@ -396,6 +397,20 @@ def test_an_ensemble_learns_its_combination_from_the_validation_windows() -> Non
     assert not median.after_training(batches, torch.nn.L1Loss()) and not median.weights.any()
     with pytest.raises(ValueError, match="combination must be one of weighted, median"):
         config_from_dict("ensemble", {"combination": "mean"})
+
+
+def test_after_training_reads_every_kth_validation_window_up_to_the_limit(
+    cycle_data: StreamDataLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every = next(cycle_data.batches(Split.VALIDATION, batch_size=10_000))
+    count = len(every.x)
+    assert count > 40
+    for limit in (count, 40, 7):
+        monkeypatch.setattr(_loop, "AFTER_TRAINING_WINDOWS", limit)
+        stride = -(-count // limit)
+        parts = list(_loop._thinned(cycle_data, torch.device("cpu"), batch_size=9))  # batches the stride straddles
+        x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        assert len(x) <= limit and torch.equal(x, every.x[::stride]) and torch.equal(y, every.y[::stride])
 
 
 def test_fit_gives_the_ensemble_weight_to_the_member_that_is_best_on_validation(
