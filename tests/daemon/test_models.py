@@ -39,6 +39,7 @@ from swarmlearn.training import (
     TrainedModel,
     TrainingConfig,
     TrainingPipeline,
+    _loop,
     fit,
     forecast,
     seeded,
@@ -368,6 +369,92 @@ def test_an_ensemble_forecasts_the_median_of_its_members_each_trained_on_its_own
         config_from_dict("ensemble", {"members": ["lstm"]})
     with pytest.raises(ValueError, match="lstm has no field width"):
         config_from_dict("ensemble", {"lstm": {"width": 3}})
+
+
+def test_an_ensemble_learns_its_combination_from_the_validation_windows() -> None:
+    shape = ForecastShape(window=16, horizon=2)
+    torch.manual_seed(0)
+    model = build_model(SMALL["ensemble"], shape).eval()
+    assert isinstance(model, EnsembleModel) and not model.weights.any()  # not learned yet: the median
+    x = torch.randn(200, 16, shape.n_features)
+    with torch.no_grad():
+        each = torch.stack([member(x) for member in model.members.values()])  # [M, B, H, T]
+    # Validation targets that the TCN member forecasts within noise, the others not: it gets the weight.
+    y = each[1] + 0.01 * torch.randn_like(each[1])
+    batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 200, 64)]
+    assert model.after_training(batches, torch.nn.L1Loss())
+    weights = model.weights
+    assert weights.shape == (3, 3) and torch.allclose(weights.sum(dim=1), torch.ones(3))
+    assert (weights >= 0).all() and (weights[:, 1] > 0.9).all(), weights
+    with torch.no_grad():
+        assert torch.allclose(model(x), torch.einsum("tm,mbht->bht", weights, each), atol=1e-6)
+        assert (model(x) - y).abs().mean() < 0.5 * (each.median(dim=0).values - y).abs().mean()
+    # Where the targets are another member's, that one gets it: learned from the data, not fixed.
+    y = each[2] + 0.01 * torch.randn_like(each[2])
+    assert model.after_training([(x, y)], torch.nn.L1Loss()) and (model.weights[:, 2] > 0.9).all()
+
+    median = build_model(dataclasses.replace(SMALL["ensemble"], combination="median"), shape).eval()
+    assert not median.after_training(batches, torch.nn.L1Loss()) and not median.weights.any()
+    with pytest.raises(ValueError, match="combination must be one of weighted, median"):
+        config_from_dict("ensemble", {"combination": "mean"})
+
+
+def test_after_training_reads_every_kth_validation_window_up_to_the_limit(
+    cycle_data: StreamDataLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every = next(cycle_data.batches(Split.VALIDATION, batch_size=10_000))
+    count = len(every.x)
+    assert count > 40
+    for limit in (count, 40, 7):
+        monkeypatch.setattr(_loop, "AFTER_TRAINING_WINDOWS", limit)
+        stride = -(-count // limit)
+        parts = list(_loop._thinned(cycle_data, torch.device("cpu"), batch_size=9))  # batches the stride straddles
+        x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        assert len(x) <= limit and torch.equal(x, every.x[::stride]) and torch.equal(y, every.y[::stride])
+
+
+def test_fit_gives_the_ensemble_weight_to_the_member_that_is_best_on_validation(
+    cycle_data: StreamDataLoader, tmp_path: Path
+) -> None:
+    ensemble_config = SMALL["ensemble"]
+    assert isinstance(ensemble_config, EnsembleConfig)
+    shape = ForecastShape(window=24, horizon=HORIZON)
+    config = TrainingConfig(models=(ensemble_config,), window=24, horizon=HORIZON, max_epochs=25, seed=3)
+    with seeded(3):
+        tcn = build_model(ensemble_config.tcn, shape)
+    fit(tcn, cycle_data, config)  # a trained TCN; the other members stay at their initial weights
+    with seeded(3):
+        model = build_model(ensemble_config, shape)
+    assert isinstance(model, EnsembleModel)
+    model.members["tcn"].load_state_dict(tcn.state_dict())
+    no_steps = dataclasses.replace(config, max_steps=0)
+    result = fit(model, cycle_data, no_steps, initial_state=model.state_dict())
+    assert (model.weights[:, 1] > 0.8).all(), model.weights  # learned in fit, from the validation windows
+    device = torch.device("cpu")
+    assert result.best_val_loss == pytest.approx(validation_loss(model, cycle_data, no_steps, device))
+    median = dataclasses.replace(no_steps, models=(dataclasses.replace(ensemble_config, combination="median"),))
+    unweighted = build_model(median.models[0], shape)
+    unweighted.load_state_dict({**model.state_dict(), "weights": torch.zeros_like(model.weights)})
+    assert result.best_val_loss < 0.8 * validation_loss(unweighted, cycle_data, median, device)
+
+    # Kept in the checkpoint and served from it.
+    trained = TrainedModel(model, cycle_data.scaler)
+    trained.save(tmp_path / "e.pt")
+    restored = TrainedModel.load(tmp_path / "e.pt")
+    assert isinstance(restored.model, EnsembleModel) and torch.equal(restored.model.weights, model.weights)
+    windows = cycle_data.windows[cycle_data.starts[Split.TEST][:50], :24]
+    assert np.array_equal(restored.predict(windows), trained.predict(windows))
+
+    # A checkpoint from before the weights (no "weights" in its state dict) loads and serves the median.
+    old = torch.load(tmp_path / "e.pt", weights_only=True)
+    del old["state_dict"]["weights"]
+    torch.save(old, tmp_path / "old.pt")
+    before = TrainedModel.load(tmp_path / "old.pt")
+    assert isinstance(before.model, EnsembleModel) and not before.model.weights.any()
+    x = torch.from_numpy(cycle_data.windows[cycle_data.starts[Split.TEST][:50], :24].copy())
+    with torch.no_grad():
+        members = torch.stack([member(x) for member in before.model.members.values()])
+        assert torch.equal(before.model(x), members.median(dim=0).values)
 
 
 def test_checkpoint_bytes_land_as_the_same_checkpoint(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ config holds what a search may vary (sizes, dropout), the shape what the data de
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -89,3 +89,13 @@ class Forecaster(nn.Module):
         """What a training step minimises: the loss of the forecast (an ensemble sums its members')."""
         loss: torch.Tensor = loss_fn(self(x), y)
         return loss
+
+    def after_training(
+        self,
+        validation: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> bool:
+        """What a model learns from the validation windows (scaled ``[B, L, F]`` inputs, ``[B, H, T]``
+        targets) once training has chosen its weights; True if it changed. Nothing by default; the
+        ensemble learns how to combine its members."""
+        return False
