@@ -11,7 +11,10 @@ The loop: read up to ``_READ_CHUNK`` events after ``applied_seq``, learn them in
 one slice (about 2.5 ms) even while the learner catches up on a burst. A query carries the log's
 durable sequence at the time it was asked (``min_seq``): a query about an agent the learner has not
 met yet waits until the learner has applied that far (up to ``max_wait_s``), so an agent answers
-from its first acknowledged event. Snapshots are written every ``snapshot_interval_s`` when
+from its first acknowledged event. The forecaster role reads no events while the registry has no
+champion (its applied sequence just follows the log's end), and when one comes it reads the served
+agents' histories from the log in slices of ``_champions._FILL_SLICE_S`` between the same looks at
+the queries (``ChampionState.fill``). Snapshots are written every ``snapshot_interval_s`` when
 something changed and on stop; at start the last one is loaded if it checks out (``_snapshot``) and
 the log after it replayed, else the whole log is.
 
@@ -180,7 +183,8 @@ class Worker:
 
     def run(self) -> None:
         while not self.stopping:
-            busy = bool(self.buffer) or self.known_seq > self.state.applied_seq
+            filling = isinstance(self.state, ChampionState) and self.state.filling
+            busy = bool(self.buffer) or self.known_seq > self.state.applied_seq or filling
             self._receive(0.0 if busy else self._idle_timeout())
             if self.stopping:
                 break
@@ -188,6 +192,8 @@ class Worker:
                 self._read()
             if self.buffer:
                 self._learn_slice()
+            if isinstance(self.state, ChampionState) and self.state.filling:
+                self.state.fill(self.db)
             self._answer_deferred()
             self._report_progress()
             if self.state.applied_seq != self.snapshot_seq and (
@@ -236,6 +242,12 @@ class Worker:
     def _read(self) -> None:
         upto = last_sequence(self.db)
         if upto <= self.state.applied_seq:
+            return
+        if isinstance(self.state, ChampionState) and not self.state.follows_log:
+            # No champion: nothing in the events to keep; a champion's fill reads the log when one comes.
+            self.state.advance(upto)
+            self.scanned = upto
+            self.known_seq = max(self.known_seq, upto)
             return
         settings = self.settings
         events = read_events(
@@ -324,7 +336,7 @@ class Worker:
             case AskStats(agent_ids) if isinstance(state, OnlineState):
                 return {agent_id: state.agents[agent_id].stats() for agent_id in agent_ids if agent_id in state.agents}
             case AskForecast(agent_id, horizon, coverage) if isinstance(state, ChampionState):
-                return state.forecast(agent_id, horizon, coverage)
+                return state.forecast(agent_id, horizon, coverage, db=self.db)
             case AskScore(agent_id, candidates, weights, select) if isinstance(state, PromptLearner):
                 return state.score(agent_id, candidates, weights, select)
         raise TypeError(f"a {self.settings.role} learner cannot answer {question!r}")
