@@ -139,9 +139,13 @@ class History:
         dropped: bool,
         carried: npt.NDArray[np.float32] | None,
     ) -> History:
-        """A history holding ``times [N]`` and ``rows [N, F]`` (in time order), with room to grow."""
+        """A history holding ``times [N]`` and ``rows [N, F]`` (in time order), with room for as many
+        again at most (a filled agent of 20 events holds 32 rows, not the 64 a new one starts with)."""
         history = cls.__new__(cls)
-        history.__setstate__({"times": times, "rows": rows, "dropped": dropped, "carried": carried})
+        capacity = max(8, 1 << len(times).bit_length())
+        history.__setstate__(
+            {"times": times, "rows": rows, "dropped": dropped, "carried": carried, "capacity": capacity}
+        )
         return history
 
     def view(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
