@@ -74,14 +74,18 @@ async def idle_run(args: argparse.Namespace) -> dict[str, object]:
     try:
         await wait_ready(target)
         async with AsyncClient(target, timeout=30) as client:
-            while not (await client.status()).online_running:
+            while True:
+                if (await client.status()).online_running:
+                    break
                 await asyncio.sleep(0.1)
             await asyncio.sleep(10.0)
             result["idle_rss_mib"] = processes(proc.pid)
             result["idle_cpu_s"] = processes(proc.pid, cpu=True)
             started = time.perf_counter()
             summary = await client.ingest(swarm)
-            while (await client.status()).online_sequence < summary.durable_sequence:
+            while True:
+                if (await client.status()).online_sequence >= summary.durable_sequence:
+                    break
                 await asyncio.sleep(0.2)
             result["ingest_to_caught_up_s"] = round(time.perf_counter() - started, 1)
             result["caught_up_rss_mib"] = processes(proc.pid)

@@ -35,7 +35,7 @@ import traceback
 from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from swarmlearn.errors import InvalidArgument, UnknownAgent
 from swarmlearn.events import Event
@@ -43,7 +43,6 @@ from swarmlearn.online import _snapshot
 from swarmlearn.online._agentstore import AgentStore, StoreDamaged
 from swarmlearn.online._champions import ChampionState
 from swarmlearn.online._config import WorkerSettings
-from swarmlearn.online._learner import OnlineState
 from swarmlearn.online._messages import (
     Answered,
     AskForecast,
@@ -66,8 +65,11 @@ from swarmlearn.online._messages import (
     Stopped,
     agents_of,
 )
-from swarmlearn.prompts import PromptLearner
 from swarmlearn.store import event_at, last_sequence, open_reader, read_events
+
+if TYPE_CHECKING:  # imported by the roles that use them: River costs the forecaster 110 MiB it never needs
+    from swarmlearn.online._learner import OnlineState
+    from swarmlearn.prompts import PromptLearner
 
 _READ_CHUNK = 2048
 _SLICE = 64
@@ -93,10 +95,14 @@ class Worker:
         self.store: AgentStore | None = None
         """The baselines role's snapshots (at ``snapshot_path``); the other roles write one file."""
         if settings.role == "prompts":
+            from swarmlearn.prompts import PromptLearner
+
             self.state = PromptLearner()
         elif settings.role == "forecaster":
             self.state = ChampionState(Path(settings.registry_root))
         else:
+            from swarmlearn.online._learner import OnlineState
+
             self.store = AgentStore(snapshot_path)
             self.state = OnlineState(settings.config, resident=settings.resident_agents)
             self.state.agents.attach(self.store, [])
@@ -133,6 +139,8 @@ class Worker:
 
     def _load(self) -> OnlineState | PromptLearner | ChampionState:
         if self.store is not None:
+            from swarmlearn.online._learner import OnlineState  # loaded already in this role
+
             settings = self.settings
             return OnlineState.load(
                 self.store,
@@ -158,8 +166,7 @@ class Worker:
         started = time.perf_counter()
         try:
             if self.store is not None:
-                assert isinstance(self.state, OnlineState)
-                size = self.state.save(self.store, anchor=anchor, fingerprint=self.fingerprint)
+                size = cast("OnlineState", self.state).save(self.store, anchor=anchor, fingerprint=self.fingerprint)
             else:
                 state = {self.settings.role: self.state}
                 size = _snapshot.save(self.snapshot_path, state, anchor=anchor, fingerprint=self.fingerprint)
@@ -207,7 +214,7 @@ class Worker:
 
     def _pending_full(self) -> bool:
         """Evicted learners' pickles wait in memory for the next snapshot; past ``_PENDING_LIMIT`` it is now."""
-        return isinstance(self.state, OnlineState) and self.state.agents.pending_bytes > _PENDING_LIMIT
+        return self.store is not None and cast("OnlineState", self.state).agents.pending_bytes > _PENDING_LIMIT
 
     def _idle_timeout(self) -> float:
         now = time.monotonic()
@@ -269,9 +276,8 @@ class Worker:
         drifts = []
         for _ in range(min(_SLICE, len(buffer))):
             seq, event = buffer.popleft()
-            for target in state.learn(event, seq):
-                assert isinstance(state, OnlineState)  # only the baselines find drifts
-                learner = state.agents[event.agent_id].targets[target]
+            for target in state.learn(event, seq):  # only the baselines find drifts
+                learner = cast("OnlineState", state).agents[event.agent_id].targets[target]
                 drifts.append(DriftFound(seq, event.agent_id, target, event.timestamp, learner.drift_count))
         if not buffer:
             state.advance(self.scanned)
@@ -329,16 +335,17 @@ class Worker:
 
     def _ask(self, question: Question) -> Any:
         """The answer of this process's role; a question for another role is a bug (``internal``)."""
-        state = self.state
+        state, role = self.state, self.settings.role
         match question:
-            case AskPredict(agent_id, horizon, coverage) if isinstance(state, OnlineState):
-                return state.predict(agent_id, horizon, coverage)
-            case AskStats(agent_ids) if isinstance(state, OnlineState):
-                return {agent_id: state.agents[agent_id].stats() for agent_id in agent_ids if agent_id in state.agents}
+            case AskPredict(agent_id, horizon, coverage) if role == "baselines":
+                return cast("OnlineState", state).predict(agent_id, horizon, coverage)
+            case AskStats(agent_ids) if role == "baselines":
+                agents = cast("OnlineState", state).agents
+                return {agent_id: agents[agent_id].stats() for agent_id in agent_ids if agent_id in agents}
             case AskForecast(agent_id, horizon, coverage) if isinstance(state, ChampionState):
                 return state.forecast(agent_id, horizon, coverage, db=self.db)
-            case AskScore(agent_id, candidates, weights, select) if isinstance(state, PromptLearner):
-                return state.score(agent_id, candidates, weights, select)
+            case AskScore(agent_id, candidates, weights, select) if role == "prompts":
+                return cast("PromptLearner", state).score(agent_id, candidates, weights, select)
         raise TypeError(f"a {self.settings.role} learner cannot answer {question!r}")
 
 
