@@ -18,9 +18,9 @@ from swarmlearn_client.v1 import agents_pb2, service_pb2_grpc
 from tests.daemon.rpc import caught_up, ingest
 
 
-def loads_torch(pid: int) -> bool:
-    """Whether the process has torch's libraries mapped (what importing torch does)."""
-    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+def maps(pid: int, library: str) -> bool:
+    """Whether the process has ``library`` mapped (what importing torch, or River, does)."""
+    return library in Path(f"/proc/{pid}/maps").read_text()
 
 
 async def test_torch_and_histories_come_with_the_first_champion(tmp_path: Path) -> None:
@@ -40,7 +40,10 @@ async def test_torch_and_histories_come_with_the_first_champion(tmp_path: Path) 
             forecaster = server.online.forecaster
             assert forecaster is not None and forecaster._process is not None
             pid = forecaster._process.pid
-            assert forecaster.agents == 0 and not loads_torch(pid)
+            assert forecaster.agents == 0 and not maps(pid, "libtorch")
+            # Nor River, which only the baselines and prompts roles learn with (110 MiB).
+            baselines = server.online.shards[0]._process
+            assert baselines is not None and maps(baselines.pid, "_river_rust") and not maps(pid, "_river_rust")
 
             config = TrainingConfig(models=(LSTMConfig(hidden_size=16, num_layers=1),), max_epochs=1, window=20)
             model = TrainingPipeline(config).run(events).best
@@ -57,6 +60,6 @@ async def test_torch_and_histories_come_with_the_first_champion(tmp_path: Path) 
                 await asyncio.sleep(0.1)
             assert answer.forecasts[0].model_version == "lstm-v1"
             assert server.store.durable_sequence == len(events)  # no event since the promotion
-            assert loads_torch(pid) and forecaster._process.pid == pid
+            assert maps(pid, "libtorch") and forecaster._process.pid == pid
     finally:
         await server.stop()
