@@ -498,7 +498,7 @@ def _read_history(
         if whole or (start > 0 and carried) or limit >= _FILL_MOST:
             break
         limit = min(2 * limit, _FILL_MOST)
-    keep = max(0, start - 1)
+    keep = max(0, start - 1, len(times) - _MAX_ROWS)  # beyond _MAX_ROWS, as a learned history would drop
     return History.of(
         times[keep:],
         rows[keep:],
