@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sqlite3
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from swarmlearn.names import TARGETS
 from swarmlearn.online import _champions, _snapshot
 from swarmlearn.online._champions import ChampionState, History
 from swarmlearn.registry import ModelRegistry
+from swarmlearn.store import EventStore, open_reader
 from swarmlearn.synthetic import generate_swarm
 from swarmlearn.training import QUANTILE_LEVELS, TrainedModel, TrainingConfig, TrainingPipeline, interval_quantiles
 from swarmlearn.training._grid import resample
@@ -271,12 +273,12 @@ def test_history_keeps_time_order_and_what_champions_need(
     assert times.tolist() == sorted(stamps)
     assert rows[:, 0].tolist() == [5.0, 1.0, 2.0, 3.0, 6.0, 0.0, 4.0]
 
-    # Without a champion an agent keeps its last 256 events (at least).
+    # Without a champion no agent keeps anything (a champion's fill reads the log when one comes).
     metrics = gappy_stream()[0][3:]
     state = ChampionState(tmp_path)
     for i in range(1000):
-        state.learn(Event("a", str(i), 1_767_225_600.0 + i, *metrics))
-    assert 256 <= state.agents["a"].size <= 512 and state.agents["a"].view()[0][-1] == 1_767_225_600.0 + 999
+        state.learn(Event("a", str(i), 1_767_225_600.0 + i, *metrics), i + 1)
+    assert state.agents == {} and state.applied_seq == 1000 and not state.follows_log
     # A grid champion keeps what its window reaches back to: here 10 buckets of 300 s at one event a
     # second, about 3,000 events; beyond the cap it answers None rather than a window it cannot rebuild.
     promote(tmp_path, grid_model)
@@ -344,3 +346,125 @@ def test_an_agents_intervals_adapt_until_they_cover_what_it_asks(tmp_path: Path,
     again = pickle.loads(pickle.dumps(state))
     assert again.widen == state.widen
     assert again.forecast(events[0].agent_id, 1, 0.8) == state.forecast(events[0].agent_id, 1, 0.8)
+
+
+def write_log(path: Path, events: list[Event]) -> sqlite3.Connection:
+    """The events in a real event log at ``path``, in this order; a reader of it."""
+    store = EventStore(path)
+    try:
+        assert store.submit(events).result(30).accepted == len(events)
+    finally:
+        store.close()
+    return open_reader(path)
+
+
+def filled(state: ChampionState, db: sqlite3.Connection) -> ChampionState:
+    while state.filling:
+        state.fill(db)
+    return state
+
+
+def assert_forecasts_alike(state: ChampionState, live: ChampionState, agents: set[str], horizon: int) -> int:
+    """Both states forecast every agent alike; returns how many agents had a forecast."""
+    answered = 0
+    for agent in sorted(agents):
+        want = live.forecast(agent, horizon, 0.9, serve=False)
+        assert state.forecast(agent, horizon, 0.9, serve=False) == want, agent
+        answered += want is not None
+    return answered
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_a_champion_promoted_after_the_events_fills_their_histories_from_the_log(
+    tmp_path: Path, grid: bool, event_model: TrainedModel, grid_model: TrainedModel
+) -> None:
+    """Without a champion nothing is kept; once one is promoted, the agents' histories are read from
+    the log (only what the windows need), and each agent forecasts as a forecaster that learned
+    every event would: the same window, the same carried values."""
+    model, horizon = (grid_model, 2) if grid else (event_model, 3)
+    events = in_time_order(gappy_stream(1)) if grid else list(generate_swarm(agents=4, events_per_agent=300, seed=8))
+    if not grid:  # one agent stopped reporting throughput long ago: its value is carried from far back
+        events = [e._replace(tokens_per_second=None) if e.agent_id == events[0].agent_id and i > 40 else e
+                  for i, e in enumerate(events)]  # fmt: skip
+    db = write_log(tmp_path / "events.sqlite3", events)
+    state = ChampionState(tmp_path / "models")
+    state.advance(len(events))
+    assert state.agents == {} and not state.follows_log and not state.filling
+
+    promote(tmp_path / "models", model)
+    live = ChampionState(tmp_path / "models")
+    for seq, event in enumerate(events, start=1):
+        live.learn(event, seq)
+    state.reload()
+    assert state.follows_log and state.filling and state.agents == {}
+    filled(state, db)
+    agents = {e.agent_id for e in events}
+    assert set(state.agents) == agents
+    assert assert_forecasts_alike(state, live, agents, horizon) == len(agents) - grid  # "few": too few buckets
+    if not grid:  # the rows the window needs and the one before, far fewer than the live forecaster keeps
+        assert all(h.size == model.window + 1 for h in state.agents.values())
+    # New events after the fill are learned as they come, as the live forecaster does.
+    more = list(generate_swarm(agents=2, events_per_agent=30, seed=9)) if not grid else []
+    for seq, event in enumerate(more, start=len(events) + 1):
+        state.learn(event, seq)
+        live.learn(event, seq)
+    assert_forecasts_alike(state, live, agents, horizon)
+
+
+def test_an_agent_champion_fills_its_agent_only_and_a_query_does_not_wait_for_the_fill(
+    tmp_path: Path, event_model: TrainedModel
+) -> None:
+    events = list(generate_swarm(agents=3, events_per_agent=100, seed=8))
+    agents = sorted({e.agent_id for e in events})
+    db = write_log(tmp_path / "events.sqlite3", events)
+    promote(tmp_path / "models", event_model, scope=agents[0])
+    state = ChampionState(tmp_path / "models")
+    state.advance(len(events))
+    assert state.filling
+    # Asked before the fill reached it, the agent is filled there and then.
+    answer = state.forecast(agents[0], 1, 0.9, db=db)
+    assert answer is not None and answer[0] == "lstm-v1"
+    filled(state, db)
+    assert set(state.agents) == {agents[0]}
+    for seq, event in enumerate(events, start=len(events) + 1):
+        state.learn(event._replace(event_id=f"again-{seq}"), seq)
+    assert set(state.agents) == {agents[0]}  # the others' events are not kept: no champion serves them
+
+
+def test_when_no_champion_is_left_the_histories_are_dropped(tmp_path: Path, event_model: TrainedModel) -> None:
+    """The registry keeps a champion until another replaces it; a champion that can no longer be
+    loaded (its checkpoint gone) leaves none to serve: the histories go, and the state learns nothing."""
+    events = list(generate_swarm(agents=3, events_per_agent=100, seed=8))
+    db = write_log(tmp_path / "events.sqlite3", events)
+    promote(tmp_path / "models", event_model)
+    state = ChampionState(tmp_path / "models")
+    state.advance(len(events))
+    filled(state, db)
+    assert len(state.agents) == 3
+    for checkpoint in (tmp_path / "models").glob("*.pt"):
+        checkpoint.unlink()
+    state.reload()
+    assert state.agents == {} and not state.follows_log and not state.filling
+    state.learn(events[0]._replace(event_id="late"), len(events) + 1)
+    assert state.agents == {} and state.applied_seq == len(events) + 1
+
+
+def test_a_snapshot_of_format_4_is_read_with_only_the_served_agents_histories(
+    tmp_path: Path, event_model: TrainedModel
+) -> None:
+    """Format 4 kept every agent's history; loaded, those no champion serves are dropped."""
+    events = list(generate_swarm(agents=3, events_per_agent=100, seed=8))
+    agents = sorted({e.agent_id for e in events})
+    promote(tmp_path, event_model)
+    state = ChampionState(tmp_path)
+    for seq, event in enumerate(events, start=1):
+        state.learn(event, seq)
+    old = {**state.__getstate__(), "format": 4}
+    promote(tmp_path, event_model, scope=agents[1])
+    (tmp_path / "registry.json").write_text(
+        (tmp_path / "registry.json").read_text().replace('"": [', '"unused": [')
+    )  # the swarm champion gone: only agents[1]'s remains
+    again = ChampionState.__new__(ChampionState)
+    again.__setstate__(old)
+    assert set(again.agents) == {agents[1]} and again.applied_seq == len(events)
+    assert again.forecast(agents[1], 1, 0.9) is not None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmlearn.store import EventStore
+from swarmlearn.store import EventStore, agents_after, metric_counts, open_reader, read_agent_latest, read_latest
 from swarmlearn.store._schema import SCHEMA, UPDATE_AGENTS
 from swarmlearn.synthetic import generate_swarm
 
@@ -117,3 +117,35 @@ def test_an_agent_whose_events_carry_no_metric_has_no_mean(tmp_path: Path) -> No
         assert summary.mean_latency_ms is None and summary.mean_success_rate is None
     finally:
         store.close()
+
+
+def test_one_agents_latest_events_are_read_through_its_index(tmp_path: Path) -> None:
+    """``read_agent_latest`` (the forecaster's fill): the agent's last events up to a sequence, in log
+    order, found through the per-agent index rather than a walk down the whole log."""
+    events = list(generate_swarm(agents=5, events_per_agent=60, seed=3))
+    store = EventStore(tmp_path / "e.sqlite3")
+    try:
+        store.submit(events).result(30)
+    finally:
+        store.close()
+    conn = open_reader(tmp_path / "e.sqlite3")
+    agents = sorted({e.agent_id for e in events})
+    assert agents_after(conn, "", 3) == agents[:3] and agents_after(conn, agents[2], 10) == agents[3:]
+    agent = agents[1]
+    for upto, limit in ((len(events), 10), (150, 7), (150, 1000)):
+        mine = [(seq, e) for seq, e in enumerate(events[:upto], start=1) if e.agent_id == agent]
+        assert read_agent_latest(conn, agent, upto=upto, limit=limit) == mine[-limit:]
+        assert read_agent_latest(conn, agent, upto=upto, limit=limit) == read_latest(
+            conn, upto=upto, limit=limit, agent_id=agent
+        )
+    assert read_agent_latest(conn, "nobody", upto=len(events), limit=5) == []
+    counts = metric_counts(conn, agent)
+    assert counts["latency_ms"] == sum(e.agent_id == agent and e.latency_ms is not None for e in events)
+    assert metric_counts(conn, "nobody") == {}
+    plan = " ".join(
+        row[3]
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT seq FROM events INDEXED BY sqlite_autoindex_events_1 WHERE agent_id = ?", ("a",)
+        )
+    )
+    assert "COVERING INDEX sqlite_autoindex_events_1" in plan  # the index the fill's query names exists

@@ -1,17 +1,37 @@
 """The champions, loaded for serving: the forecaster process's state.
 
-It follows the event log like the online learners, keeping each agent's latest outcomes as timestamps
-and feature rows (``observed_features``, NaN where not observed) in time order (``History``), and holds the registry's
-champions as ``TrainedModel``s. Predict asks it for an agent's forecast: the champion of the
+It holds the registry's champions as ``TrainedModel``s and follows the event log like the online
+learners, keeping the latest outcomes of each agent a champion serves (an agent scope's agent; every
+agent for a swarm champion) as timestamps and feature rows (``observed_features``, NaN where not
+observed) in time order (``History``). Predict asks it for an agent's forecast: the champion of the
 agent's own scope, else the swarm's (``""``), if there is one, it forecasts at least the horizon
 asked, and the agent has a full window; otherwise it answers None and the daemon falls back to the
 online baseline. The window is built by the champion (``TrainedModel.input_window``), as its training
 built them: the last L events, or with a time grid the last L buckets, resampled by the same function.
 
-What an agent keeps: at least its last ``_KEEP`` (256) events, and as many more as any champion's
-window reaches back (a grid champion's L buckets, and the bucket before them that they may carry
-forward), up to ``_MAX_ROWS`` (16,384). A champion loaded later than the events it needs were
-dropped answers None for that agent until enough new ones arrive.
+What an agent keeps as its events are learned: at least its last ``_KEEP`` (256) events, and as many
+more as any champion's window reaches back (a grid champion's L buckets, and the bucket before them
+that they may carry forward), up to ``_MAX_ROWS`` (16,384). An agent filled from the log (below)
+starts with what the windows need only.
+
+While the registry has no champion there is nothing to serve, and the forecaster costs next to
+nothing: it keeps no history, never imports torch (nor ``swarmlearn.training``), and reads no event;
+its process only moves its applied sequence to the log's end (``_worker``). Measured on the daemon
+(benchmarks/RESULTS.md, "The forecaster without a champion"): 54 MiB RSS idle and after 5,000 agents,
+where it held 346 MiB idle (torch's libraries) and grew about 6.5 KiB an agent.
+
+When a champion comes (a reload after a promotion, or a start with one in the registry), the agents
+it serves are filled from the log (``fill``), in slices of ``_FILL_SLICE_S`` that the process
+interleaves with queries and learning, as the log's events up to ``applied_seq`` have them; a query
+about an agent not filled yet fills it first. An agent is read through the log's per-agent index
+(``read_agent_latest``), only what the windows need: twice the longest window's events first, twice
+as many while the outcomes do not reach back before the windows or a metric the agent reported is
+absent from all the rows before them (its value is carried forward), at most ``_FILL_MOST`` events;
+so it forecasts as if the forecaster had learned every event (a metric last reported more than
+``_FILL_MOST`` events back is carried as 0). An agent whose history already reaches back before the
+windows is not read again. Measured (same section): 0.14 s per 1,000 agents of 20 events, 0.6-1 s
+per 1,000 agents of 300-3,000 events (window 50), slices of at most about 3 ms. When no champion is
+left (none can be loaded), the histories are dropped.
 
 A forecast is cached per agent until that agent's next event or a reload: an agent that asks again
 between events costs no forward pass, and answers for the same horizon and coverage are reused as they
@@ -32,14 +52,17 @@ whatever the pooled quantiles said. The factors are learned from forecasts as th
 
 Pickled for snapshots without the models (``__getstate__``): they are loaded again from the registry,
 which is the source of truth, and reloaded whenever the daemon says the champions changed. Torch is
-imported here, in the forecaster process, never in the daemon's, nor in the online learners' (which
-import this module but never build a ``ChampionState``).
+imported here, in the forecaster process once it has a champion, never in the daemon's, nor in the
+online learners' (which import this module but never build a ``ChampionState``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sqlite3
+import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -47,11 +70,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from swarmlearn.events import Event
+from swarmlearn.events import METRICS, Event
 from swarmlearn.features import FEATURE_NAMES, fill_forward, observed_features
 from swarmlearn.names import TARGETS
 from swarmlearn.online._results import Forecast, Point
-from swarmlearn.registry import ModelRegistry
+from swarmlearn.registry import ModelRegistry, ModelVersion
+from swarmlearn.store import agents_after, metric_counts, read_agent_latest
 
 if TYPE_CHECKING:
     from swarmlearn.training import TrainedModel
@@ -62,11 +86,22 @@ _KEEP = 256
 """Events kept per agent at least."""
 _MAX_ROWS = 16_384
 """Events kept per agent at most, whatever a champion's window would reach back to (about 1 MB)."""
-_FORMAT = 4
+_FORMAT = 5
 """Of the pickled state: 1 kept rows without timestamps in deques, 2 a row for every event (not only
 outcomes); both are refused (rebuilt from the log). 4 adds the agents' width factors; a state of 3
-is read with none (every agent starts again from the pooled widths)."""
-_READABLE = (3, 4)
+is read with none (every agent starts again from the pooled widths). 5 holds histories only of the
+agents a champion serves (none without a champion); a state of 3 or 4 is read, and the histories
+of agents no champion serves are dropped as it is loaded."""
+_READABLE = (3, 4, 5)
+_FILL_SLICE_S = 0.0025
+"""Filling histories from the log (``fill``) works this long between two looks at the queries."""
+_FILL_FIRST_READ = 2
+"""A fill first reads this many times the events the windows need (some events are not outcomes)."""
+_FILL_MOST = 2 * _MAX_ROWS
+"""Events read per agent at most by a fill."""
+_LIST_PAGE = 256
+"""Agent ids listed at a time for a swarm champion's fill."""
+_METRIC_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in METRICS)
 _ANSWERS_PER_AGENT = 8
 """Cached answers (horizon, coverage) per agent; more are dropped together."""
 _WIDEN_STEP = 0.05
@@ -97,6 +132,24 @@ class History:
         """``[F]``: each column's last value in the dropped rows (0 where none was observed), what the
         first kept rows' missing values are carried forward from, as training carries them over the
         agent's whole history. None until rows are dropped."""
+
+    @classmethod
+    def of(
+        cls,
+        times: npt.NDArray[np.float64],
+        rows: npt.NDArray[np.float32],
+        *,
+        dropped: bool,
+        carried: npt.NDArray[np.float32] | None,
+    ) -> History:
+        """A history holding ``times [N]`` and ``rows [N, F]`` (in time order), with room for as many
+        again at most (a filled agent of 20 events holds 32 rows, not the 64 a new one starts with)."""
+        history = cls.__new__(cls)
+        capacity = max(8, 1 << len(times).bit_length())
+        history.__setstate__(
+            {"times": times, "rows": rows, "dropped": dropped, "carried": carried, "capacity": capacity}
+        )
+        return history
 
     def view(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
         return self.times[: self.size], self.rows[: self.size]
@@ -215,6 +268,7 @@ class ChampionState:
         self.registry_root = registry_root
         self.applied_seq = 0
         self.agents: dict[str, History] = {}
+        """agent -> its history, for the agents a champion serves only (none without a champion)."""
         self._models: dict[str, _Served] = {}
         """scope -> its champion"""
         self._cache: dict[str, _Cached] = {}
@@ -223,6 +277,13 @@ class ChampionState:
         """agent -> its log width factor per target (module docstring), once a forecast was scored."""
         self._served: dict[str, tuple[float, Answer]] = {}
         """agent -> the coverage and answer last served since its last event, to score on the next."""
+        self._to_fill: deque[str] = deque()
+        """Agents whose histories ``fill`` reads from the log next (module docstring)."""
+        self._listing: str | None = None
+        """With a swarm champion, the agent id after which the log's agents are still to be listed for
+        ``fill`` (None: all listed)."""
+        self._filled: set[str] = set()
+        """Agents filled (or found full) since the last reload, while a fill is in progress."""
         self.reload()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -245,41 +306,80 @@ class ChampionState:
         self._models = {}
         self._cache = {}
         self._served = {}
+        self._to_fill = deque()
+        self._listing = None
+        self._filled = set()
         self.reload()
 
+    @property
+    def follows_log(self) -> bool:
+        """Whether any champion is loaded: without one there is nothing to learn, and the forecaster
+        process only moves its applied sequence to the log's end (``_worker``)."""
+        return bool(self._models)
+
+    @property
+    def filling(self) -> bool:
+        """Whether some agents' histories are still to be read from the log (``fill``)."""
+        return bool(self._to_fill) or self._listing is not None
+
+    def serves(self, agent_id: str) -> bool:
+        return "" in self._models or agent_id in self._models
+
     def reload(self) -> None:
-        """Load every scope's champion from the registry (after a promotion or a rollback)."""
-        import torch
-
-        from swarmlearn.training import TrainedModel  # torch: only in this process
-
-        # One window at a time gains nothing from threads, and on a busy machine OpenMP's waiting
-        # threads cost more than the work: 180 ms for a small LSTM's forward with 2 threads while
-        # the other core was busy, 0.4 ms with 1.
-        torch.set_num_threads(1)
+        """Load every scope's champion from the registry (after a promotion or a rollback), forget the
+        histories no champion serves any more, and queue the served agents for ``fill``."""
         registry = ModelRegistry(self.registry_root)
-        models = {}
-        for scope in {v.scope for v in registry.versions()}:
-            champion = registry.champion(scope)
-            if champion is None:
-                continue
-            try:
-                trained = TrainedModel.load(registry.checkpoint_path(champion))
-            except (OSError, ValueError, RuntimeError) as exc:
-                log.error(
-                    "champion %s-v%d of scope %r cannot be loaded: %s", champion.kind, champion.version, scope, exc
-                )
-                continue
-            version = f"{champion.kind}-v{champion.version}"
-            models[scope] = _Served(trained, version, dict(champion.metrics), *_quantiles(trained, version))
-        self._models = models
+        champions = [c for scope in sorted({v.scope for v in registry.versions()}) if (c := registry.champion(scope))]
+        self._models = _load(registry, champions) if champions else {}
         self._cache = {}
+        self._filled = set()
+        if "" in self._models:
+            self._to_fill, self._listing = deque(), ""
+        else:
+            self._to_fill, self._listing = deque(scope for scope in self._models), None
+            self.agents = {agent: history for agent, history in self.agents.items() if agent in self._models}
+            self._served = {agent: served for agent, served in self._served.items() if agent in self._models}
+
+    def fill(self, db: sqlite3.Connection, budget_s: float = _FILL_SLICE_S) -> None:
+        """Read the histories of queued agents from the log for about ``budget_s`` (module docstring)."""
+        end = time.perf_counter() + budget_s
+        while time.perf_counter() < end:
+            if not self._to_fill:
+                if self._listing is None:
+                    break
+                page = agents_after(db, self._listing, _LIST_PAGE)
+                self._listing = page[-1] if len(page) == _LIST_PAGE else None
+                self._to_fill.extend(page)
+                continue
+            self._fill_one(db, self._to_fill.popleft())
+        if not self.filling:
+            self._filled = set()
+
+    def _fill_one(self, db: sqlite3.Connection, agent_id: str) -> None:
+        """The agent's history as the log has it up to ``applied_seq``, unless the one held already
+        reaches back before every champion's window."""
+        if agent_id in self._filled:
+            return
+        self._filled.add(agent_id)
+        history = self.agents.get(agent_id)
+        if history is not None and self._needed_from(history.view()[0]) > 0:
+            return
+        read = _read_history(db, agent_id, self.applied_seq, self._needed_from, self._read_first())
+        if read is not None:
+            self.agents[agent_id] = read
+            self._cache.pop(agent_id, None)
+
+    def _read_first(self) -> int:
+        """Events a fill reads first: twice the longest window, and the row before it."""
+        return _FILL_FIRST_READ * (1 + max((s.model.window for s in self._models.values()), default=0))
 
     def learn(self, event: Event, seq: int | None = None) -> tuple[str, ...]:
         if seq is not None:
             if seq <= self.applied_seq:
                 return ()
             self.applied_seq = seq
+        if not self.serves(event.agent_id):
+            return ()
         row = observed_features(event)
         if row is None:  # no outcome: not a step of any window
             return ()
@@ -311,11 +411,16 @@ class ChampionState:
     def advance(self, seq: int) -> None:
         self.applied_seq = max(self.applied_seq, seq)
 
-    def forecast(self, agent_id: str, horizon: int, coverage: float, *, serve: bool = True) -> Answer | None:
+    def forecast(
+        self, agent_id: str, horizon: int, coverage: float, *, serve: bool = True, db: sqlite3.Connection | None = None
+    ) -> Answer | None:
         """``(model version, forecasts by target)`` from the champion that serves the agent, or None.
         ``serve``: the answer goes to a client, and the agent's next outcome scores it (its width
-        factors learn from it); False: a look that teaches nothing."""
+        factors learn from it); False: a look that teaches nothing. ``db``: the log, to fill the
+        agent's history first if a fill in progress has not reached it yet."""
         served = self._models.get(agent_id) or self._models.get("")
+        if served is not None and db is not None and self.filling:
+            self._fill_one(db, agent_id)
         history = self.agents.get(agent_id)
         if served is None or history is None or served.model.horizon < horizon:
             return None
@@ -338,6 +443,68 @@ class ChampionState:
     def _needed_from(self, times: npt.NDArray[np.float64]) -> int:
         """The first of an agent's rows that some champion's window still reads."""
         return min((served.model.history_start(times) for served in self._models.values()), default=len(times))
+
+
+def _load(registry: ModelRegistry, champions: list[ModelVersion]) -> dict[str, _Served]:
+    """The champions, loaded: torch is imported here, only once there is a champion to serve."""
+    import torch
+
+    from swarmlearn.training import TrainedModel
+
+    # One window at a time gains nothing from threads, and on a busy machine OpenMP's waiting
+    # threads cost more than the work: 180 ms for a small LSTM's forward with 2 threads while
+    # the other core was busy, 0.4 ms with 1.
+    torch.set_num_threads(1)
+    models = {}
+    for champion in champions:
+        try:
+            trained = TrainedModel.load(registry.checkpoint_path(champion))
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.error(
+                "champion %s-v%d of scope %r cannot be loaded: %s",
+                champion.kind, champion.version, champion.scope, exc,
+            )  # fmt: skip
+            continue
+        version = f"{champion.kind}-v{champion.version}"
+        models[champion.scope] = _Served(trained, version, dict(champion.metrics), *_quantiles(trained, version))
+    return models
+
+
+def _read_history(
+    db: sqlite3.Connection, agent_id: str, upto: int, needed_from: _NeededFrom, first: int
+) -> History | None:
+    """The agent's history from the log's events up to ``upto``, or None if it has no outcome there.
+
+    It reads the agent's latest ``first`` events, twice as many while its outcomes do not reach back
+    before the windows (``needed_from``) or some metric the agent reported is missing from every row
+    before them (the first rows would carry it forward), until the agent's events or ``_FILL_MOST``
+    run out. It keeps the row before the windows (so a grid champion knows its first bucket is whole)
+    and carries the older rows' last values (``History.carried``)."""
+    counts = metric_counts(db, agent_id)
+    never = [column for column, name in zip(_METRIC_COLUMNS, METRICS, strict=True) if not counts.get(name)]
+    limit = first
+    while True:
+        events = read_agent_latest(db, agent_id, upto=upto, limit=limit, text=False)
+        outcomes = [(e.timestamp, row) for _, e in events if (row := observed_features(e)) is not None]
+        if not outcomes:
+            return None
+        order = np.argsort([t for t, _ in outcomes], kind="stable")  # time order, as training sorts
+        times = np.asarray([t for t, _ in outcomes], dtype=np.float64)[order]
+        rows = np.asarray([r for _, r in outcomes], dtype=np.float32)[order]
+        whole = len(events) < limit
+        start = needed_from(times)
+        before = rows[:start]  # what the windows' first rows carry values from
+        carried = all(column in never or not np.isnan(before[:, column]).all() for column in _METRIC_COLUMNS)
+        if whole or (start > 0 and carried) or limit >= _FILL_MOST:
+            break
+        limit = min(2 * limit, _FILL_MOST)
+    keep = max(0, start - 1, len(times) - _MAX_ROWS)  # beyond _MAX_ROWS, as a learned history would drop
+    return History.of(
+        times[keep:],
+        rows[keep:],
+        dropped=keep > 0 or not whole,
+        carried=fill_forward(rows[:keep].copy())[-1].copy() if keep else None,
+    )
 
 
 _NO_SCALES = np.ones(len(TARGETS))

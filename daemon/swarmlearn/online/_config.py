@@ -104,8 +104,8 @@ class WorkerSettings:
     """How long the daemon waits for the process to write its snapshot and exit before killing it."""
     role: str = "baselines"
     """``baselines`` (``OnlineState``, one partition of the agents), ``prompts`` (``PromptLearner``,
-    every agent) or ``forecaster`` (``ChampionState``: the torch champions and every agent's last
-    feature rows)."""
+    every agent) or ``forecaster`` (``ChampionState``: the torch champions and the last feature rows
+    of the agents they serve; nothing, and no torch, while there is no champion)."""
     registry_root: str = ""
     """For the ``forecaster`` role: the model registry's directory."""
     shard: int = 0

@@ -11,7 +11,10 @@ The loop: read up to ``_READ_CHUNK`` events after ``applied_seq``, learn them in
 one slice (about 2.5 ms) even while the learner catches up on a burst. A query carries the log's
 durable sequence at the time it was asked (``min_seq``): a query about an agent the learner has not
 met yet waits until the learner has applied that far (up to ``max_wait_s``), so an agent answers
-from its first acknowledged event. Snapshots are written every ``snapshot_interval_s`` when
+from its first acknowledged event. The forecaster role reads no events while the registry has no
+champion (its applied sequence just follows the log's end), and when one comes it reads the served
+agents' histories from the log in slices of ``_champions._FILL_SLICE_S`` between the same looks at
+the queries (``ChampionState.fill``). Snapshots are written every ``snapshot_interval_s`` when
 something changed and on stop; at start the last one is loaded if it checks out (``_snapshot``) and
 the log after it replayed, else the whole log is.
 
@@ -32,7 +35,7 @@ import traceback
 from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from swarmlearn.errors import InvalidArgument, UnknownAgent
 from swarmlearn.events import Event
@@ -41,7 +44,6 @@ from swarmlearn.online._agents import AgentTable
 from swarmlearn.online._agentstore import AgentStore, StoreDamaged
 from swarmlearn.online._champions import ChampionState
 from swarmlearn.online._config import WorkerSettings
-from swarmlearn.online._learner import OnlineState
 from swarmlearn.online._messages import (
     Answered,
     AskForecast,
@@ -64,9 +66,11 @@ from swarmlearn.online._messages import (
     Stopped,
     agents_of,
 )
-from swarmlearn.online._promptstore import bounded_prompt_learner, load_prompts, save_prompts
-from swarmlearn.prompts import PromptLearner
 from swarmlearn.store import event_at, last_sequence, open_reader, read_events
+
+if TYPE_CHECKING:  # imported by the roles that use them: River costs the forecaster 110 MiB it never needs
+    from swarmlearn.online._learner import OnlineState
+    from swarmlearn.prompts import PromptLearner
 
 _READ_CHUNK = 2048
 _SLICE = 64
@@ -96,8 +100,12 @@ class Worker:
         else:
             self.store = AgentStore(snapshot_path)
             if settings.role == "prompts":
+                from swarmlearn.online._promptstore import bounded_prompt_learner
+
                 self.state = bounded_prompt_learner(resident=settings.resident_agents)
             else:
+                from swarmlearn.online._learner import OnlineState
+
                 self.state = OnlineState(settings.config, resident=settings.resident_agents)
             self._table().attach(self.store, [])
         self.known_seq = 0
@@ -134,10 +142,14 @@ class Worker:
     def _load(self) -> OnlineState | PromptLearner | ChampionState:
         settings = self.settings
         if self.store is not None and settings.role == "prompts":
+            from swarmlearn.online._promptstore import load_prompts  # loaded already in this role
+
             return load_prompts(
                 self.store, resident=settings.resident_agents, fingerprint=self.fingerprint, anchor_at=self._anchor_at
             )
         if self.store is not None:
+            from swarmlearn.online._learner import OnlineState  # loaded already in this role
+
             return OnlineState.load(
                 self.store,
                 config=settings.config,
@@ -161,12 +173,13 @@ class Worker:
         anchor = found or _snapshot.Anchor(0, "", "")
         started = time.perf_counter()
         try:
-            if isinstance(self.state, PromptLearner):
-                assert self.store is not None
-                size = save_prompts(self.state, self.store, anchor=anchor, fingerprint=self.fingerprint)
-            elif isinstance(self.state, OnlineState):
-                assert self.store is not None
-                size = self.state.save(self.store, anchor=anchor, fingerprint=self.fingerprint)
+            if self.store is not None and self.settings.role == "prompts":
+                from swarmlearn.online._promptstore import save_prompts  # loaded already in this role
+
+                prompts = cast("PromptLearner", self.state)
+                size = save_prompts(prompts, self.store, anchor=anchor, fingerprint=self.fingerprint)
+            elif self.store is not None:
+                size = cast("OnlineState", self.state).save(self.store, anchor=anchor, fingerprint=self.fingerprint)
             else:
                 state = {self.settings.role: self.state}
                 size = _snapshot.save(self.snapshot_path, state, anchor=anchor, fingerprint=self.fingerprint)
@@ -190,7 +203,8 @@ class Worker:
 
     def run(self) -> None:
         while not self.stopping:
-            busy = bool(self.buffer) or self.known_seq > self.state.applied_seq
+            filling = isinstance(self.state, ChampionState) and self.state.filling
+            busy = bool(self.buffer) or self.known_seq > self.state.applied_seq or filling
             self._receive(0.0 if busy else self._idle_timeout())
             if self.stopping:
                 break
@@ -198,6 +212,8 @@ class Worker:
                 self._read()
             if self.buffer:
                 self._learn_slice()
+            if isinstance(self.state, ChampionState) and self.state.filling:
+                self.state.fill(self.db)
             self._answer_deferred()
             self._report_progress()
             if self.state.applied_seq != self.snapshot_seq and (
@@ -253,6 +269,12 @@ class Worker:
         upto = last_sequence(self.db)
         if upto <= self.state.applied_seq:
             return
+        if isinstance(self.state, ChampionState) and not self.state.follows_log:
+            # No champion: nothing in the events to keep; a champion's fill reads the log when one comes.
+            self.state.advance(upto)
+            self.scanned = upto
+            self.known_seq = max(self.known_seq, upto)
+            return
         settings = self.settings
         events = read_events(
             self.db,
@@ -273,9 +295,8 @@ class Worker:
         drifts = []
         for _ in range(min(_SLICE, len(buffer))):
             seq, event = buffer.popleft()
-            for target in state.learn(event, seq):
-                assert isinstance(state, OnlineState)  # only the baselines find drifts
-                learner = state.agents[event.agent_id].targets[target]
+            for target in state.learn(event, seq):  # only the baselines find drifts
+                learner = cast("OnlineState", state).agents[event.agent_id].targets[target]
                 drifts.append(DriftFound(seq, event.agent_id, target, event.timestamp, learner.drift_count))
         if not buffer:
             state.advance(self.scanned)
@@ -333,16 +354,17 @@ class Worker:
 
     def _ask(self, question: Question) -> Any:
         """The answer of this process's role; a question for another role is a bug (``internal``)."""
-        state = self.state
+        state, role = self.state, self.settings.role
         match question:
-            case AskPredict(agent_id, horizon, coverage) if isinstance(state, OnlineState):
-                return state.predict(agent_id, horizon, coverage)
-            case AskStats(agent_ids) if isinstance(state, OnlineState):
-                return {agent_id: state.agents[agent_id].stats() for agent_id in agent_ids if agent_id in state.agents}
+            case AskPredict(agent_id, horizon, coverage) if role == "baselines":
+                return cast("OnlineState", state).predict(agent_id, horizon, coverage)
+            case AskStats(agent_ids) if role == "baselines":
+                agents = cast("OnlineState", state).agents
+                return {agent_id: agents[agent_id].stats() for agent_id in agent_ids if agent_id in agents}
             case AskForecast(agent_id, horizon, coverage) if isinstance(state, ChampionState):
-                return state.forecast(agent_id, horizon, coverage)
-            case AskScore(agent_id, candidates, weights, select) if isinstance(state, PromptLearner):
-                return state.score(agent_id, candidates, weights, select)
+                return state.forecast(agent_id, horizon, coverage, db=self.db)
+            case AskScore(agent_id, candidates, weights, select) if role == "prompts":
+                return cast("PromptLearner", state).score(agent_id, candidates, weights, select)
         raise TypeError(f"a {self.settings.role} learner cannot answer {question!r}")
 
 

@@ -413,6 +413,37 @@ def read_latest(
     return [(row[0], _from_row(row[1:])) for row in rows]
 
 
+def read_agent_latest(
+    conn: sqlite3.Connection, agent_id: str, *, upto: int, limit: int, text: bool = True
+) -> list[tuple[int, Event]]:
+    """One agent's last ``limit`` committed events with ``seq <= upto``, in log order.
+
+    Through the (agent_id, event_id) index: the sequence numbers of the agent's events are read from
+    the index alone (a covering scan, a few bytes each) and only the last ``limit`` rows are fetched.
+    The cost follows the agent's own events, not the log: ``read_latest`` for one agent walks down the
+    log from ``upto`` until it has found ``limit`` of them, which for one agent of many thousands is
+    most of the log. ``INDEXED BY`` pins the plan (the index of the UNIQUE constraint)."""
+    rows = conn.execute(
+        f"SELECT seq, {_columns(text)} FROM events WHERE seq IN (SELECT seq FROM events "
+        "INDEXED BY sqlite_autoindex_events_1 WHERE agent_id = ? AND seq <= ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+        (agent_id, upto, limit),
+    )
+    return [(row[0], _from_row(row[1:])) for row in rows]
+
+
+def agents_after(conn: sqlite3.Connection, after: str, limit: int) -> list[str]:
+    """Up to ``limit`` agent ids of the log's summaries, in id order, after ``after`` (keyset pagination)."""
+    rows = conn.execute("SELECT agent_id FROM agents WHERE agent_id > ? ORDER BY agent_id LIMIT ?", (after, limit))
+    return [row[0] for row in rows]
+
+
+def metric_counts(conn: sqlite3.Connection, agent_id: str) -> dict[str, int]:
+    """How many of the agent's stored events carried each metric (``METRICS``); empty for an unknown agent."""
+    row = conn.execute(f"SELECT {', '.join(f'n_{m}' for m in METRICS)} FROM agents WHERE agent_id = ?", (agent_id,))
+    found = row.fetchone()
+    return {} if found is None else dict(zip(METRICS, found, strict=True))
+
+
 def read_range(
     conn: sqlite3.Connection, *, first: int, end: int, agent_id: str | None = None, text: bool = True
 ) -> list[tuple[int, Event]]:
