@@ -58,7 +58,9 @@ async def open_streams(server: DaemonServer) -> int:
 
 
 async def test_an_idle_stream_is_closed_with_unavailable_naming_the_setting(tmp_path: Path) -> None:
-    async with daemon(tmp_path, ingest_idle_timeout_s=0.5) as server, connection(server) as channel:
+    # 1 s of idleness against a batch every 0.2 s (plus its ack): room for a loaded machine's ack
+    # (at 0.5 s one ack slower than 0.3 s closed the busy stream too).
+    async with daemon(tmp_path, ingest_idle_timeout_s=1.0) as server, connection(server) as channel:
         stub = service_pb2_grpc.SwarmLearnStub(channel)
         busy, idle = stub.Ingest(), await open_stream(stub, "idle")
         # A stream that keeps sending is not idle, however long it lives.
@@ -66,6 +68,7 @@ async def test_an_idle_stream_is_closed_with_unavailable_naming_the_setting(tmp_
             await busy.write(events_pb2.EventBatch(batch_id=str(i), events=events(5, prefix=f"busy{i}")))
             assert (await busy.read()).accepted == 5
             await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # the busy stream has lived past the timeout by now
         ended = await refusal(idle)
         assert ended.code() == grpc.StatusCode.UNAVAILABLE
         assert "ingest_idle_timeout_s" in (ended.details() or "")
