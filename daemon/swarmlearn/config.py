@@ -127,7 +127,8 @@ class Settings:
     """How long Predict waits for the learner when the agent has a recent forecast (the same horizon
     and coverage, answered in the last 60 s): past it, while the learner is busy catching up or
     writing a snapshot, that forecast is answered again, with its own ``as_of_sequence`` (so the lag
-    shows, and ``online_max_lag_events`` still applies). 0: always wait for the learner."""
+    shows), unless it is more than ``online_max_lag_events`` behind the log (then the learner is
+    awaited). 0: always wait for the learner."""
     online_stop_timeout_s: float = 30.0
     """On stop, how long each online learner gets to write its snapshot and exit before it is killed
     (its previous snapshot then stands, and the next start replays more of the log)."""

@@ -660,3 +660,37 @@ async def test_predict_answers_again_while_the_learner_is_busy(tmp_path: Path) -
                 os.kill(process.pid, signal.SIGCONT)
     finally:
         await server.stop()
+
+
+async def test_an_answer_too_far_behind_is_not_given_again(tmp_path: Path) -> None:
+    """A recent answer more than ``online_max_lag_events`` behind the log would be refused: the
+    learner is awaited instead (here it never answers, so UNAVAILABLE after its own bound)."""
+    server = DaemonServer(
+        settings(
+            tmp_path / "data",
+            online_workers=1,
+            online_max_wait_s=0.2,
+            predict_answer_within_s=0.05,
+            online_max_lag_events=3,
+        )
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = Stub(channel)
+            await ingest(stub, events(20, "a"))
+            await caught_up(server)
+            await stub.Predict(agents_pb2.PredictRequest(agent_id="a"))
+            process = server.online.shards[0]._process
+            assert process is not None
+            os.kill(process.pid, signal.SIGSTOP)
+            try:
+                await ingest(stub, events(5, "a", prefix="f"))  # 5 behind > 3
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await stub.Predict(agents_pb2.PredictRequest(agent_id="a"))
+                assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert server.online.reused == 0
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
+    finally:
+        await server.stop()

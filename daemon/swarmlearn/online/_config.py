@@ -100,6 +100,9 @@ class WorkerSettings:
     answer_within_s: float = 0.025
     """Predict waits this long for a learner before answering the agent's recent forecast again
     (``OnlineLearner.predict``); 0: always waits. The daemon's side only, not the process's."""
+    max_lag_events: int = 0
+    """An answer further behind the log than this is not given again (Predict would refuse it);
+    0: no limit. The daemon's side only."""
     stop_timeout_s: float = 30.0
     """How long the daemon waits for the process to write its snapshot and exit before killing it."""
     role: str = "baselines"

@@ -116,6 +116,7 @@ class OnlineLearner:
         process reloads them when it announces a change. None: the online aggregate answers alone."""
         count = settings.shards
         self.answer_within_s = settings.answer_within_s
+        self.max_lag_events = settings.max_lag_events
         self.snapshot_dir = snapshot_dir
         self.registry = registry
         if registry is not None:
@@ -231,13 +232,14 @@ class OnlineLearner:
         catches up on a burst or writes a snapshot on a loaded machine it may take hundreds. If the
         agent was answered for the same horizon and coverage in the last ``_RECENT_FOR_S`` and the
         learner has not answered within ``answer_within_s``, that answer is given again, as it was,
-        with its own ``applied_seq`` (so the caller sees the lag, and the daemon's lag limit applies to
-        it); the learner's answer, when it comes, replaces it for the next call."""
+        with its own ``applied_seq`` (so the caller sees the lag), unless it is further behind the log
+        than ``max_lag_events`` (Predict would refuse it: the learner's answer is awaited instead); the
+        learner's answer, when it comes, replaces it for the next call."""
         key = (agent_id, horizon, coverage)
         asked = asyncio.ensure_future(self._predict(agent_id, horizon, coverage, min_seq))
         within = self.answer_within_s
         recent = self._recent.get(key)
-        if recent is not None and within > 0 and time.monotonic() - recent[0] <= _RECENT_FOR_S:
+        if recent is not None and within > 0 and self._may_reuse(recent, min_seq):
             try:
                 done, _ = await asyncio.wait((asked,), timeout=within)
             except asyncio.CancelledError:  # the caller went away: so does its question
@@ -250,6 +252,13 @@ class OnlineLearner:
         answer = await asked
         self._keep(key, answer)
         return answer
+
+    def _may_reuse(self, recent: tuple[float, Answer], durable: int) -> bool:
+        """Young enough, and not so far behind the log that Predict would refuse it (then the
+        learner's answer, however late, is the better one)."""
+        at, answer = recent
+        behind = durable - answer.applied_seq
+        return time.monotonic() - at <= _RECENT_FOR_S and (not self.max_lag_events or behind <= self.max_lag_events)
 
     def _remember(self, key: tuple[str, int, float], task: asyncio.Future[Answer]) -> None:
         """The learner's late answer to a call that was answered again: kept for the next one (an

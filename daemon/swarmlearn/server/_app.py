@@ -157,6 +157,7 @@ class DaemonServer:
                 snapshot_interval_s=settings.online_snapshot_interval_s,
                 max_wait_s=settings.online_max_wait_s,
                 answer_within_s=settings.predict_answer_within_s,
+                max_lag_events=settings.online_max_lag_events,
                 stop_timeout_s=settings.online_stop_timeout_s,
                 shards=settings.online_workers,
                 resident_agents=settings.online_resident_agents,
