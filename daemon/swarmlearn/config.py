@@ -7,6 +7,7 @@ here once; a test checks that README's configuration table lists each with its d
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -209,7 +210,11 @@ class Settings:
         _check(self.online_resident_agents >= 1, "online_resident_agents", "must be >= 1")
         _check(self.prompt_resident_agents >= 1, "prompt_resident_agents", "must be >= 1")
         _check(self.online_max_wait_s >= 0, "online_max_wait_s", "must be >= 0")
-        _check(self.predict_answer_within_s >= 0, "predict_answer_within_s", "must be >= 0 (0: always wait)")
+        _check(
+            math.isfinite(self.predict_answer_within_s) and self.predict_answer_within_s >= 0,
+            "predict_answer_within_s",
+            "must be finite and >= 0 (0: always wait)",
+        )
         _check(self.online_max_lag_events >= 0, "online_max_lag_events", "must be >= 0 (0: no limit)")
         _check(self.online_stop_timeout_s > 0, "online_stop_timeout_s", "must be > 0")
         _check(self.retrain_every_events >= 0, "retrain_every_events", "must be >= 0")

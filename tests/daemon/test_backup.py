@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -176,6 +177,10 @@ def test_the_learners_snapshots_are_backed_up_and_load_against_the_restored_log(
 
     target = tmp_path / "restored"
     restore(tmp_path / "backup", target)
+    for name in written:  # pickles of the daemon's own state, 0600 as the learners wrote them
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "backup" / name).stat().st_mode) == 0o600
+        assert stat.S_IMODE((target / name).stat().st_mode) == 0o600
     conn = open_reader(target / "events.sqlite3")
     try:
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from swarmlearn.events import Event
+from swarmlearn.events import LIMITS, Event
 from swarmlearn.features import event_features, fill_forward, observed_features
 from swarmlearn.models import LSTMConfig
 from swarmlearn.names import TARGETS
@@ -212,7 +212,8 @@ def test_intervals_are_the_quantiles_times_the_windows_scale(
     tmp_path: Path, event_model: TrainedModel, coverage: float
 ) -> None:
     """Scale-aware: the stored quantiles are of residuals in units of each window's target scale, and
-    an answer multiplies them by its own window's scale; finite at every coverage."""
+    an answer multiplies them by its own window's scale, around the model's own value, within the
+    metric's range; finite at every coverage."""
     loaded = promote(tmp_path, event_model)
     state = ChampionState(tmp_path)
     events = list(generate_swarm(agents=1, events_per_agent=30, seed=6))
@@ -221,15 +222,18 @@ def test_intervals_are_the_quantiles_times_the_windows_scale(
     answer = state.forecast(events[0].agent_id, 3, coverage)
     assert answer is not None
     rows = fill_forward(np.asarray([observed_features(e) for e in events], dtype=np.float32))
-    scales = loaded.predict_scaled(rows[-loaded.window :])[1].astype(np.float64)
+    predicted, scales = (a.astype(np.float64) for a in loaded.predict_scaled(rows[-loaded.window :]))
     quantiles = event_model.metadata["interval_quantiles"]
+    maxima = (LIMITS.max_latency_ms, LIMITS.max_tokens_per_second, 1.0)
     for t, target in enumerate(TARGETS):
         for step, point in enumerate(answer[1][target].points):
+            value = float(predicted[step, t])
             low = reference_offset(quantiles, (1 - coverage) / 2, step, t) * scales[t]
             high = reference_offset(quantiles, (1 + coverage) / 2, step, t) * scales[t]
-            tolerance = 1e-6 * max(1.0, abs(point.value))  # float32 forecasts, float64 offsets
-            assert point.lower == pytest.approx(point.value + low, abs=tolerance)
-            assert point.upper == pytest.approx(point.value + high, abs=tolerance)
+            tolerance = 1e-6 * max(1.0, abs(value))  # float32 forecasts, float64 offsets
+            assert point.value == pytest.approx(min(max(value, 0.0), maxima[t]), abs=tolerance)
+            assert point.lower == pytest.approx(min(max(value + low, 0.0), maxima[t]), abs=tolerance)
+            assert point.upper == pytest.approx(min(max(value + high, 0.0), maxima[t]), abs=tolerance)
             assert math.isfinite(point.lower) and math.isfinite(point.upper)
 
 
@@ -250,7 +254,9 @@ def test_a_checkpoint_from_before_keeps_its_absolute_intervals(tmp_path: Path, e
     assert point.upper - point.value == pytest.approx(reference_offset(quantiles, 0.9, 0, 0))
 
 
-def test_without_residual_quantiles_the_intervals_are_unbounded(tmp_path: Path, event_model: TrainedModel) -> None:
+def test_without_residual_quantiles_the_intervals_are_the_metrics_range(
+    tmp_path: Path, event_model: TrainedModel
+) -> None:
     bare = TrainedModel(event_model.model, event_model.scaler, metadata={"training": {"grid_s": None}})
     promote(tmp_path, bare, scope="solo")
     state = ChampionState(tmp_path)
@@ -259,7 +265,7 @@ def test_without_residual_quantiles_the_intervals_are_unbounded(tmp_path: Path, 
     answer = state.forecast("solo", 1, 0.9)
     assert answer is not None
     (point,) = answer[1]["latency_ms"].points
-    assert point.lower == -math.inf and point.upper == math.inf
+    assert point.lower == 0.0 and point.upper == LIMITS.max_latency_ms
 
 
 def test_history_keeps_time_order_and_what_champions_need(
@@ -468,3 +474,21 @@ def test_a_snapshot_of_format_4_is_read_with_only_the_served_agents_histories(
     again.__setstate__(old)
     assert set(again.agents) == {agents[1]} and again.applied_seq == len(events)
     assert again.forecast(agents[1], 1, 0.9) is not None
+
+
+def test_values_and_bounds_stay_within_each_metrics_range(tmp_path: Path, event_model: TrainedModel) -> None:
+    """A success rate above 1 or a latency below 0 is no forecast: the champion's values and bounds are
+    clipped to the range events may carry, as the online aggregate's are (a wide interval on an agent
+    that never fails gave an upper bound of 1.001)."""
+    promote(tmp_path, event_model)
+    state = ChampionState(tmp_path)
+    events = [e._replace(success_rate=1.0) for e in generate_swarm(agents=1, events_per_agent=30, seed=6)]
+    for event in events:
+        state.learn(event)
+    answer = state.forecast(events[0].agent_id, 3, 0.99)
+    assert answer is not None
+    success = answer[1]["success_rate"].points
+    assert max(p.upper for p in success) == 1.0  # reached, and clipped there
+    for target, maximum in zip(TARGETS, (LIMITS.max_latency_ms, LIMITS.max_tokens_per_second, 1.0), strict=True):
+        for point in answer[1][target].points:
+            assert 0.0 <= point.lower <= point.value <= point.upper <= maximum

@@ -46,6 +46,8 @@ def test_config_file_from_environment_and_swarmlearn_table(tmp_path: Path) -> No
         ({"environ": {"SWARMLEARN_RETENTION_MAX_AGE_S": "-1"}}, "retention_max_age_s: must be >= 0"),
         ({"environ": {"SWARMLEARN_RETENTION_MAX_AGE_S": "nan"}}, "retention_max_age_s: must be >= 0"),
         ({"environ": {}, "overrides": {"retention_max_events": -5}}, "retention_max_events: must be >= 0"),
+        ({"environ": {"SWARMLEARN_PREDICT_ANSWER_WITHIN_S": "inf"}}, "predict_answer_within_s: must be finite"),
+        ({"environ": {"SWARMLEARN_PREDICT_ANSWER_WITHIN_S": "nan"}}, "predict_answer_within_s: must be finite"),
         ({"environ": {}, "overrides": {"retention_interval_s": 0}}, "retention_interval_s: must be in"),
     ],
 )

@@ -694,3 +694,27 @@ async def test_an_answer_too_far_behind_is_not_given_again(tmp_path: Path) -> No
                 os.kill(process.pid, signal.SIGCONT)
     finally:
         await server.stop()
+
+
+async def test_the_answers_kept_to_give_again_are_bounded(tmp_path: Path) -> None:
+    """One agent asked at every horizon and many coverages keeps at most ``_RECENT_ANSWERS`` (4,096) of
+    them, the least recently answered leaving first: a client cannot grow the daemon's memory by asking."""
+    from swarmlearn.online._process import _RECENT_ANSWERS
+
+    server = DaemonServer(settings(tmp_path / "data", online_workers=1))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            await ingest(Stub(channel), events(20, "a"))
+            await caught_up(server)
+        online = server.online
+        asked = [(h, c / 100) for c in range(1, 100) for h in range(1, 49)][: _RECENT_ANSWERS + 10]
+        for horizon, coverage in asked:
+            await online.predict("a", horizon, coverage, min_seq=0)
+        assert len(online._recent) == _RECENT_ANSWERS == 4_096
+        assert ("a", *asked[9]) not in online._recent and ("a", *asked[10]) in online._recent
+        for listener in server.registry.listeners:  # as a promotion or rollback calls them
+            listener()
+        assert not online._recent
+    finally:
+        await server.stop()

@@ -116,3 +116,35 @@ async def test_bad_requests_are_refused_naming_the_field(learned: tuple[DaemonSe
         assert (refused.value.details() or "").startswith(field + ":"), refused.value.details()
     # The daemon keeps answering.
     assert (await stub.ScorePrompts(prompts_pb2.ScorePromptsRequest(agent_id="coder", candidates=one))).ranked
+
+
+async def test_selections_after_the_last_event_survive_a_restart(tmp_path: Path) -> None:
+    """A selection draws from the agent's bandit, which no replay of the log redoes: the stop's snapshot
+    keeps those draws even when no event came after the last snapshot, so a restarted daemon draws on
+    as one never restarted does (it repeated the draws made before the stop)."""
+    request = prompts_pb2.ScorePromptsRequest(
+        agent_id="chooser",
+        candidates=[prompts_pb2.PromptCandidate(text="x", variant=v) for v in ("a", "b")],
+        select=True,
+    )
+
+    async def serve(data: Path, *, events: list[events_pb2.StreamEvent] | None = None, draws: int = 0) -> str:
+        server = DaemonServer(Settings(listen="127.0.0.1:0", metrics_listen="", data_dir=data))
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                stub = Stub(channel)
+                if events:
+                    await ingest(stub, events)
+                await caught_up(server)
+                return "".join([(await stub.ScorePrompts(request)).selected_variant for _ in range(draws)])
+        finally:
+            await server.stop()
+
+    events = variant_events(400)
+    never_restarted = await serve(tmp_path / "reference", events=events, draws=200)
+    await serve(tmp_path / "restarted", events=events)  # stopped with a snapshot of every event
+    before = await serve(tmp_path / "restarted", draws=100)
+    after = await serve(tmp_path / "restarted", draws=100)
+    assert before + after == never_restarted
+    assert after != before

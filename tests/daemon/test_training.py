@@ -287,6 +287,8 @@ def test_evaluation_is_exact_on_hand_computed_arrays() -> None:
     assert strict.targets["latency_ms"].accuracy == pytest.approx(0.5)
     assert strict.targets["success_rate"].accuracy is None
     assert math.isnan(strict.targets["tokens_per_second"].mase)
+    # ... and the geometric MASE is over the targets that have one (as the promotion rule's ratio).
+    assert strict.geometric_mase() == pytest.approx(0.5)
     flat = result.flat()
     assert flat["latency_ms.mae"] == pytest.approx(4.0) and "tokens_per_second.accuracy" not in flat
     assert result.geometric_mase() == pytest.approx(0.5)

@@ -229,3 +229,25 @@ def test_a_real_training_search_in_worker_processes(tmp_path: Path) -> None:
     assert {"val.latency_ms.mase", "val_loss"} <= set(result.trials[result.best_trial].metrics)
     assert result.total_epochs <= 4 * 3
     assert not list((tmp_path / "tuning" / "trials").glob("*.state"))  # weights between rungs, cleaned up
+
+
+def test_a_trial_on_a_stream_that_never_failed_has_a_finite_objective(tmp_path: Path) -> None:
+    """Real streams often report success 1 on every event: that target has no naive scale and no MASE,
+    and the trial's objective is the geometric MASE of the others (it was NaN: every trial failed)."""
+    from swarmlearn.store import EventStore
+    from swarmlearn.training import ReplaySource
+    from swarmlearn.tuning import TrialSetup
+    from swarmlearn.tuning._trial import init_worker, train_trial
+
+    db = tmp_path / "events.sqlite3"
+    events = [e._replace(success_rate=1.0) for e in generate_swarm(agents=1, events_per_agent=300, seed=3)]
+    store = EventStore(db)
+    try:
+        upto = store.submit(events).result(30).durable_sequence
+    finally:
+        store.close()
+    init_worker(TrialSetup(ReplaySource(db, "", upto), "lstm"))
+    params = {"hidden_size": 8, "num_layers": 1, "window": 10}
+    result = train_trial(TrialRequest(0, params, epochs=1, budget=1, resume_from="", save_to=""))
+    assert math.isfinite(result.value) and result.value > 0
+    assert "val.success_rate.mase" not in result.metrics and "val.latency_ms.mase" in result.metrics

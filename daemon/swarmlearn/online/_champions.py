@@ -39,7 +39,8 @@ are. Intervals are scale-aware conformal ones: the training job stores, per step
 (at ``training.QUANTILE_LEVELS``) of its validation split's residuals divided by each window's scale
 of the target (``training.interval_quantiles``); here they are multiplied by the agent's current
 window's scale, so an agent with twenty times the latency of another gets twenty times the width. A
-coverage between two levels is interpolated, beyond the outermost extrapolated.
+coverage between two levels is interpolated, beyond the outermost extrapolated. Values and bounds are
+clipped to the metric's range (``_MAXIMA``), as the online aggregate's are.
 
 Those quantiles are pooled over the agents of the job's validation split, so one agent's intervals
 can be too wide or too narrow for it. Each agent's widths therefore adapt as its outcomes arrive
@@ -70,7 +71,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from swarmlearn.events import METRICS, Event
+from swarmlearn.events import LIMITS, METRICS, Event
 from swarmlearn.features import FEATURE_NAMES, fill_forward, observed_features
 from swarmlearn.names import TARGETS
 from swarmlearn.online._results import Forecast, Point
@@ -81,6 +82,9 @@ if TYPE_CHECKING:
     from swarmlearn.training import TrainedModel
 
 log = logging.getLogger(__name__)
+
+_MAXIMA = np.asarray([dict(zip(METRICS, LIMITS.metric_maxima(), strict=True))[t] for t in TARGETS])
+"""``[T]``: the most each target may be (what events may carry); answers are clipped to [0, this]."""
 
 _KEEP = 256
 """Events kept per agent at least."""
@@ -212,7 +216,7 @@ class _Served(NamedTuple):
     """``<kind>-v<version>``."""
     metrics: dict[str, float]
     quantiles: npt.NDArray[np.float64] | None
-    """Residual quantiles ``[level, H, T]`` (None: the intervals are unbounded)."""
+    """Residual quantiles ``[level, H, T]`` (None: the intervals are the metric's whole range)."""
     scaled: bool
     """Whether they are in units of each window's target scale (``interval_quantiles``: multiplied by
     the window's scale at Predict), or in the targets' own units (checkpoints written before)."""
@@ -230,10 +234,12 @@ class _Served(NamedTuple):
         unit = scales[None, :] if self.scaled else np.ones((1, len(TARGETS)))  # [1, T]: the window's scale
         if widen is not None:
             unit = unit * np.exp(np.asarray(widen))[None, :]
-        lows = (values + self._offset((1.0 - coverage) / 2)[:horizon] * unit).tolist()
-        highs = (values + self._offset((1.0 + coverage) / 2)[:horizon] * unit).tolist()
+        # Bounds from the model's own values, then all three within the metric's range, as the online
+        # aggregate's are: a wide interval around a success rate of 1 went above 1, a latency's below 0.
+        lows = np.clip(values + self._offset((1.0 - coverage) / 2)[:horizon] * unit, 0.0, _MAXIMA).tolist()
+        highs = np.clip(values + self._offset((1.0 + coverage) / 2)[:horizon] * unit, 0.0, _MAXIMA).tolist()
         kind = f"torch:{self.model.kind}"
-        columns = values.tolist()
+        columns = np.clip(values, 0.0, _MAXIMA).tolist()
         out = {
             target: Forecast(
                 kind,

@@ -322,7 +322,9 @@ class OnlineLearner:
         return await self.forecaster.ask(AskForecast(agent_id, horizon, coverage), min_seq)
 
     def champions_changed(self) -> None:
-        """Tell the forecaster to load the registry's champions again."""
+        """Tell the forecaster to load the registry's champions again; answers kept to give again are
+        another model's now, so they go."""
+        self._recent.clear()
         if self.forecaster is not None and self.forecaster._writer is not None:
             self.forecaster._send(Reload())
 

@@ -216,14 +216,23 @@ class Worker:
                 self.state.fill(self.db)
             self._answer_deferred()
             self._report_progress()
-            if self.state.applied_seq != self.snapshot_seq and (
+            if self._unsaved() and (
                 time.monotonic() - self.snapshot_at >= self.settings.snapshot_interval_s or self._pending_full()
             ):
                 self.snapshot()
-        if self.state.applied_seq != self.snapshot_seq:
+        if self._unsaved():
             self.snapshot()
         if not self.orphaned:
             self._tell(Stopped(self.state.applied_seq))
+
+    def _unsaved(self) -> bool:
+        """Whether the state changed since the last snapshot: it applied events, or (the prompt learner)
+        a selection drew from an agent's bandit, which no replay of the log redoes (without this, the
+        draws after the last event were lost at a stop, and repeated after the restart)."""
+        if self.state.applied_seq != self.snapshot_seq:
+            return True
+        table = self._table() if self.store is not None else None
+        return table is not None and bool(table.dirty or table.pending)
 
     def _pending_full(self) -> bool:
         """Evicted agents' pickles wait in memory for the next snapshot; past ``_PENDING_LIMIT`` it is now."""

@@ -5,9 +5,12 @@ A backup is a directory::
     events.sqlite3   the event log as one self-contained SQLite file (rollback-journal mode, no WAL)
     jobs.sqlite3     the job records, copied the same way, when the data directory has them
     *.snapshot       the online learners' snapshots, copied before the log (see below)
-    *.agents.sqlite3 the baselines learners' stores (their incremental snapshots), copied the same way
+    *.agents.sqlite3 the learners' stores (baselines and prompts: their incremental snapshots), copied the same way
     models/ ...      copies of the data directory's DATA_SUBDIRS that exist, file by file
     manifest.json    written last, so a directory without it is an incomplete backup
+
+Every copied file, in the backup and when restored, keeps its source's permission bits (``_create_like``):
+the learners' snapshots and stores and the checkpoints are 0600.
 
 How the snapshot is taken
 -------------------------
@@ -62,6 +65,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -292,6 +296,7 @@ def _snapshot(source: Path, target: Path) -> None:
         # writer commits between steps (see the module docstring).
         src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        os.close(_create_like(source, target))  # SQLite writes into it, keeping its mode
         dst = sqlite3.connect(target, isolation_level=None)
         try:
             src.backup(dst, pages=_STEP_PAGES, progress=_RestartGuard(source))
@@ -573,11 +578,18 @@ def _hash_file(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _create_like(source: Path, target: Path) -> int:
+    """Create ``target``, new and empty, with ``source``'s permission bits, and return its descriptor: a
+    learner's store or snapshot and a checkpoint (pickles and weights the daemon loads) stay 0600 in the
+    backup and once restored (they became 0644 through the umask)."""
+    return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(source.stat().st_mode))
+
+
 def _copy_file(source: Path, target: Path) -> tuple[int, str]:
     """Copy ``source`` to a new ``target``, fsynced; return the size and SHA-256 of what was written."""
     digest = hashlib.sha256()
     size = 0
-    with open(source, "rb") as f, open(target, "xb") as out:
+    with open(source, "rb") as f, os.fdopen(_create_like(source, target), "wb") as out:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
             out.write(chunk)

@@ -42,11 +42,16 @@ class Evaluation(NamedTuple):
 
     def geometric_mase(self) -> float:
         """The geometric mean of the targets' MASE: one number to rank models of the same windows by, the
-        geometric mean of their per-target MAE ratios, as the registry's promotion rule compares them."""
-        values = [m.mase for m in self.targets.values()]
-        if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        geometric mean of their per-target MAE ratios, as the registry's promotion rule compares them.
+
+        Like that rule (``compare``), it leaves out a target without a MASE: one that never changed over
+        the training rows (a success rate of 1 throughout, common in real streams) has no naive scale,
+        and counting it made every model of such a stream NaN, so that every tuning trial failed. NaN
+        when no target has one; a MASE of 0 counts as 1e-12, as there."""
+        values = [m.mase for m in self.targets.values() if math.isfinite(m.mase)]
+        if not values:
             return math.nan
-        return math.exp(sum(math.log(v) for v in values) / len(values))
+        return math.exp(sum(math.log(max(v, 1e-12)) for v in values) / len(values))
 
 
 def evaluate(
