@@ -285,6 +285,8 @@ def ranking_from_proto(r: prompts_pb2.ScorePromptsResponse) -> PromptRanking:
         ),
         used_global_model=r.used_global_model,
         selected_variant=r.selected_variant,
+        as_of_sequence=r.as_of_sequence,
+        durable_sequence=r.durable_sequence,
     )
 
 

@@ -208,6 +208,15 @@ class PromptRanking:
     """The swarm's global models answered every target (always for an unknown or young agent)."""
     selected_variant: str
     """Set when ``select=True``: the variant to use next (with exploration)."""
+    as_of_sequence: int = 0
+    """Event log sequence the prompt learner had reached when it answered."""
+    durable_sequence: int = 0
+    """The log's sequence when the question was asked: ``lag`` events more than the learner had."""
+
+    @property
+    def lag(self) -> int:
+        """Events in the log that the answering learner had not learned yet (0: up to date)."""
+        return max(0, self.durable_sequence - self.as_of_sequence)
 
 
 @dataclass(frozen=True, slots=True)

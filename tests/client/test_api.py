@@ -200,7 +200,9 @@ class FakeDaemon(service_pb2_grpc.SwarmLearnServicer):
             prompts_pb2.ScoredPrompt(index=i, variant=c.variant, score=float(i))
             for i, c in enumerate(request.candidates)
         ][::-1]
-        return prompts_pb2.ScorePromptsResponse(agent_id=request.agent_id, ranked=ranked, selected_variant="b")
+        return prompts_pb2.ScorePromptsResponse(
+            agent_id=request.agent_id, ranked=ranked, selected_variant="b", as_of_sequence=90, durable_sequence=100
+        )
 
     async def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
@@ -311,6 +313,7 @@ async def test_results_are_typed_and_token_is_sent(daemon: tuple[FakeDaemon, str
     assert (list(predict_request.targets), predict_request.coverage) == (["latency_ms"], 0.9)
 
     assert [s.index for s in ranking.ranked] == [1, 0] and ranking.selected_variant == "b"
+    assert (ranking.as_of_sequence, ranking.durable_sequence, ranking.lag) == (90, 100, 10)
     score_request = fake.requests[2]
     assert isinstance(score_request, prompts_pb2.ScorePromptsRequest)
     assert not score_request.candidates[0].HasField("prompt_tokens")

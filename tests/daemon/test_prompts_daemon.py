@@ -55,7 +55,7 @@ async def learned(tmp_path: Path) -> AsyncIterator[tuple[DaemonServer, Stub]]:
 
 
 async def test_scores_rank_prompts_by_what_was_learned(learned: tuple[DaemonServer, Stub]) -> None:
-    _, stub = learned
+    server, stub = learned
     request = prompts_pb2.ScorePromptsRequest(
         agent_id="coder", candidates=[prompts_pb2.PromptCandidate(text=t) for t in (BAD, GOOD)]
     )
@@ -65,6 +65,8 @@ async def test_scores_rank_prompts_by_what_was_learned(learned: tuple[DaemonServ
     assert best.predicted_quality > worst.predicted_quality + 0.1
     assert best.score > worst.score
     assert 0 < best.uncertainty < 1 and 0 <= best.predicted_success <= 1 and best.predicted_latency_ms > 0
+    # How far the answering learner had read the log, and the log's end when asked: caught up here.
+    assert response.as_of_sequence == response.durable_sequence == server.store.durable_sequence > 0
     # An agent the daemon never saw borrows the swarm's models, and says so.
     stranger = await stub.ScorePrompts(
         prompts_pb2.ScorePromptsRequest(agent_id="stranger", candidates=request.candidates)

@@ -63,13 +63,17 @@ class ScoredPrompt(_message.Message):
     def __init__(self, index: _Optional[int] = ..., variant: _Optional[str] = ..., predicted_quality: _Optional[float] = ..., predicted_success: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., predicted_response_tokens: _Optional[float] = ..., uncertainty: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class ScorePromptsResponse(_message.Message):
-    __slots__ = ("agent_id", "ranked", "used_global_model", "selected_variant")
+    __slots__ = ("agent_id", "ranked", "used_global_model", "selected_variant", "as_of_sequence", "durable_sequence")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     RANKED_FIELD_NUMBER: _ClassVar[int]
     USED_GLOBAL_MODEL_FIELD_NUMBER: _ClassVar[int]
     SELECTED_VARIANT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     ranked: _containers.RepeatedCompositeFieldContainer[ScoredPrompt]
     used_global_model: bool
     selected_variant: str
-    def __init__(self, agent_id: _Optional[str] = ..., ranked: _Optional[_Iterable[_Union[ScoredPrompt, _Mapping]]] = ..., used_global_model: _Optional[bool] = ..., selected_variant: _Optional[str] = ...) -> None: ...
+    as_of_sequence: int
+    durable_sequence: int
+    def __init__(self, agent_id: _Optional[str] = ..., ranked: _Optional[_Iterable[_Union[ScoredPrompt, _Mapping]]] = ..., used_global_model: _Optional[bool] = ..., selected_variant: _Optional[str] = ..., as_of_sequence: _Optional[int] = ..., durable_sequence: _Optional[int] = ...) -> None: ...

@@ -237,7 +237,8 @@ def score_request(request: prompts_pb2.ScorePromptsRequest) -> tuple[tuple[Candi
     return candidates, weights
 
 
-def score_response(result: ScoreResult) -> prompts_pb2.ScorePromptsResponse:
+def score_response(result: ScoreResult, as_of: int, durable: int) -> prompts_pb2.ScorePromptsResponse:
+    """``as_of``: the log sequence the prompt learner had applied; ``durable``: the log's when asked."""
     return prompts_pb2.ScorePromptsResponse(
         agent_id=result.agent_id,
         ranked=[
@@ -255,6 +256,8 @@ def score_response(result: ScoreResult) -> prompts_pb2.ScorePromptsResponse:
         ],
         used_global_model=result.used_global_model,
         selected_variant=result.selected_variant,
+        as_of_sequence=as_of,
+        durable_sequence=durable,
     )
 
 

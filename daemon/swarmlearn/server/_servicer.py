@@ -207,9 +207,10 @@ class SwarmLearnServicer(service_pb2_grpc.SwarmLearnServicer):  # type: ignore[m
         resolve_weights(weights, _PROMPTS)
         # An agent with committed events waits for the learner to reach it; a stranger gets the
         # swarm's models at once.
-        min_seq = self._store.durable_sequence if self._ingestor.knows(agent_id) else 0
+        durable = self._store.durable_sequence
+        min_seq = durable if self._ingestor.knows(agent_id) else 0
         answer = await self._online.score(agent_id, candidates, weights, request.select, min_seq=min_seq)
-        return score_response(answer.value)
+        return score_response(answer.value, answer.applied_seq, durable)
 
     @mapped
     async def GetAgentStats(self, request: agents_pb2.GetAgentStatsRequest, context: Context) -> agents_pb2.AgentStats:
