@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from ingest import free_port, wait_ready  # benchmarks/ingest.py
-from scale import field_kib, rss_mib, start_daemon  # benchmarks/scale.py
+from scale import field_kib, learners_started, rss_mib, start_daemon  # benchmarks/scale.py
 
 from swarmlearn.importer import event_to_proto
 from swarmlearn.synthetic import generate_swarm
@@ -73,11 +73,8 @@ async def idle_run(args: argparse.Namespace) -> dict[str, object]:
     result: dict[str, object] = {"mode": "idle", "agents": args.agents, "events": args.events}
     try:
         await wait_ready(target)
+        await learners_started(target)
         async with AsyncClient(target, timeout=30) as client:
-            while True:
-                if (await client.status()).online_running:
-                    break
-                await asyncio.sleep(0.1)
             await asyncio.sleep(10.0)
             result["idle_rss_mib"] = processes(proc.pid)
             result["idle_cpu_s"] = processes(proc.pid, cpu=True)

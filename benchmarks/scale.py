@@ -150,6 +150,15 @@ def latency_summary(calls: list[tuple[float, float, str]]) -> dict[str, object]:
             "max_ms": round(ms[-1], 1)}  # fmt: skip
 
 
+async def learners_started(target: str) -> None:
+    """Until the daemon at ``target`` says its learner processes run."""
+    async with AsyncClient(target, timeout=30) as client:
+        while True:  # polled: the daemon says it only when asked
+            if (await client.status()).online_running:
+                return
+            await asyncio.sleep(0.1)
+
+
 async def first_answer(target: str, agent: str, deadline_s: float) -> float | None:
     """perf_counter() at the daemon's first Predict answer for ``agent``; None if none came in time."""
     async with grpc.aio.insecure_channel(target) as channel:
@@ -178,11 +187,8 @@ async def daemon_run(args: argparse.Namespace) -> dict[str, object]:
     proc = start_daemon(port, data_dir, args.agents)
     try:
         await wait_ready(target)
+        await learners_started(target)
         async with AsyncClient(target, timeout=30) as client:
-            while True:
-                if (await client.status()).online_running:
-                    break
-                await asyncio.sleep(0.1)
             await asyncio.sleep(3.0)  # the learners load in the background
             result["rss_idle_mib"], result["pss_idle_mib"] = tree_memory_mib(proc.pid)
             samples: list[tuple[float, int, int]] = []
